@@ -1,0 +1,68 @@
+import numpy as np
+import torch
+from PIL import Image
+
+from trainables.data import get_dataset
+from trainables.photometric import PhotometricConfig
+from trainables.pipeline import TwoViewTransform, evaluation_batches, evaluation_view, normalize, view_batches
+from trainables.recipes import recipe
+from trainables.train import train
+from trainables.views import make_views
+
+
+def write_coco(root, sizes):
+    folder = root / "coco" / "train2017"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for index, (height, width) in enumerate(sizes):
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{index:012d}.jpg")
+    return root
+
+
+def test_in_memory_batches_render_whole_batches_and_drop_the_remainder():
+    digits = get_dataset("digits")
+    transform = TwoViewTransform(make_views("patch", patch=0.3, size=16), PhotometricConfig())
+    batches = list(view_batches(digits, torch.arange(70), transform, 32, torch.Generator().manual_seed(0)))
+    assert [len(batch) for batch in batches] == [32, 32]
+    assert batches[0].view1.shape == (32, 3, 16, 16) and batches[0].view1.dtype == torch.uint8
+    assert batches[0].geometry.boxes.shape == (32, 2, 4)
+
+
+def test_image_folder_batches_handle_images_of_different_sizes(tmp_path):
+    root = write_coco(tmp_path, [(40, 60), (64, 48), (50, 50), (33, 90), (80, 80)])
+    coco = get_dataset("coco", root=root)
+    transform = TwoViewTransform(make_views("overlap", overlap=0.2, size=24), PhotometricConfig())
+    batches = list(view_batches(coco, torch.arange(5), transform, 2, torch.Generator().manual_seed(0)))
+    assert [len(batch) for batch in batches] == [2, 2]
+    sizes = torch.cat([batch.geometry.image_size for batch in batches])
+    assert sizes.tolist() == [[40, 60], [64, 48], [50, 50], [33, 90]]
+    assert all(torch.allclose(batch.geometry.overlap, torch.tensor(0.2, dtype=torch.float64)) for batch in batches)
+
+
+def test_evaluation_view_is_the_centred_square():
+    image = torch.arange(6 * 10, dtype=torch.float32).view(1, 1, 6, 10).expand(1, 3, 6, 10)
+    view = evaluation_view(image, 6)
+    assert torch.equal(view, image[..., :, 2:8])
+    images, labels = next(evaluation_batches(get_dataset("digits", split="test"), 32, 10))
+    assert images.shape == (10, 3, 32, 32) and labels.shape == (10,)
+
+
+def test_normalize_gives_float_standardised_views():
+    views = torch.full((2, 3, 4, 4), 255, dtype=torch.uint8)
+    normalised = normalize(views, torch.device("cpu"))
+    assert normalised.dtype == torch.float32
+    assert torch.allclose(normalised[0, :, 0, 0], (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225]))
+
+
+def test_trains_on_scene_folder_and_evaluates_on_objects(tmp_path):
+    root = write_coco(tmp_path, [(48 + 4 * i, 64 - 2 * i) for i in range(12)])
+    config = recipe(
+        "digits",
+        **{"data.dataset": "coco", "data.eval_dataset": "digits", "data.root": str(root), "data.eval_limit": 100,
+           "views.family": "overlap", "views.params": {"overlap": 0.3}, "views.size": 16,
+           "margin.mode": "distance", "margin.k": 2.0, "batch_size": 4, "epochs": 1},
+    )
+    (metrics,) = train(config, workdir=tmp_path / "run")
+    assert 0 <= metrics["knn_top1"] <= 1
+    assert metrics["phi_mean"] > 0 and metrics["distance_mean"] > metrics["phi_mean"]

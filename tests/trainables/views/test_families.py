@@ -1,0 +1,205 @@
+"""Geometry invariants of every view family, checked with hypothesis over shapes, parameters and seeds."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trainables.validation import ConfigError
+from trainables.views import VIEW_FAMILIES, ViewGeometry, make_views
+from trainables.views.boxes import box_area, box_centers, intersection_area
+
+TOL = 1e-4
+sides = st.integers(min_value=8, max_value=600)
+seeds = st.integers(min_value=0, max_value=2**31 - 1)
+fractions = st.floats(min_value=0.01, max_value=0.99)
+N = 32
+
+
+def sample(family, height, width, seed, **params):
+    sampler = make_views(family, size=32, **params)
+    return sampler.sample(N, height, width, torch.Generator().manual_seed(seed))
+
+
+def assert_inside_image(geometry: ViewGeometry, height: int, width: int) -> None:
+    boxes = geometry.boxes
+    assert boxes.dtype == torch.float64
+    assert (boxes[..., 0] >= 0).all() and (boxes[..., 1] >= 0).all()
+    assert (boxes[..., 2] <= width).all() and (boxes[..., 3] <= height).all()
+    assert (boxes[..., 2] > boxes[..., 0]).all() and (boxes[..., 3] > boxes[..., 1]).all()
+
+
+def area_fraction(boxes, height, width):
+    return box_area(boxes) / (height * width)
+
+
+def aspect_ok_or_forced(boxes, height, width, ratio=(3 / 4, 4 / 3)):
+    """Aspect ratio within ``ratio``, unless the box spans the image along the limiting axis."""
+    aspect = (boxes[..., 2] - boxes[..., 0]) / (boxes[..., 3] - boxes[..., 1])
+    in_range = (aspect >= ratio[0] - 1e-9) & (aspect <= ratio[1] + 1e-9)
+    spans_width = (boxes[..., 2] - boxes[..., 0]) >= width - 1e-6
+    spans_height = (boxes[..., 3] - boxes[..., 1]) >= height - 1e-6
+    return (in_range | spans_width | spans_height).all()
+
+
+@given(height=sides, width=sides, seed=seeds)
+def test_random_crop_boxes_follow_random_resized_crop(height, width, seed):
+    geometry = sample("random_crop", height, width, seed)
+    assert_inside_image(geometry, height, width)
+    areas = area_fraction(geometry.boxes, height, width)
+    assert (areas >= 0.2 - TOL).all() and (areas <= 1 + TOL).all()
+    assert aspect_ok_or_forced(geometry.boxes, height, width)
+    assert geometry.hole is None
+
+
+@given(height=sides, width=sides, seed=seeds, overlap=fractions)
+def test_overlap_intersection_is_exactly_the_parameter(height, width, seed, overlap):
+    geometry = sample("overlap", height, width, seed, overlap=overlap)
+    assert_inside_image(geometry, height, width)
+    realised = intersection_area(geometry.boxes[:, 0], geometry.boxes[:, 1]) / (height * width)
+    assert torch.allclose(realised, torch.full_like(realised, overlap), atol=TOL, rtol=0)
+    assert torch.allclose(geometry.overlap, realised)
+    assert (area_fraction(geometry.boxes, height, width) >= overlap - TOL).all()
+
+
+def test_overlap_crops_vary_in_size_and_position():
+    geometry = sample("overlap", 64, 64, 0, overlap=0.3)
+    many = make_views("overlap", overlap=0.3).sample(2000, 64, 64, torch.Generator().manual_seed(1))
+    areas = many.view_areas
+    assert areas.min() >= 0.3 - TOL and areas.max() > 0.8
+    assert areas.std() > 0.1
+    assert many.distance.std() > 1.0
+    assert not torch.equal(geometry.boxes[:, 0], geometry.boxes[:, 1])
+
+
+@given(height=sides, width=sides, seed=seeds, patch=fractions)
+def test_patch_is_whole_image_and_exact_area(height, width, seed, patch):
+    geometry = sample("patch", height, width, seed, patch=patch)
+    assert_inside_image(geometry, height, width)
+    whole = torch.tensor([0.0, 0.0, width, height], dtype=torch.float64)
+    assert torch.equal(geometry.boxes[:, 0], whole.expand(N, 4))
+    areas = area_fraction(geometry.boxes[:, 1], height, width)
+    assert torch.allclose(areas, torch.full_like(areas, patch), atol=TOL, rtol=0)
+    assert aspect_ok_or_forced(geometry.boxes[:, 1], height, width)
+
+
+def exclusive_region(box1, box2):
+    """Area of the rectangle between the facing edges of two disjoint boxes, and its axis."""
+    apart_x = max(box2[0] - box1[2], box1[0] - box2[2])
+    apart_y = max(box2[1] - box1[3], box1[1] - box2[3])
+    if apart_x > apart_y:
+        shared = min(box1[3], box2[3]) - max(box1[1], box2[1])
+        return apart_x * shared, shared
+    shared = min(box1[2], box2[2]) - max(box1[0], box2[0])
+    return apart_y * shared, shared
+
+
+@given(
+    height=sides,
+    width=sides,
+    seed=seeds,
+    crop=st.floats(min_value=0.02, max_value=0.45),
+    gap_share=st.floats(min_value=0.01, max_value=1.0),
+)
+def test_exclusive_crops_are_disjoint_equal_and_gap_is_exact(height, width, seed, crop, gap_share):
+    gap = gap_share * (1 - 2 * crop)
+    geometry = sample("exclusive", height, width, seed, gap=gap, crop=crop)
+    assert_inside_image(geometry, height, width)
+    areas = area_fraction(geometry.boxes, height, width)
+    assert torch.allclose(areas, torch.full_like(areas, crop), atol=TOL, rtol=0)
+    assert torch.allclose(geometry.boxes[:, 0, 2:] - geometry.boxes[:, 0, :2], geometry.boxes[:, 1, 2:] - geometry.boxes[:, 1, :2])
+    assert (geometry.overlap == 0).all()
+    for box1, box2 in geometry.boxes.tolist():
+        region, shared = exclusive_region(box1, box2)
+        assert shared > 0
+        assert abs(region / (height * width) - gap) <= TOL
+
+
+def test_exclusive_uses_both_axes_and_both_orders():
+    geometry = make_views("exclusive", gap=0.1).sample(400, 64, 64, torch.Generator().manual_seed(3))
+    centers = box_centers(geometry.boxes)
+    delta = centers[:, 1] - centers[:, 0]
+    horizontal = delta[:, 0].abs() > delta[:, 1].abs()
+    assert 0.35 < horizontal.double().mean() < 0.65
+    assert (delta[horizontal, 0] > 0).any() and (delta[horizontal, 0] < 0).any()
+
+
+@given(height=sides, width=sides, seed=seeds, hole=fractions, fill=st.sampled_from(["zero", "none"]))
+def test_cutout_hole_is_view_two_and_exact_area(height, width, seed, hole, fill):
+    geometry = sample("cutout", height, width, seed, hole=hole, fill=fill)
+    assert_inside_image(geometry, height, width)
+    assert torch.equal(geometry.hole, geometry.boxes[:, 1])
+    assert torch.equal(geometry.boxes[:, 0], torch.tensor([0.0, 0.0, width, height], dtype=torch.float64).expand(N, 4))
+    areas = area_fraction(geometry.hole, height, width)
+    assert torch.allclose(areas, torch.full_like(areas, hole), atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("family", sorted(VIEW_FAMILIES))
+def test_single_geometry_api_and_distance(family):
+    sampler = make_views(family, size=32)
+    geometry = sampler.geometry(40, 56, torch.Generator().manual_seed(0))
+    assert geometry.boxes.shape == (2, 4)
+    expected = math.dist(
+        ((geometry.boxes[0, 0] + geometry.boxes[0, 2]) / 2, (geometry.boxes[0, 1] + geometry.boxes[0, 3]) / 2),
+        ((geometry.boxes[1, 0] + geometry.boxes[1, 2]) / 2, (geometry.boxes[1, 1] + geometry.boxes[1, 3]) / 2),
+    )
+    assert float(geometry.distance) == pytest.approx(expected)
+    assert float(geometry.phi) == pytest.approx(expected / math.hypot(40, 56))
+    assert (geometry.hole is None) == (family != "cutout")
+
+
+@pytest.mark.parametrize("family", sorted(VIEW_FAMILIES))
+def test_same_seed_same_geometry(family):
+    sampler = make_views(family)
+    first = sampler.sample(8, 50, 70, torch.Generator().manual_seed(5))
+    again = sampler.sample(8, 50, 70, torch.Generator().manual_seed(5))
+    other = sampler.sample(8, 50, 70, torch.Generator().manual_seed(6))
+    assert torch.equal(first.boxes, again.boxes)
+    assert not torch.equal(first.boxes, other.boxes)
+
+
+@pytest.mark.parametrize(
+    ("family", "params", "field", "valid"),
+    [
+        ("overlap", {"overlap": 1.0}, "overlap.overlap", "(0, 1)"),
+        ("overlap", {"overlap": 0.0}, "overlap.overlap", "(0, 1)"),
+        ("overlap", {"overlap": -0.2}, "overlap.overlap", "(0, 1)"),
+        ("overlap", {"overlap": float("nan")}, "overlap.overlap", "(0, 1)"),
+        ("patch", {"patch": 1.5}, "patch.patch", "(0, 1)"),
+        ("exclusive", {"gap": 0.7, "crop": 0.2}, "exclusive.gap", "(0, 0.6]"),
+        ("exclusive", {"crop": 0.5}, "exclusive.crop", "(0, 0.5)"),
+        ("cutout", {"hole": 0.0}, "cutout.hole", "(0, 1)"),
+        ("cutout", {"fill": "gray"}, "cutout.fill", "'blur'"),
+        ("cutout", {"hole": 0.05, "fill": "blur", "blur_sigma": 2.0}, "cutout.blur_sigma", "hole's side"),
+        ("random_crop", {"scale": (0.5, 0.2)}, "random_crop.scale", "low <= high"),
+        ("overlap", {"overlp": 0.3}, "overlap.overlp", "overlap"),
+    ],
+)
+def test_unsatisfiable_parameters_name_field_value_and_range(family, params, field, valid):
+    with pytest.raises(ConfigError) as error:
+        make_views(family, **params)
+    message = str(error.value)
+    assert field in message and valid in message
+    assert repr(next(iter(params.values()))) in message or "nan" in message
+
+
+def test_unknown_family_lists_the_families():
+    with pytest.raises(ConfigError, match="views.family='zoom'.*'overlap'"):
+        make_views("zoom")
+
+
+def test_geometry_rejects_empty_images():
+    with pytest.raises(ConfigError, match="height=0"):
+        make_views("patch").geometry(0, 10)
+
+
+def test_stack_and_index_round_trip():
+    sampler = make_views("cutout", hole=0.2)
+    generator = torch.Generator().manual_seed(0)
+    singles = [sampler.geometry(32, 48, generator) for _ in range(3)]
+    batch = ViewGeometry.stack(singles)
+    assert batch.boxes.shape == (3, 2, 4) and len(batch) == 3
+    assert torch.equal(batch[1].hole, singles[1].hole)
+    assert torch.allclose(batch.distance, torch.stack([g.distance for g in singles]))

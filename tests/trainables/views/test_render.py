@@ -1,0 +1,120 @@
+"""Pixels match boxes: views of an image whose channels encode each pixel's x and y centre."""
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trainables.views import VIEW_FAMILIES, make_views
+from trainables.views.render import blur_kernel_size, crop_resize, hole_mask
+
+SIZE = 16
+
+
+def coordinate_image(height: int, width: int) -> torch.Tensor:
+    """``(2, H, W)``: channel 0 is the pixel centre's x, channel 1 its y."""
+    ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    return torch.stack((xs, ys)).double()
+
+
+def expected_coordinates(box, size):
+    """The centres of the ``size x size`` bins of ``box``: x per column and y per row."""
+    steps = (torch.arange(size, dtype=torch.float64) + 0.5) / size
+    return box[0] + steps * (box[2] - box[0]), box[1] + steps * (box[3] - box[1])
+
+
+def assert_view_matches_box(view, box, height, width):
+    """Bilinear sampling of a linear image is exact, except within half a pixel of the border
+    where sampling clamps to the outermost pixel centre."""
+    xs, ys = expected_coordinates(box, view.shape[-1])
+    got_x, got_y = view[0], view[1]
+    assert torch.allclose(got_x, xs[None, :].expand_as(got_x), atol=0.5 + 1e-6)
+    assert torch.allclose(got_y, ys[:, None].expand_as(got_y), atol=0.5 + 1e-6)
+    bin_w = (box[2] - box[0]) / view.shape[-1]
+    bin_h = (box[3] - box[1]) / view.shape[-1]
+    interior_x = (xs - bin_w / 2 >= 0.5) & (xs + bin_w / 2 <= width - 0.5)
+    interior_y = (ys - bin_h / 2 >= 0.5) & (ys + bin_h / 2 <= height - 0.5)
+    assert torch.allclose(got_x[:, interior_x], xs[interior_x].expand(view.shape[-1], -1), atol=1e-6)
+    assert torch.allclose(got_y[interior_y, :], ys[interior_y, None].expand(-1, view.shape[-1]), atol=1e-6)
+
+
+PARAMS = {
+    "random_crop": {},
+    "overlap": {"overlap": 0.3},
+    "patch": {"patch": 0.3},
+    "exclusive": {"gap": 0.1},
+    "cutout": {"hole": 0.3, "fill": "none"},
+}
+
+
+@pytest.mark.parametrize("family", sorted(VIEW_FAMILIES))
+@given(height=st.integers(8, 120), width=st.integers(8, 120), seed=st.integers(0, 10_000))
+def test_view_pixels_come_from_their_box(family, height, width, seed):
+    sampler = make_views(family, size=SIZE, **PARAMS[family])
+    image = coordinate_image(height, width)
+    view1, view2, geometry = sampler(image, torch.Generator().manual_seed(seed))
+    assert view1.shape == view2.shape == (2, SIZE, SIZE)
+    assert_view_matches_box(view1, geometry.boxes[0], height, width)
+    assert_view_matches_box(view2, geometry.boxes[1], height, width)
+
+
+def test_uint8_images_give_uint8_views_of_the_requested_size():
+    image = torch.randint(0, 256, (3, 40, 30), dtype=torch.uint8)
+    view1, view2, _ = make_views("overlap", overlap=0.4, size=24)(image, torch.Generator().manual_seed(0))
+    assert view1.dtype == view2.dtype == torch.uint8
+    assert view1.shape == view2.shape == (3, 24, 24)
+
+
+def test_crop_of_whole_image_at_native_size_is_identity():
+    image = torch.randint(0, 256, (2, 3, 20, 20), dtype=torch.uint8)
+    boxes = torch.tensor([[0.0, 0.0, 20.0, 20.0]] * 2, dtype=torch.float64)
+    assert torch.equal(crop_resize(image, boxes, 20), image)
+
+
+def test_batched_and_single_rendering_agree():
+    sampler = make_views("patch", patch=0.25, size=SIZE)
+    images = torch.rand(5, 3, 30, 40)
+    geometry = sampler.sample(5, 30, 40, torch.Generator().manual_seed(2))
+    view1, view2 = sampler.render(images, geometry)
+    for index in range(5):
+        single1, single2 = sampler.render(images[index : index + 1], geometry[index : index + 1])
+        assert torch.allclose(view1[index], single1[0]) and torch.allclose(view2[index], single2[0])
+
+
+def test_hole_mask_covers_exactly_the_hole_area():
+    holes = torch.tensor([[3.3, 5.1, 17.9, 12.2], [0.0, 0.0, 32.0, 32.0]], dtype=torch.float64)
+    frames = torch.tensor([[0.0, 0.0, 32.0, 32.0]] * 2, dtype=torch.float64)
+    mask = hole_mask(holes, frames, 16)
+    expected = (holes[:, 2] - holes[:, 0]) * (holes[:, 3] - holes[:, 1]) / 4
+    assert torch.allclose(mask.sum(dim=(1, 2, 3)), expected)
+    assert mask.min() >= 0 and mask.max() <= 1
+
+
+@given(seed=st.integers(0, 10_000), hole=st.floats(0.1, 0.6))
+def test_cutout_fills_only_the_hole(seed, hole):
+    image = torch.rand(3, 32, 32) * 200 + 20
+    plain = make_views("cutout", hole=hole, fill="none", size=32)
+    zero = make_views("cutout", hole=hole, fill="zero", size=32)
+    blur = make_views("cutout", hole=hole, fill="blur", blur_sigma=1.0, size=32)
+    views = [sampler(image, torch.Generator().manual_seed(seed)) for sampler in (plain, zero, blur)]
+    (untouched, patch, geometry), (blacked, patch_zero, _), (blurred, patch_blur, _) = views
+    assert torch.allclose(untouched, image, atol=1e-5)
+    assert torch.equal(patch, patch_zero) and torch.equal(patch, patch_blur)
+    mask = hole_mask(geometry.hole[None], geometry.boxes[None, 0], 32)[0, 0]
+    inside, outside = mask == 1, mask == 0
+    assert inside.any()
+    assert (blacked[:, inside] == 0).all()
+    assert torch.allclose(blacked[:, outside], image[:, outside])
+    assert torch.allclose(blurred[:, outside], image[:, outside])
+    assert not torch.allclose(blurred[:, inside], image[:, inside])
+    assert (blurred[:, inside] > 0).all()
+
+
+def test_blur_smooths_the_hole():
+    image = torch.zeros(1, 32, 32)
+    image[:, :, ::2] = 255.0
+    sampler = make_views("cutout", hole=0.5, fill="blur", blur_sigma=1.5, size=32)
+    filled, _, geometry = sampler(image, torch.Generator().manual_seed(0))
+    inside = hole_mask(geometry.hole[None], geometry.boxes[None, 0], 32)[0, 0] == 1
+    assert filled[0][inside].std() < 0.2 * image[0][inside].std()
+    assert blur_kernel_size(1.5) == 11

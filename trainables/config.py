@@ -1,0 +1,211 @@
+"""The typed, frozen training configuration, validated once when it is built.
+
+Every section validates its own fields in ``__post_init__`` and raises
+:class:`~trainables.validation.ConfigError` naming the field, the value and the valid range.
+``TrainConfig.from_dict`` builds it from nested plain data (YAML, CLI, Ray Tune params) and
+``to_dict`` gives that data back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainables.data import DATASETS
+from trainables.loss import MARGIN_MODES, distance_margin
+from trainables.model import ModelConfig
+from trainables.photometric import PhotometricConfig
+from trainables.validation import ConfigError, check_choice, check_range
+from trainables.views import VIEW_FAMILIES, ViewSampler, make_views
+
+QUERY_SPLIT = "test"
+BANK_SPLIT = "train"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Training data and the labelled dataset that kNN evaluates on (bank: train, queries: test).
+
+    ``eval_dataset`` defaults to the training dataset's usual evaluation set (``coco`` ->
+    ``cifar10``, ``digit-scenes`` -> ``digits``). ``limit``/``eval_limit`` cap the number of
+    images, for quick runs.
+    """
+
+    dataset: str = "digits"
+    eval_dataset: str | None = None
+    root: str | None = None
+    train_split: str = "train"
+    limit: int | None = None
+    eval_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        info = DATASETS[check_choice("data.dataset", self.dataset, DATASETS)]
+        check_choice("data.train_split", self.train_split, info.splits)
+        if self.eval_dataset is None:
+            object.__setattr__(self, "eval_dataset", info.default_eval)
+        labelled = [name for name, spec in DATASETS.items() if BANK_SPLIT in spec.labelled_splits]
+        check_choice("data.eval_dataset", self.eval_dataset, labelled)
+        for name in ("limit", "eval_limit"):
+            if getattr(self, name) is not None:
+                check_range(f"data.{name}", getattr(self, name), 1, integer=True)
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """A view family, its parameters (see :mod:`trainables.views`) and the output side in pixels."""
+
+    family: str = "random_crop"
+    params: dict[str, Any] = field(default_factory=dict)
+    size: int = 32
+
+    def __post_init__(self) -> None:
+        check_choice("views.family", self.family, VIEW_FAMILIES)
+        self.build()
+
+    def build(self) -> ViewSampler:
+        return make_views(self.family, size=self.size, **dict(self.params))
+
+
+@dataclass(frozen=True)
+class MarginConfig:
+    """Floor on each SimSiam term at ``-1 + m``: ``none``; ``fixed`` (``m``); ``distance``
+    (``m = k * phi``, ``phi`` the views' centre distance over the image diagonal)."""
+
+    mode: str = "none"
+    m: float = 0.2
+    k: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_choice("margin.mode", self.mode, MARGIN_MODES)
+        check_range("margin.m", self.m, 0, 2)
+        check_range("margin.k", self.k, 0)
+
+    def margin(self, phi):
+        """The margin for a batch with centre-distance ratios ``phi``: None, a float or a tensor."""
+        if self.mode == "none":
+            return None
+        if self.mode == "fixed":
+            return self.m
+        return distance_margin(phi, self.k)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD with ``lr = base_lr * batch_size / 256`` and an optional per-epoch cosine decay.
+
+    ``fix_predictor_lr`` keeps the predictor at the initial lr, as in SimSiam's ImageNet recipe.
+    """
+
+    base_lr: float = 0.03
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    fix_predictor_lr: bool = False
+
+    def __post_init__(self) -> None:
+        check_range("optim.base_lr", self.base_lr, 0, low_open=True)
+        check_range("optim.momentum", self.momentum, 0, 1, high_open=True)
+        check_range("optim.weight_decay", self.weight_decay, 0)
+        check_choice("optim.schedule", self.schedule, ("cosine", "constant"))
+        check_choice("optim.fix_predictor_lr", self.fix_predictor_lr, (False, True))
+
+
+@dataclass(frozen=True)
+class KnnConfig:
+    k: int = 200
+    temperature: float = 0.1
+    every: int = 1
+
+    def __post_init__(self) -> None:
+        check_range("knn.k", self.k, 1, integer=True)
+        check_range("knn.temperature", self.temperature, 0, low_open=True)
+        check_range("knn.every", self.every, 1, integer=True)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    views: ViewConfig = field(default_factory=ViewConfig)
+    photometric: PhotometricConfig = field(default_factory=PhotometricConfig)
+    margin: MarginConfig = field(default_factory=MarginConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    knn: KnnConfig = field(default_factory=KnnConfig)
+    epochs: int = 10
+    batch_size: int = 256
+    seed: int = 0
+    device: str = "auto"
+    loader_workers: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("epochs", self.epochs, 1, integer=True)
+        check_range("batch_size", self.batch_size, 2, integer=True)
+        check_range("seed", self.seed, 0, integer=True)
+        check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        check_range("loader_workers", self.loader_workers, 0, integer=True)
+
+    @property
+    def lr(self) -> float:
+        return self.optim.base_lr * self.batch_size / 256
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return build(cls, data, prefix="")
+
+    def replace(self, **overrides: Any) -> TrainConfig:
+        """A copy with dotted-path overrides, e.g. ``replace(**{"views.params.overlap": 0.3})``."""
+        data = self.to_dict()
+        for path, value in overrides.items():
+            set_path(data, path, value)
+        return TrainConfig.from_dict(data)
+
+
+def set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``data["a"]["b"] = value`` for ``path="a.b"``, creating mappings along the way."""
+    *parents, leaf = path.split(".")
+    node = data
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(path, value, f"a path into a section, but {key!r} is not one")
+    node[leaf] = value
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def build(cls: type, data: Any, prefix: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, recursing into dataclass-typed fields."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(prefix.rstrip(".") or cls.__name__, data, "a mapping of fields")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(prefix + unknown[0], data[unknown[0]], "one of the fields " + ", ".join(sorted(fields)))
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if _is_dataclass_type(hint):
+            kwargs[name] = build(hint, value, f"{prefix}{name}.")
+        elif _is_tuple(hint) and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _is_tuple(hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_tuple(arg) for arg in typing.get_args(hint))
+    return hint is tuple or origin is tuple

@@ -1,0 +1,146 @@
+"""The one registry of datasets, and the entry point that validates a request and loads it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from trainables.data.binary_sets import load_cifar10, load_cifar100, load_stl10
+from trainables.data.bundled import load_digit_scenes, load_digits_split
+from trainables.data.image_folders import load_coco, load_imagenet100
+from trainables.validation import ConfigError, check_choice
+
+DATA_ROOT_VARIABLE = "STUDY_DATA_ROOT"
+DEFAULT_DATA_ROOT = "data"
+
+Loader = Callable[[Path, str, bool], Dataset]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the rest of the platform needs to know about a dataset, and how to load it.
+
+    ``labelled_splits`` are the splits whose labels are real (usable as a kNN memory bank or
+    queries). ``default_eval`` names the labelled dataset on which a model trained on this one
+    is evaluated by kNN. ``bundled`` datasets need no files and ignore ``root``.
+    ``split_aliases`` maps accepted extra split names onto entries of ``splits``.
+    """
+
+    name: str
+    splits: tuple[str, ...]
+    labelled_splits: tuple[str, ...]
+    num_classes: int | None
+    scene_centric: bool
+    default_eval: str | None
+    bundled: bool
+    load: Loader = field(repr=False, compare=False)
+    split_aliases: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def resolve_split(self, split: str) -> str:
+        """The canonical split for ``split``; :class:`ConfigError` if it is not accepted."""
+        check_choice("split", split, (*self.splits, *self.split_aliases))
+        return self.split_aliases.get(split, split)
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo(
+            name="cifar10",
+            splits=("train", "test"),
+            labelled_splits=("train", "test"),
+            num_classes=10,
+            scene_centric=False,
+            default_eval="cifar10",
+            bundled=False,
+            load=load_cifar10,
+        ),
+        DatasetInfo(
+            name="cifar100",
+            splits=("train", "test"),
+            labelled_splits=("train", "test"),
+            num_classes=100,
+            scene_centric=False,
+            default_eval="cifar100",
+            bundled=False,
+            load=load_cifar100,
+        ),
+        DatasetInfo(
+            name="stl10",
+            splits=("train", "test", "unlabeled"),
+            labelled_splits=("train", "test"),
+            num_classes=10,
+            scene_centric=False,
+            default_eval="stl10",
+            bundled=False,
+            load=load_stl10,
+        ),
+        DatasetInfo(
+            name="imagenet100",
+            splits=("train", "val"),
+            labelled_splits=("train", "val"),
+            num_classes=100,
+            scene_centric=False,
+            default_eval="imagenet100",
+            bundled=False,
+            load=load_imagenet100,
+            split_aliases={"test": "val"},
+        ),
+        DatasetInfo(
+            name="coco",
+            splits=("train", "val"),
+            labelled_splits=(),
+            num_classes=None,
+            scene_centric=True,
+            default_eval="cifar10",
+            bundled=False,
+            load=load_coco,
+        ),
+        DatasetInfo(
+            name="digits",
+            splits=("train", "test"),
+            labelled_splits=("train", "test"),
+            num_classes=10,
+            scene_centric=False,
+            default_eval="digits",
+            bundled=True,
+            load=load_digits_split,
+        ),
+        DatasetInfo(
+            name="digit-scenes",
+            splits=("train", "test"),
+            labelled_splits=(),
+            num_classes=None,
+            scene_centric=True,
+            default_eval="digits",
+            bundled=True,
+            load=load_digit_scenes,
+        ),
+    )
+}
+
+
+def default_data_root() -> Path:
+    """``$STUDY_DATA_ROOT`` if set (and not empty), else ``data`` relative to the cwd."""
+    return Path(os.environ.get(DATA_ROOT_VARIABLE) or DEFAULT_DATA_ROOT)
+
+
+def get_dataset(
+    name: str, root: str | Path | None = None, split: str = "train", download: bool = False
+) -> Dataset:
+    """Load split ``split`` of dataset ``name`` from ``root`` (default: :func:`default_data_root`).
+
+    Items are ``(uint8 Tensor[3, H, W], int label)`` with label ``-1`` where there is none.
+    The name and split are validated before the filesystem is touched. Missing files raise
+    :class:`FileNotFoundError` saying where they were expected and how to obtain them.
+    """
+    info = DATASETS[check_choice("dataset", name, tuple(DATASETS))]
+    canonical_split = info.resolve_split(split)
+    if not isinstance(download, bool):
+        raise ConfigError("download", download, "a bool")
+    data_root = Path(root) if root is not None else default_data_root()
+    return info.load(data_root, canonical_split, download)

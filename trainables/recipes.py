@@ -1,0 +1,54 @@
+"""Named training recipes: complete configurations that a study or a user starts from."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from trainables.config import TrainConfig, set_path
+from trainables.validation import check_choice
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # SimSiam's CIFAR recipe (its appendix): ResNet-18 with a CIFAR stem, a 2-layer projector,
+    # SGD lr 0.03 * batch / 256, momentum 0.9, weight decay 5e-4, cosine decay. The paper trains
+    # CIFAR and STL-10 for 400 epochs.
+    "cifar": {
+        "data": {"dataset": "cifar10"},
+        "views": {"family": "random_crop", "size": 32},
+        "model": {"backbone": "resnet18-cifar", "projector_layers": 2},
+        "optim": {"base_lr": 0.03, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine"},
+        "batch_size": 512,
+        "epochs": 400,
+    },
+    # SimSiam's ImageNet recipe on ImageNet-100 at 224 px (the paper: 200 epochs): ResNet-50,
+    # 3-layer projector, lr 0.05 * batch / 256, weight decay 1e-4, fixed predictor lr, blur.
+    "imagenet": {
+        "data": {"dataset": "imagenet100"},
+        "views": {"family": "random_crop", "size": 224},
+        "photometric": {"blur_p": 0.5},
+        "model": {"backbone": "resnet50", "projector_layers": 3},
+        "optim": {"base_lr": 0.05, "weight_decay": 1e-4, "fix_predictor_lr": True},
+        "batch_size": 512,
+        "epochs": 200,
+        "loader_workers": 8,
+    },
+    # A CPU-sized recipe on the bundled digits: the `small` CNN, narrow heads and 16 px views
+    # (the digits are 8 x 8 at source). No flips: digits are not mirror-symmetric.
+    "digits": {
+        "data": {"dataset": "digits"},
+        "views": {"family": "random_crop", "size": 16},
+        "photometric": {"flip_p": 0.0},
+        "model": {"backbone": "small", "projector_dim": 512, "projector_layers": 2, "predictor_hidden_dim": 128},
+        "optim": {"base_lr": 0.5},
+        "batch_size": 32,
+        "epochs": 20,
+    },
+}
+
+
+def recipe(name: str, **overrides: Any) -> TrainConfig:
+    """The named recipe with dotted-path overrides, e.g. ``recipe("cifar", **{"epochs": 800})``."""
+    data = copy.deepcopy(RECIPES[check_choice("recipe", name, RECIPES)])
+    for path, value in overrides.items():
+        set_path(data, path, value)
+    return TrainConfig.from_dict(data)

@@ -1,0 +1,259 @@
+"""A Ray-free SimSiam training function: N epochs, a report after each, resumable.
+
+``train(config, report)`` calls ``report(metrics, checkpoint_dir)`` after every epoch, where
+``checkpoint_dir`` holds ``checkpoint.pt`` for that epoch. ``train(config, report,
+resume_from=checkpoint_dir)`` continues after the epoch saved there. Data order and views are
+drawn from a generator seeded by ``(seed, epoch, rank)``, so a resumed run sees exactly the
+batches the uninterrupted run would have seen. Under ``torch.distributed`` the model is wrapped
+in DDP with SyncBatchNorm and each rank trains on its shard; rank 0 evaluates and checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from trainables.config import BANK_SPLIT, QUERY_SPLIT, TrainConfig
+from trainables.data import DATASETS, get_dataset
+from trainables.knn import knn_topk_accuracy
+from trainables.loss import normalized_std, simsiam_loss_terms
+from trainables.model import SimSiam
+from trainables.pipeline import TwoViewTransform, ViewBatch, evaluation_batches, normalize, view_batches
+
+Metrics = dict[str, float]
+Reporter = Callable[[Metrics, Path], None]
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_chief(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else nullcontext()
+
+    @classmethod
+    def detect(cls, device: str) -> Runtime:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device='cuda' was requested but no CUDA device is available")
+        distributed = dist.is_available() and dist.is_initialized()
+        rank = dist.get_rank() if distributed else 0
+        world_size = dist.get_world_size() if distributed else 1
+        if device == "cuda":
+            index = torch.cuda.current_device()
+            return cls(torch.device("cuda", index), rank, world_size)
+        return cls(torch.device("cpu"), rank, world_size)
+
+
+def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
+    """SimSiam's per-epoch cosine decay; ``epoch`` counts from 0."""
+    return base_lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+
+
+def build_optimizer(model: SimSiam, config: TrainConfig) -> torch.optim.SGD:
+    groups = [
+        {"params": [*model.backbone.parameters(), *model.projector.parameters()], "fixed_lr": False},
+        {"params": list(model.predictor.parameters()), "fixed_lr": config.optim.fix_predictor_lr},
+    ]
+    return torch.optim.SGD(
+        groups, lr=config.lr, momentum=config.optim.momentum, weight_decay=config.optim.weight_decay
+    )
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, config: TrainConfig, epoch: int) -> float:
+    scheduled = config.lr if config.optim.schedule == "constant" else cosine_lr(config.lr, epoch, config.epochs)
+    for group in optimizer.param_groups:
+        group["lr"] = config.lr if group["fixed_lr"] else scheduled
+    return scheduled
+
+
+def epoch_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_009 + rank)
+
+
+class EpochStats:
+    """Running means of per-step losses and of the realised view geometry."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+        self.images = 0
+        self.geometry: list[torch.Tensor] = []
+
+    def add_step(self, values: dict[str, torch.Tensor], batch: ViewBatch) -> None:
+        for name, value in values.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(value)
+        self.steps += 1
+        self.images += len(batch)
+        geometry = batch.geometry
+        self.geometry.append(torch.stack((geometry.overlap, geometry.distance, geometry.phi), dim=1))
+
+    def metrics(self, seconds: float) -> Metrics:
+        metrics = {name: total / max(self.steps, 1) for name, total in self.sums.items()}
+        realised = torch.cat(self.geometry) if self.geometry else torch.zeros(0, 3, dtype=torch.float64)
+        for column, name in enumerate(("overlap", "distance", "phi")):
+            values = realised[:, column]
+            metrics[f"{name}_mean"] = float(values.mean()) if len(values) else float("nan")
+            metrics[f"{name}_std"] = float(values.std()) if len(values) > 1 else 0.0
+        metrics["images_per_s"] = self.images / max(seconds, 1e-9)
+        return metrics
+
+
+def train_epoch(
+    net: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[ViewBatch], config: TrainConfig, runtime: Runtime
+) -> Metrics:
+    net.train()
+    stats = EpochStats()
+    started = time.perf_counter()
+    for batch in batches:
+        view1 = normalize(batch.view1, runtime.device, channels_last=runtime.cuda)
+        view2 = normalize(batch.view2, runtime.device, channels_last=runtime.cuda)
+        margin = config.margin.margin(batch.geometry.phi.to(runtime.device, torch.float32))
+        with runtime.autocast():
+            output = net(view1, view2)
+        terms = simsiam_loss_terms(
+            output.p1.float(), output.p2.float(), output.z1.float(), output.z2.float(), margin
+        )
+        optimizer.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        optimizer.step()
+        z_std = 0.5 * (normalized_std(output.z1) + normalized_std(output.z2))
+        stats.add_step({"loss": terms.loss.detach(), "floor_active": terms.floor_active, "z_std": z_std}, batch)
+    return stats.metrics(time.perf_counter() - started)
+
+
+@torch.no_grad()
+def encode_dataset(model: SimSiam, dataset, count: int, config: TrainConfig, runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
+    features, labels = [], []
+    for images, batch_labels in evaluation_batches(dataset, config.views.size, count, workers=config.loader_workers):
+        with runtime.autocast():
+            encoded = model.encode(normalize(images, runtime.device, channels_last=runtime.cuda))
+        features.append(encoded.float())
+        labels.append(batch_labels.to(runtime.device))
+    return torch.cat(features), torch.cat(labels)
+
+
+class KnnEvaluator:
+    """kNN top-1/top-5 of the backbone's features: bank from the eval dataset's train split,
+    queries from its test split (always labelled splits)."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        data = config.data
+        info = DATASETS[data.eval_dataset]
+        self.num_classes = info.num_classes
+        self.bank = get_dataset(data.eval_dataset, root=data.root, split=BANK_SPLIT)
+        self.queries = get_dataset(data.eval_dataset, root=data.root, split=QUERY_SPLIT)
+        self.config = config
+
+    def _count(self, dataset) -> int:
+        limit = self.config.data.eval_limit
+        return len(dataset) if limit is None else min(limit, len(dataset))
+
+    def __call__(self, model: SimSiam, runtime: Runtime) -> Metrics:
+        was_training = model.training
+        model.eval()
+        bank, bank_labels = encode_dataset(model, self.bank, self._count(self.bank), self.config, runtime)
+        queries, query_labels = encode_dataset(model, self.queries, self._count(self.queries), self.config, runtime)
+        model.train(was_training)
+        accuracy = knn_topk_accuracy(
+            queries, query_labels, bank, bank_labels, self.num_classes,
+            k=self.config.knn.k, temperature=self.config.knn.temperature, topk=(1, 5),
+        )
+        return {"knn_top1": accuracy[1], "knn_top5": accuracy[5]}
+
+
+def save_checkpoint(directory: Path, model: SimSiam, optimizer: torch.optim.Optimizer, epoch: int, config: TrainConfig) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "config": config.to_dict()}
+    partial = directory / (CHECKPOINT_FILE + ".partial")
+    torch.save(state, partial)
+    partial.replace(directory / CHECKPOINT_FILE)
+    return directory
+
+
+def load_checkpoint(directory: Path | str, map_location: torch.device | str = "cpu") -> dict:
+    return torch.load(Path(directory) / CHECKPOINT_FILE, map_location=map_location, weights_only=True)
+
+
+def _shard(indices: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    usable = len(indices) - len(indices) % runtime.world_size
+    return indices[runtime.rank : usable : runtime.world_size]
+
+
+def train(
+    config: TrainConfig,
+    report: Reporter | None = None,
+    *,
+    resume_from: Path | str | None = None,
+    workdir: Path | str | None = None,
+) -> list[Metrics]:
+    """Train SimSiam per ``config``; returns the metrics of every epoch run by this call."""
+    runtime = Runtime.detect(config.device)
+    torch.manual_seed(config.seed)
+    model = SimSiam(config.model).to(runtime.device)
+    if runtime.cuda:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, config)
+    first_epoch = 0
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, runtime.device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        first_epoch = state["epoch"]
+    net: nn.Module = model
+    if runtime.world_size > 1:
+        net = nn.parallel.DistributedDataParallel(
+            nn.SyncBatchNorm.convert_sync_batchnorm(model),
+            device_ids=[runtime.device.index] if runtime.cuda else None,
+        )
+
+    dataset = get_dataset(config.data.dataset, root=config.data.root, split=config.data.train_split)
+    count = len(dataset) if config.data.limit is None else min(config.data.limit, len(dataset))
+    transform = TwoViewTransform(config.views.build(), config.photometric)
+    evaluate = KnnEvaluator(config) if runtime.is_chief else None
+    batch_size = max(1, config.batch_size // runtime.world_size)
+    workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="simsiam-"))
+
+    history: list[Metrics] = []
+    previous: Path | None = None
+    for epoch in range(first_epoch, config.epochs):
+        lr = set_learning_rate(optimizer, config, epoch)
+        generator = epoch_generator(config.seed, epoch, runtime.rank)
+        order = _shard(torch.randperm(count, generator=generator), runtime)
+        batches = view_batches(dataset, order, transform, batch_size, generator, config.loader_workers)
+        metrics = train_epoch(net, optimizer, batches, config, runtime)
+        metrics.update(epoch=epoch + 1, lr=lr)
+        if evaluate is not None and ((epoch + 1) % config.knn.every == 0 or epoch + 1 == config.epochs):
+            metrics.update(evaluate(model, runtime))
+        checkpoint = None
+        if runtime.is_chief:
+            checkpoint = save_checkpoint(workdir / f"epoch_{epoch + 1:04d}", model, optimizer, epoch + 1, config)
+        if report is not None:
+            report(metrics, checkpoint)
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
+        previous = checkpoint
+        history.append(metrics)
+    return history

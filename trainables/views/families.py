@@ -1,0 +1,314 @@
+"""The view families of the study. Each separates its geometry (``sample``) from rendering."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from trainables.validation import ConfigError, check_choice, check_range
+from trainables.views import boxes as B
+from trainables.views.geometry import ViewGeometry
+from trainables.views.render import blur_kernel_size, crop_resize, fill_holes, hole_mask
+
+RATIO = (3 / 4, 4 / 3)
+
+VIEW_FAMILIES: dict[str, type[ViewSampler]] = {}
+
+
+def register(name: str) -> Callable[[type[ViewSampler]], type[ViewSampler]]:
+    def add(cls: type[ViewSampler]) -> type[ViewSampler]:
+        cls.family = name
+        VIEW_FAMILIES[name] = cls
+        return cls
+
+    return add
+
+
+def _check_ratio(field: str, ratio: tuple[float, float]) -> None:
+    if len(ratio) != 2 or not (0 < ratio[0] <= ratio[1]):
+        raise ConfigError(field, ratio, "a pair (low, high) with 0 < low <= high")
+
+
+@dataclass(frozen=True)
+class ViewSampler(ABC):
+    """Samples two spatial views of an image. Spatial only: photometric changes come later.
+
+    ``geometry``/``sample`` draw boxes; ``render`` turns boxes into pixels; calling the
+    sampler does both for one image: ``view1, view2, geometry = sampler(image, generator)``.
+    """
+
+    size: int = 32
+    family: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        check_range("size", self.size, 1, integer=True)
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the family's own parameters; raise ConfigError naming the bad one."""
+
+    def field(self, name: str) -> str:
+        return f"{self.family}.{name}"
+
+    @abstractmethod
+    def sample_boxes(
+        self, n: int, height: int, width: int, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor | None]:
+        """``(n, 2, 4)`` boxes of view 1 and view 2, and ``(n, 4)`` holes or None."""
+
+    def sample(
+        self, n: int, height: int, width: int, generator: torch.Generator | None = None
+    ) -> ViewGeometry:
+        """A batch of ``n`` geometries for images of ``height x width`` pixels."""
+        check_range("height", height, 1, integer=True)
+        check_range("width", width, 1, integer=True)
+        boxes, holes = self.sample_boxes(n, height, width, generator)
+        image_size = torch.tensor([height, width]).expand(n, 2).clone()
+        return ViewGeometry(boxes=boxes, image_size=image_size, hole=holes)
+
+    def geometry(
+        self, height: int, width: int, generator: torch.Generator | None = None
+    ) -> ViewGeometry:
+        return self.sample(1, height, width, generator)[0]
+
+    def render(self, images: Tensor, geometry: ViewGeometry) -> tuple[Tensor, Tensor]:
+        """Render a batch: ``images`` is ``(B, C, H, W)``, geometry a batch of ``B``."""
+        view1 = crop_resize(images, geometry.boxes[:, 0], self.size)
+        view2 = crop_resize(images, geometry.boxes[:, 1], self.size)
+        return view1, view2
+
+    def batch(
+        self, images: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, ViewGeometry]:
+        """Sample and render views for a batch of same-sized images ``(B, C, H, W)``."""
+        geometry = self.sample(images.shape[0], images.shape[-2], images.shape[-1], generator)
+        return (*self.render(images, geometry), geometry)
+
+    def __call__(
+        self, image: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, ViewGeometry]:
+        view1, view2, geometry = self.batch(image.unsqueeze(0), generator)
+        return view1[0], view2[0], geometry[0]
+
+
+@register("random_crop")
+@dataclass(frozen=True)
+class RandomCrop(ViewSampler):
+    """The SimSiam baseline: two independent RandomResizedCrop boxes.
+
+    Each box's area over the image area is uniform in ``scale`` and its aspect ratio
+    log-uniform in ``ratio`` (narrowed to what fits the image), at a uniform position.
+    """
+
+    scale: tuple[float, float] = (0.2, 1.0)
+    ratio: tuple[float, float] = RATIO
+
+    def validate(self) -> None:
+        if len(self.scale) != 2 or not (0 < self.scale[0] <= self.scale[1] <= 1):
+            raise ConfigError(self.field("scale"), self.scale, "a pair (low, high) with 0 < low <= high <= 1")
+        _check_ratio(self.field("ratio"), self.ratio)
+
+    def sample_boxes(self, n, height, width, generator):
+        views = []
+        for _ in range(2):
+            area_fraction = B.uniform(n, self.scale[0], self.scale[1], generator)
+            views.append(B.sample_boxes_of_area(area_fraction, n, height, width, self.ratio, generator))
+        return torch.stack(views, dim=1), None
+
+
+@register("overlap")
+@dataclass(frozen=True)
+class Overlap(ViewSampler):
+    """Two random-size crops whose intersection covers exactly ``overlap`` of the image.
+
+    Sampling: the shared region S has area ``overlap * H * W``, an aspect ratio log-uniform in
+    ``ratio`` (narrowed to what fits the image) and a uniform position. Each of the four sides of
+    S is given to one of the two crops by a fair coin; that crop extends past S on that side by
+    a uniform fraction of the room left to the image border, while the other crop's edge stays
+    on S. Hence ``box1 & box2 == S`` exactly, each crop contains S, crop areas range from
+    ``overlap`` to 1 of the image, and the crops' aspect ratios are not constrained.
+    """
+
+    overlap: float = 0.5
+    ratio: tuple[float, float] = RATIO
+
+    def validate(self) -> None:
+        check_range(self.field("overlap"), self.overlap, 0, 1, low_open=True, high_open=True)
+        _check_ratio(self.field("ratio"), self.ratio)
+
+    def sample_boxes(self, n, height, width, generator):
+        shared = B.sample_boxes_of_area(self.overlap, n, height, width, self.ratio, generator)
+        room = torch.stack(
+            (shared[:, 0], shared[:, 1], width - shared[:, 2], height - shared[:, 3]), dim=1
+        )
+        outward = torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=B.DTYPE)
+        crops = []
+        owner_is_first = torch.stack([B.coin(n, generator) for _ in range(4)], dim=1)
+        for owns in (owner_is_first, ~owner_is_first):
+            extension = torch.stack([B.uniform(n, 0.0, room[:, side], generator) for side in range(4)], dim=1)
+            crops.append(shared + outward * extension * owns)
+        boxes = torch.stack(crops, dim=1)
+        return _clip_to_image(boxes, height, width), None
+
+
+@register("patch")
+@dataclass(frozen=True)
+class Patch(ViewSampler):
+    """View 1 is the whole image; view 2 a patch covering ``patch`` of the image area.
+
+    The patch's aspect ratio is log-uniform in ``ratio`` where it fits and its position uniform.
+    """
+
+    patch: float = 0.3
+    ratio: tuple[float, float] = RATIO
+
+    def validate(self) -> None:
+        check_range(self.field("patch"), self.patch, 0, 1, low_open=True, high_open=True)
+        _check_ratio(self.field("ratio"), self.ratio)
+
+    def sample_boxes(self, n, height, width, generator):
+        whole = B.full_boxes(n, height, width)
+        patch = B.sample_boxes_of_area(self.patch, n, height, width, self.ratio, generator)
+        return torch.stack((whole, patch), dim=1), None
+
+
+@register("exclusive")
+@dataclass(frozen=True)
+class Exclusive(ViewSampler):
+    """Two disjoint crops of equal size, side by side, with an exclusive region between them.
+
+    ``crop`` is each crop's area over the image area and ``gap`` the area of the exclusive region
+    (the rectangle between the crops' facing edges, spanning their shared extent) over the
+    image area: the paper's "area of the exclusive region".
+
+    Sampling: the axis (left-right or top-bottom) is a fair coin. The crops' aspect ratio is
+    log-uniform in ``ratio``, narrowed to what leaves room for the gap (the closest ratio that
+    does when none in ``ratio`` does). Across the axis, the second crop is offset from the first
+    by a uniform amount, as far as the gap still fits; the gap's length along the axis then
+    follows from its area. The pair sits at a uniform position and which crop is view 1 is a
+    fair coin. Feasible for any image shape iff ``gap + 2 * crop <= 1``.
+    """
+
+    gap: float = 0.1
+    crop: float = 0.2
+    ratio: tuple[float, float] = RATIO
+
+    def validate(self) -> None:
+        check_range(self.field("crop"), self.crop, 0, 0.5, low_open=True, high_open=True)
+        check_range(self.field("gap"), self.gap, 0, 1 - 2 * self.crop, low_open=True)
+        _check_ratio(self.field("ratio"), self.ratio)
+
+    def sample_boxes(self, n, height, width, generator):
+        horizontal = B.coin(n, generator)
+        along = torch.where(horizontal, float(width), float(height)).to(B.DTYPE)
+        across = torch.where(horizontal, float(height), float(width)).to(B.DTYPE)
+        image_area = float(height * width)
+        crop_area = self.crop * image_area
+        gap_area = self.gap * image_area
+        # aspect = along-side / across-side of a crop; the gap fits iff across-side >= a bound.
+        aspect = B.log_uniform_clamped(
+            n,
+            self.ratio[0],
+            self.ratio[1],
+            crop_area / across**2,
+            self.crop * along / ((self.gap + 2 * self.crop) ** 2 * across),
+            generator,
+        )
+        side_across = torch.sqrt(crop_area / aspect).clamp(max=across)
+        side_along = crop_area / side_across
+        room = (along - 2 * side_along).clamp_min(1e-12)
+        max_offset = torch.minimum(across - side_across, side_across - gap_area / room).clamp_min(0)
+        offset = B.uniform(n, -max_offset, max_offset, generator)
+        gap_length = gap_area / (side_across - offset.abs())
+        start = B.uniform(n, 0.0, (along - 2 * side_along - gap_length).clamp_min(0), generator)
+        first_across = B.uniform(
+            n, (-offset).clamp_min(0), across - side_across - offset.clamp_min(0), generator
+        )
+        first = torch.stack((start, first_across, start + side_along, first_across + side_across), dim=1)
+        second_start = start + side_along + gap_length
+        second = torch.stack(
+            (second_start, first_across + offset, second_start + side_along, first_across + offset + side_across),
+            dim=1,
+        )
+        swap = B.coin(n, generator)[:, None]
+        view1, view2 = torch.where(swap, second, first), torch.where(swap, first, second)
+        boxes = torch.stack((view1, view2), dim=1)
+        transposed = boxes[..., [1, 0, 3, 2]]
+        boxes = torch.where(horizontal[:, None, None], boxes, transposed)
+        return _clip_to_image(boxes, height, width), None
+
+
+FILLS = ("zero", "blur", "none")
+
+
+@register("cutout")
+@dataclass(frozen=True)
+class Cutout(ViewSampler):
+    """View 1 is the whole image with a hole filled; view 2 is the hole's region.
+
+    ``hole`` is the hole's area over the image area (the paper's cutout size). ``fill`` is
+    ``zero`` (black: cutout), ``blur`` (a Gaussian blur of ``blur_sigma`` output pixels: the
+    paper's cutout-blur) or ``none`` (untouched: this is then the patch augmentation). The hole's
+    aspect ratio is log-uniform in ``ratio`` where it fits and its position uniform.
+    """
+
+    hole: float = 0.25
+    fill: str = "zero"
+    blur_sigma: float = 1.0
+    ratio: tuple[float, float] = RATIO
+
+    def validate(self) -> None:
+        check_range(self.field("hole"), self.hole, 0, 1, low_open=True, high_open=True)
+        check_choice(self.field("fill"), self.fill, FILLS)
+        _check_ratio(self.field("ratio"), self.ratio)
+        if self.fill == "blur":
+            check_range(self.field("blur_sigma"), self.blur_sigma, 0, low_open=True)
+            kernel = blur_kernel_size(self.blur_sigma)
+            hole_side = math.sqrt(self.hole) * self.size
+            if kernel > hole_side:
+                largest_sigma = max(0.0, (math.floor(hole_side) - 1) / 6)
+                raise ConfigError(
+                    self.field("blur_sigma"),
+                    self.blur_sigma,
+                    f"a blur kernel ({kernel} px) no larger than the hole's side "
+                    f"({hole_side:.1f} px for hole={self.hole} at size={self.size}): "
+                    f"blur_sigma <= {largest_sigma:.2f}, or a larger hole",
+                )
+
+    def sample_boxes(self, n, height, width, generator):
+        whole = B.full_boxes(n, height, width)
+        hole = B.sample_boxes_of_area(self.hole, n, height, width, self.ratio, generator)
+        return torch.stack((whole, hole), dim=1), hole.clone()
+
+    def render(self, images, geometry):
+        view1, view2 = super().render(images, geometry)
+        mask = hole_mask(geometry.hole, geometry.boxes[:, 0], self.size)
+        return fill_holes(view1, mask, self.fill, self.blur_sigma), view2
+
+
+def _clip_to_image(boxes: Tensor, height: int, width: int) -> Tensor:
+    """Remove floating-point spill past the image border (never more than a few ulps)."""
+    limits = torch.tensor([width, height, width, height], dtype=B.DTYPE)
+    return torch.minimum(boxes.clamp_min(0), limits)
+
+
+def make_views(family: str, size: int = 32, **params: Any) -> ViewSampler:
+    """Build a view sampler by family name, e.g. ``make_views("overlap", overlap=0.3, size=32)``."""
+    check_choice("views.family", family, VIEW_FAMILIES)
+    cls = VIEW_FAMILIES[family]
+    accepted = {f.name for f in dataclasses.fields(cls)}
+    for name in params:
+        if name not in accepted:
+            raise ConfigError(f"{family}.{name}", params[name], "one of the parameters " + ", ".join(sorted(accepted)))
+    if "ratio" in params:
+        params["ratio"] = tuple(params["ratio"])
+    if "scale" in params:
+        params["scale"] = tuple(params["scale"])
+    return cls(size=size, **params)
