@@ -65,9 +65,14 @@ def format_row(values: dict[str, float]) -> str:
 
 
 def run_training(config: TrainConfig, out: Path | None) -> None:
-    from trainables.train import train  # torch start-up cost only once input is valid
+    from trainables.train import (  # torch start-up cost only once input is valid
+        train,
+        untrained_knn,
+    )
 
     print(f"training {config.views.family} views on {config.data.dataset}, kNN on {config.data.eval_dataset}")
+    baseline = untrained_knn(config)
+    print(f"untrained encoder (same seed): knn_top1={baseline['knn_top1']:.4f} knn_top5={baseline['knn_top5']:.4f}")
     print(" ".join(f"{column:>12}" for column in TABLE_COLUMNS), flush=True)
     started = time.perf_counter()
     history = train(config, report=lambda metrics, _: print(format_row(metrics), flush=True), workdir=out)

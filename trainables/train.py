@@ -28,7 +28,13 @@ from trainables.data import DATASETS, get_dataset
 from trainables.knn import knn_topk_accuracy
 from trainables.loss import normalized_std, simsiam_loss_terms
 from trainables.model import SimSiam
-from trainables.pipeline import TwoViewTransform, ViewBatch, evaluation_batches, normalize, view_batches
+from trainables.pipeline import (
+    TwoViewTransform,
+    ViewBatch,
+    evaluation_batches,
+    normalize,
+    view_batches,
+)
 
 Metrics = dict[str, float]
 Reporter = Callable[[Metrics, Path], None]
@@ -94,24 +100,25 @@ def epoch_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
 
 
 class EpochStats:
-    """Running means of per-step losses and of the realised view geometry."""
+    """Running means of per-step losses and of the realised view geometry. Step values stay on
+    the training device until the epoch ends, so a step never waits for the host."""
 
     def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
+        self.sums: dict[str, torch.Tensor] = {}
         self.steps = 0
         self.images = 0
         self.geometry: list[torch.Tensor] = []
 
     def add_step(self, values: dict[str, torch.Tensor], batch: ViewBatch) -> None:
         for name, value in values.items():
-            self.sums[name] = self.sums.get(name, 0.0) + float(value)
+            self.sums[name] = self.sums.get(name, 0) + value.detach()
         self.steps += 1
         self.images += len(batch)
         geometry = batch.geometry
         self.geometry.append(torch.stack((geometry.overlap, geometry.distance, geometry.phi), dim=1))
 
     def metrics(self, seconds: float) -> Metrics:
-        metrics = {name: total / max(self.steps, 1) for name, total in self.sums.items()}
+        metrics = {name: float(total) / max(self.steps, 1) for name, total in self.sums.items()}
         realised = torch.cat(self.geometry) if self.geometry else torch.zeros(0, 3, dtype=torch.float64)
         for column, name in enumerate(("overlap", "distance", "phi")):
             values = realised[:, column]
@@ -182,6 +189,13 @@ class KnnEvaluator:
             k=self.config.knn.k, temperature=self.config.knn.temperature, topk=(1, 5),
         )
         return {"knn_top1": accuracy[1], "knn_top5": accuracy[5]}
+
+
+def untrained_knn(config: TrainConfig) -> Metrics:
+    """kNN accuracy of the encoder that :func:`train` starts from: the baseline to beat."""
+    runtime = Runtime.detect(config.device)
+    torch.manual_seed(config.seed)
+    return KnnEvaluator(config)(SimSiam(config.model).to(runtime.device), runtime)
 
 
 def save_checkpoint(directory: Path, model: SimSiam, optimizer: torch.optim.Optimizer, epoch: int, config: TrainConfig) -> Path:

@@ -45,7 +45,8 @@ def test_train_command_runs_and_prints_a_table(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert "knn_top1" in lines[1]
-    epoch_row = lines[2].split()
+    assert lines[1].startswith("untrained encoder (same seed): knn_top1=")
+    assert "knn_top1" in lines[2]
+    epoch_row = lines[3].split()
     assert epoch_row[0] == "1" and 0 <= float(epoch_row[2]) <= 1
     assert (tmp_path / "run" / "epoch_0001" / "checkpoint.pt").is_file()

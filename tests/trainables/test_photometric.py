@@ -1,7 +1,10 @@
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torchvision.transforms.v2 import functional as TF
 
+from trainables import photometric as P
 from trainables.photometric import PhotometricConfig, augment, augment_batch
 from trainables.pipeline import TwoViewTransform
 from trainables.validation import ConfigError
@@ -66,11 +69,6 @@ def test_bad_photometric_config_names_the_field(field, value):
     with pytest.raises(ConfigError, match=f"photometric.{field}"):
         PhotometricConfig(**{field: value})
 
-
-from hypothesis import given
-from hypothesis import strategies as st
-
-from trainables import photometric as P
 
 
 def float_images(seed, count=4, side=12):

@@ -4,7 +4,13 @@ from PIL import Image
 
 from trainables.data import get_dataset
 from trainables.photometric import PhotometricConfig
-from trainables.pipeline import TwoViewTransform, evaluation_batches, evaluation_view, normalize, view_batches
+from trainables.pipeline import (
+    TwoViewTransform,
+    evaluation_batches,
+    evaluation_view,
+    normalize,
+    view_batches,
+)
 from trainables.recipes import recipe
 from trainables.train import train
 from trainables.views import make_views

@@ -4,11 +4,9 @@ import math
 
 import pytest
 import torch
-from PIL import Image
 
-from trainables.model import SimSiam
 from trainables.recipes import recipe
-from trainables.train import KnnEvaluator, Runtime, load_checkpoint, train
+from trainables.train import load_checkpoint, train, untrained_knn
 
 REQUIRED_METRICS = {
     "epoch", "loss", "knn_top1", "knn_top5", "z_std", "floor_active", "images_per_s",
@@ -87,8 +85,7 @@ def test_short_seeded_run_beats_the_untrained_encoder(tmp_path):
     """The digits recipe (the `small` CNN, 20 epochs) lifts kNN top-1 (k=200) clearly above the
     same seed's untrained encoder."""
     config = recipe("digits", **{"knn.every": 10})
-    torch.manual_seed(config.seed)
-    untrained = KnnEvaluator(config)(SimSiam(config.model), Runtime.detect("cpu"))["knn_top1"]
+    untrained = untrained_knn(config)["knn_top1"]
     history = train(config, workdir=tmp_path)
     trained = history[-1]["knn_top1"]
     print(f"kNN top-1 untrained {untrained:.4f} -> trained {trained:.4f}")
