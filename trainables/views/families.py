@@ -273,7 +273,7 @@ class Cutout(ViewSampler):
             kernel = blur_kernel_size(self.blur_sigma)
             hole_side = math.sqrt(self.hole) * self.size
             if kernel > hole_side:
-                largest_sigma = max(0.0, (math.floor(hole_side) - 1) / 6)
+                largest_sigma = max(0.0, math.floor((hole_side - 1) / 2) / 3)
                 raise ConfigError(
                     self.field("blur_sigma"),
                     self.blur_sigma,

@@ -1,0 +1,100 @@
+"""The registry of search spaces: one entry per view family of the paper, and the margin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from search_spaces import cutout, exclusive, margin, overlap, patch
+from search_spaces.common import DefineFn, Point
+from trainables.validation import check_choice
+
+DefineFactory = Callable[[int], DefineFn]
+GridFactory = Callable[[int], list[Point]]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A named space of dotted overrides.
+
+    ``define(size)`` gives the define-by-run for Optuna/Ray Tune and ``grid(size)`` the paper's
+    grid points, for views of ``size`` output pixels (only cutout depends on it). ``family`` is
+    the view family the space sets, or ``"margin"``.
+    """
+
+    name: str
+    family: str
+    description: str
+    define: DefineFactory
+    grid: GridFactory
+
+
+def _sized(define_fn: DefineFn) -> DefineFactory:
+    def at_size(size: int) -> DefineFn:
+        return define_fn
+
+    return at_size
+
+
+def _sized_grid(grid_fn: Callable[[], list[Point]]) -> GridFactory:
+    def at_size(size: int) -> list[Point]:
+        return grid_fn()
+
+    return at_size
+
+
+SEARCH_SPACES: dict[str, SearchSpace] = {
+    space.name: space
+    for space in (
+        SearchSpace(
+            name="overlap",
+            family="overlap",
+            description=f"overlap area in {list(overlap.OVERLAP_RANGE)}; grid 0.1..0.9 (Fig. 2a)",
+            define=_sized(overlap.define),
+            grid=_sized_grid(overlap.grid),
+        ),
+        SearchSpace(
+            name="patch",
+            family="patch",
+            description=f"patch area in {list(patch.PATCH_RANGE)}; grid 0.1..0.9 (Fig. 2b)",
+            define=_sized(patch.define),
+            grid=_sized_grid(patch.grid),
+        ),
+        SearchSpace(
+            name="exclusive",
+            family="exclusive",
+            description=(
+                f"exclusive-region area in {list(exclusive.GAP_RANGE)} between crops of "
+                f"{exclusive.CROP_AREA}; grid {list(exclusive.GRID_GAPS)} (Fig. 3)"
+            ),
+            define=_sized(exclusive.define),
+            grid=_sized_grid(exclusive.grid),
+        ),
+        SearchSpace(
+            name="cutout",
+            family="cutout",
+            description=(
+                f"hole area in {list(cutout.HOLE_RANGE)}, fill zero|blur|none, blur sigma up to "
+                f"what fits the hole; grid zero vs blur (sigma {cutout.DEFAULT_BLUR_SIGMA}) "
+                "per hole 0.1..0.7, without blur points whose kernel does not fit (Fig. 4)"
+            ),
+            define=cutout.define_for,
+            grid=cutout.grid,
+        ),
+        SearchSpace(
+            name="margin",
+            family="margin",
+            description=(
+                f"loss margin none | fixed m in {list(margin.FIXED_MARGIN_RANGE)} | distance k in "
+                f"{list(margin.DISTANCE_SCALE_RANGE)}; grid vanilla, fixed "
+                f"{margin.PAPER_FIXED_MARGIN}, distance k={margin.DEFAULT_DISTANCE_SCALE} (Fig. 5)"
+            ),
+            define=_sized(margin.define),
+            grid=_sized_grid(margin.grid),
+        ),
+    )
+}
+
+
+def get_space(name: str) -> SearchSpace:
+    return SEARCH_SPACES[check_choice("search_space", name, SEARCH_SPACES)]

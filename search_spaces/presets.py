@@ -1,0 +1,281 @@
+"""Named studies: the paper's figures as grids, and Optuna TPE searches, on real or bundled data.
+
+Every figure has a real-data preset (the paper's datasets and epochs, for a GPU cluster) and a
+``-bundled`` variant on the offline bundled data that runs on a laptop in minutes. A preset's
+base configuration is ``recipe(recipe, epochs=epochs, **overrides)``; a grid trial adds one
+point of ``points()`` (grid point x seed) and a search trial adds what ``define()`` draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from search_spaces.base import SEARCH_SPACES, SearchSpace
+from search_spaces.common import SEED, DefineFn, Point
+from search_spaces.grids import check_seeds, grid_define, with_seeds
+from trainables.config import TrainConfig
+from trainables.recipes import RECIPES, recipe
+from trainables.validation import ConfigError, check_choice, check_range
+
+if TYPE_CHECKING:
+    import optuna
+
+GRID = "grid"
+SEARCH = "search"
+MODES = (GRID, SEARCH)
+OWN_FIELDS = {"epochs": "preset.epochs", SEED: "preset.seeds"}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A study: a search space run as a grid (every point x every seed) or as a TPE search of
+    ``num_samples`` trials (one seed), on ``recipe`` with dotted ``overrides`` for ``epochs``.
+
+    ``figure`` names the paper figure a grid reproduces ("" for searches).
+    """
+
+    name: str
+    space: str
+    mode: str
+    recipe: str
+    overrides: Mapping[str, Any]
+    epochs: int
+    seeds: tuple[int, ...]
+    num_samples: int | None = None
+    description: str = ""
+    figure: str = ""
+
+    def __post_init__(self) -> None:
+        check_choice("preset.space", self.space, SEARCH_SPACES)
+        check_choice("preset.mode", self.mode, MODES)
+        check_choice("preset.recipe", self.recipe, RECIPES)
+        check_range("preset.epochs", self.epochs, 1, integer=True)
+        for key, own_field in OWN_FIELDS.items():
+            if key in self.overrides:
+                raise ConfigError(
+                    f"preset.overrides.{key}",
+                    self.overrides[key],
+                    f"no {key!r} here: it is set by {own_field}",
+                )
+        object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        self._check_mode()
+        self.base_config()
+
+    def _check_mode(self) -> None:
+        check_seeds(self.seeds, field="preset.seeds")
+        if self.mode == GRID and self.num_samples is not None:
+            raise ConfigError(
+                "preset.num_samples",
+                self.num_samples,
+                "None for a grid (one trial per point and seed)",
+            )
+        if self.mode == SEARCH:
+            check_range("preset.num_samples", self.num_samples, 1, integer=True)
+            if len(self.seeds) != 1:
+                raise ConfigError("preset.seeds", self.seeds, "exactly one seed for a search")
+
+    @property
+    def search_space(self) -> SearchSpace:
+        return SEARCH_SPACES[self.space]
+
+    def base_config(self, **extra_overrides: Any) -> TrainConfig:
+        """The recipe with the preset's epochs and overrides, then ``extra_overrides`` (dotted)."""
+        return recipe(self.recipe, **{"epochs": self.epochs, **self.overrides, **extra_overrides})
+
+    @property
+    def size(self) -> int:
+        """The view side in output pixels, which the cutout space depends on."""
+        return self.base_config().views.size
+
+    def points(self) -> list[Point]:
+        """Grid mode: every grid point once per seed (points outer); search mode: none."""
+        if self.mode == SEARCH:
+            return []
+        return with_seeds(self.search_space.grid(self.size), self.seeds)
+
+    def define(self) -> DefineFn:
+        """The define-by-run of the study: over the enqueued grid points, or the space's own
+        (with the preset's seed as a constant)."""
+        if self.mode == GRID:
+            return grid_define(self.points())
+        space_define = self.search_space.define(self.size)
+        seed = self.seeds[0]
+
+        def define_with_seed(trial: optuna.Trial) -> dict[str, Any]:
+            return {**space_define(trial), SEED: seed}
+
+        return define_with_seed
+
+    @property
+    def num_trials(self) -> int:
+        return self.num_samples if self.num_samples is not None else len(self.points())
+
+
+PAPER_SEEDS = (0, 1, 2)
+BUNDLED_SEEDS = (0, 1)
+BUNDLED_EPOCHS = 6
+SEARCH_SEEDS = (0,)
+SEARCH_EPOCHS = 100
+SEARCH_SAMPLES = 32
+BUNDLED_SEARCH_SAMPLES = 16
+
+CIFAR10 = {"data.dataset": "cifar10"}
+DIGITS = {"data.dataset": "digits"}
+COCO_TO_CIFAR10 = {
+    "data.dataset": "coco",
+    "data.eval_dataset": "cifar10",
+    "views.size": 64,
+    "model.backbone": "resnet18",
+}
+"""Fig. 5's setting on the cifar recipe: COCO scenes cut to 32 px lose most objects, so views are
+64 px, and the ImageNet-stem ResNet-18 (4x downsampling stem) keeps the cost near the CIFAR
+recipe's; the CIFAR-10 kNN images are resized to the same 64 px."""
+SCENES_TO_DIGITS = {"data.dataset": "digit-scenes", "data.eval_dataset": "digits", "views.size": 32}
+"""The bundled analogue of Fig. 5: 64 px digit scenes, 32 px views, kNN on the digits."""
+
+
+@dataclass(frozen=True)
+class _Setting:
+    recipe: str
+    overrides: Mapping[str, Any]
+    epochs: int
+    seeds: tuple[int, ...]
+    data: str
+
+
+def _figure(
+    figure: str, name: str, space: str, what: str, real: _Setting, bundled: _Setting
+) -> list[Preset]:
+    return [
+        Preset(
+            name=f"{name}{suffix}",
+            space=space,
+            mode=GRID,
+            recipe=setting.recipe,
+            overrides=setting.overrides,
+            epochs=setting.epochs,
+            seeds=setting.seeds,
+            description=(
+                f"{what}; {setting.data}, {setting.epochs} epochs, seeds {list(setting.seeds)}"
+            ),
+            figure=figure,
+        )
+        for suffix, setting in (("", real), ("-bundled", bundled))
+    ]
+
+
+def _search(space: str, real: _Setting, bundled: _Setting) -> list[Preset]:
+    return [
+        Preset(
+            name=f"{space}-search{suffix}",
+            space=space,
+            mode=SEARCH,
+            recipe=setting.recipe,
+            overrides=setting.overrides,
+            epochs=setting.epochs,
+            seeds=setting.seeds,
+            num_samples=samples,
+            description=(
+                f"Optuna TPE over the {space} space; {setting.data}, {setting.epochs} epochs, "
+                f"{samples} trials"
+            ),
+        )
+        for suffix, setting, samples in (
+            ("", real, SEARCH_SAMPLES),
+            ("-bundled", bundled, BUNDLED_SEARCH_SAMPLES),
+        )
+    ]
+
+
+def _cifar(epochs: int, seeds: tuple[int, ...] = PAPER_SEEDS) -> _Setting:
+    return _Setting("cifar", CIFAR10, epochs, seeds, "CIFAR-10 (cifar recipe, 32 px)")
+
+
+def _digits(epochs: int = BUNDLED_EPOCHS, seeds: tuple[int, ...] = BUNDLED_SEEDS) -> _Setting:
+    return _Setting("digits", DIGITS, epochs, seeds, "bundled digits (digits recipe, 16 px)")
+
+
+def _coco(epochs: int, seeds: tuple[int, ...] = PAPER_SEEDS) -> _Setting:
+    return _Setting(
+        "cifar",
+        COCO_TO_CIFAR10,
+        epochs,
+        seeds,
+        "COCO, kNN on CIFAR-10 (cifar recipe, 64 px views, ResNet-18)",
+    )
+
+
+def _scenes(epochs: int = BUNDLED_EPOCHS, seeds: tuple[int, ...] = BUNDLED_SEEDS) -> _Setting:
+    return _Setting(
+        "digits",
+        SCENES_TO_DIGITS,
+        epochs,
+        seeds,
+        "bundled digit scenes, kNN on digits (digits recipe, 32 px views)",
+    )
+
+
+OTHER_DATASETS = "other datasets of the figure via base_config(**{'data.dataset': ...})"
+
+_PRESETS: list[Preset] = [
+    *_figure(
+        "Fig. 2a",
+        "fig2a-overlap",
+        "overlap",
+        "overlap augmentation at overlap 0.1..0.9 "
+        f"(paper: STL10, CIFAR10/100 at 400 epochs; {OTHER_DATASETS})",
+        _cifar(400),
+        _digits(),
+    ),
+    *_figure(
+        "Fig. 2b",
+        "fig2b-patch",
+        "patch",
+        "patch augmentation at patch 0.1..0.9 "
+        f"(paper: STL10, CIFAR10/100 at 400 epochs; {OTHER_DATASETS})",
+        _cifar(400),
+        _digits(),
+    ),
+    *_figure(
+        "Fig. 3",
+        "fig3-exclusive",
+        "exclusive",
+        "mutually exclusive crops by exclusive-region area "
+        f"(paper: CIFAR10 and STL10 at 400 epochs; {OTHER_DATASETS})",
+        _cifar(400),
+        _digits(),
+    ),
+    *_figure(
+        "Fig. 4",
+        "fig4-cutout",
+        "cutout",
+        "cutout vs cutout-blur per hole size, blur points left out where the kernel does not fit "
+        "the hole (paper: 100 epochs)",
+        _cifar(100),
+        _digits(),
+    ),
+    *_figure(
+        "Fig. 5",
+        "fig5-margin",
+        "margin",
+        "vanilla vs fixed margin 0.2 vs distance-based margin, trained scene-centric and evaluated "
+        "object-centric (the paper does not state Fig. 5's epochs: 100 here)",
+        _coco(100),
+        _scenes(),
+    ),
+    *_search("overlap", _cifar(SEARCH_EPOCHS, SEARCH_SEEDS), _digits(seeds=SEARCH_SEEDS)),
+    *_search("patch", _cifar(SEARCH_EPOCHS, SEARCH_SEEDS), _digits(seeds=SEARCH_SEEDS)),
+    *_search("exclusive", _cifar(SEARCH_EPOCHS, SEARCH_SEEDS), _digits(seeds=SEARCH_SEEDS)),
+    *_search("cutout", _cifar(SEARCH_EPOCHS, SEARCH_SEEDS), _digits(seeds=SEARCH_SEEDS)),
+    *_search("margin", _coco(SEARCH_EPOCHS, SEARCH_SEEDS), _scenes(seeds=SEARCH_SEEDS)),
+]
+
+PRESETS: dict[str, Preset] = {preset.name: preset for preset in _PRESETS}
+
+
+def get_preset(name: str) -> Preset:
+    return PRESETS[check_choice("preset", name, PRESETS)]

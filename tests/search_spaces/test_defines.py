@@ -1,0 +1,131 @@
+"""Each define-by-run against a real TPE study: ranges, conditional branches, valid configs."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from search_spaces import SEARCH_SPACES, cutout, exclusive, margin, overlap, patch
+from tests.search_spaces.helpers import assert_overrides_applied, run_define
+from trainables.recipes import recipe
+from trainables.validation import ConfigError
+from trainables.views import make_views
+
+TRIALS = 60
+FLOAT_RANGES = {
+    "views.params.overlap": (0.1, 0.9),
+    "views.params.patch": (0.1, 0.9),
+    "views.params.gap": (0.02, 0.4),
+    "views.params.hole": (0.1, 0.7),
+    "margin.m": (0.05, 0.5),
+    "margin.k": (0.0, 2.0),
+}
+CHOICES = {
+    "views.params.fill": {"zero", "blur", "none"},
+    "margin.mode": {"none", "fixed", "distance"},
+}
+EXPECTED_KEYS = {
+    "overlap": {"views.params.overlap"},
+    "patch": {"views.params.patch"},
+    "exclusive": {"views.params.gap"},
+    "cutout": {"views.params.hole", "views.params.fill", "views.params.blur_sigma"},
+    "margin": {"margin.mode", "margin.m", "margin.k"},
+}
+EXPECTED_CONSTANTS = {
+    "overlap": {"views.family": "overlap"},
+    "patch": {"views.family": "patch"},
+    "exclusive": {"views.family": "exclusive", "views.params.crop": 0.2},
+    "cutout": {"views.family": "cutout"},
+    "margin": {},
+}
+
+
+def check_param(name: str, value: object, params: dict, size: int) -> None:
+    if name in FLOAT_RANGES:
+        low, high = FLOAT_RANGES[name]
+        assert low <= value <= high, (name, value)
+    elif name in CHOICES:
+        assert value in CHOICES[name], (name, value)
+    else:
+        assert name == "views.params.blur_sigma"
+        hole = params["views.params.hole"]
+        assert cutout.BLUR_SIGMA_LOW <= value <= cutout.max_blur_sigma(hole, size)
+
+
+@pytest.mark.parametrize("size", [16, 32])
+@pytest.mark.parametrize("name", sorted(SEARCH_SPACES))
+def test_define_suggests_in_range_and_builds_valid_configs(name: str, size: int) -> None:
+    base = recipe("digits", **{"views.size": size})
+    define = SEARCH_SPACES[name].define(size)
+    for trial, constants in run_define(define, TRIALS):
+        assert constants == EXPECTED_CONSTANTS[name]
+        assert set(trial.params) <= EXPECTED_KEYS[name]
+        for key, value in trial.params.items():
+            check_param(key, value, trial.params, size)
+        overrides = {**trial.params, **constants}
+        config = base.replace(**overrides)
+        assert_overrides_applied(config, overrides)
+
+
+def test_module_defines_match_registry() -> None:
+    for module in (overlap, patch, exclusive, margin):
+        [(trial, constants)] = run_define(module.define, 1)
+        assert set(trial.params) <= EXPECTED_KEYS[module.__name__.rsplit(".", 1)[-1]]
+    [(trial, constants)] = run_define(cutout.define, 1)
+    assert constants == {"views.family": "cutout"}
+
+
+def test_cutout_blur_sigma_only_with_blur_fill() -> None:
+    fills_seen = set()
+    for trial, _ in run_define(cutout.define_for(16), 120):
+        fill = trial.params["views.params.fill"]
+        fills_seen.add(fill)
+        assert ("views.params.blur_sigma" in trial.params) == (fill == "blur")
+    assert fills_seen == {"zero", "blur", "none"}
+
+
+def test_cutout_blur_sigma_bound_follows_the_drawn_hole() -> None:
+    size = 16
+    for trial, _ in run_define(cutout.define_for(size), 80):
+        if trial.params["views.params.fill"] != "blur":
+            continue
+        distribution = trial.distributions["views.params.blur_sigma"]
+        hole = trial.params["views.params.hole"]
+        assert distribution.high == cutout.max_blur_sigma(hole, size)
+        assert cutout.blur_fits(hole, trial.params["views.params.blur_sigma"], size)
+
+
+def test_cutout_define_rejects_views_too_small_for_any_blur() -> None:
+    with pytest.raises(ConfigError) as error:
+        cutout.define_for(8)
+    assert error.value.field == "views.size"
+    assert "at least 10 px" in str(error.value)
+    cutout.define_for(10)
+
+
+def test_margin_parameters_follow_the_mode() -> None:
+    modes_seen = set()
+    for trial, _ in run_define(margin.define, 120):
+        mode = trial.params["margin.mode"]
+        modes_seen.add(mode)
+        assert ("margin.m" in trial.params) == (mode == "fixed")
+        assert ("margin.k" in trial.params) == (mode == "distance")
+    assert modes_seen == {"none", "fixed", "distance"}
+
+
+@given(hole=st.floats(0.01, 0.99), size=st.integers(1, 512))
+def test_max_blur_sigma_is_the_largest_that_the_cutout_family_accepts(
+    hole: float, size: int
+) -> None:
+    sigma = cutout.max_blur_sigma(hole, size)
+    if sigma == 0.0:
+        assert not cutout.blur_fits(hole, 1e-6, size)
+        return
+    make_views("cutout", size=size, hole=hole, fill="blur", blur_sigma=sigma)
+    with pytest.raises(ConfigError):
+        make_views("cutout", size=size, hole=hole, fill="blur", blur_sigma=sigma + 1e-9)
+
+
+def test_max_blur_sigma_known_values() -> None:
+    assert cutout.max_blur_sigma(0.1, 16) == pytest.approx(2 / 3)
+    assert cutout.max_blur_sigma(0.25, 32) == pytest.approx(7 / 3)
+    assert cutout.max_blur_sigma(0.01, 16) == 0.0

@@ -1,0 +1,187 @@
+"""The paper's grids, seeds, and replaying grid points through enqueued Optuna trials."""
+
+import optuna
+import pytest
+
+from search_spaces import (
+    SEARCH_SPACES,
+    cutout,
+    exclusive,
+    grid_define,
+    grid_search_space,
+    margin,
+    overlap,
+    patch,
+    with_seeds,
+)
+from tests.search_spaces.helpers import assert_overrides_applied
+from trainables.recipes import recipe
+from trainables.validation import ConfigError
+from trainables.views import VIEW_FAMILIES
+
+NINE_STEPS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+HOLES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+
+
+def test_overlap_grid() -> None:
+    assert overlap.grid() == [
+        {"views.family": "overlap", "views.params.overlap": value} for value in NINE_STEPS
+    ]
+
+
+def test_patch_grid() -> None:
+    assert patch.grid() == [
+        {"views.family": "patch", "views.params.patch": value} for value in NINE_STEPS
+    ]
+
+
+def test_exclusive_grid() -> None:
+    assert exclusive.grid() == [
+        {"views.family": "exclusive", "views.params.crop": 0.2, "views.params.gap": gap}
+        for gap in (0.05, 0.1, 0.2, 0.3, 0.4)
+    ]
+
+
+def test_margin_grid() -> None:
+    assert margin.grid() == [
+        {"margin.mode": "none"},
+        {"margin.mode": "fixed", "margin.m": 0.2},
+        {"margin.mode": "distance", "margin.k": 1.0},
+    ]
+
+
+def cutout_points(zero_holes: list[float], blur_holes: list[float]) -> list[dict]:
+    points = []
+    for hole in HOLES:
+        if hole in zero_holes:
+            points.append(
+                {"views.family": "cutout", "views.params.hole": hole, "views.params.fill": "zero"}
+            )
+        if hole in blur_holes:
+            points.append(
+                {
+                    "views.family": "cutout",
+                    "views.params.hole": hole,
+                    "views.params.fill": "blur",
+                    "views.params.blur_sigma": 1.0,
+                }
+            )
+    return points
+
+
+@pytest.mark.parametrize(
+    ("size", "blur_holes"),
+    [
+        (32, HOLES),  # hole 0.1 is 10.1 px wide: the 7 px kernel of sigma 1 fits everywhere
+        (16, HOLES[1:]),  # hole 0.1 is 5.06 px, 0.2 is 7.16 px
+        (12, HOLES[3:]),  # hole 0.3 is 6.57 px, 0.4 is 7.59 px
+        (8, []),  # hole 0.7 is 6.69 px
+    ],
+)
+def test_cutout_grid_skips_blur_points_whose_kernel_does_not_fit(
+    size: int, blur_holes: list[float]
+) -> None:
+    assert cutout.grid(size) == cutout_points(HOLES, blur_holes)
+
+
+def test_cutout_grid_blur_sigma_is_a_parameter() -> None:
+    points = cutout.grid(16, blur_sigma=0.5)  # a 5 px kernel fits hole 0.1 (5.06 px)
+    assert [p["views.params.blur_sigma"] for p in points if p["views.params.fill"] == "blur"] == [
+        0.5
+    ] * 7
+
+
+@pytest.mark.parametrize("size", [16, 32, 64])
+@pytest.mark.parametrize("name", sorted(SEARCH_SPACES))
+def test_grid_points_build_valid_configs_with_clean_decimals(name: str, size: int) -> None:
+    base = recipe("digits", **{"views.size": size})
+    points = SEARCH_SPACES[name].grid(size)
+    assert points
+    for point in points:
+        assert_overrides_applied(base.replace(**point), point)
+        for value in point.values():
+            if isinstance(value, float):
+                assert value == round(value, 4) and len(repr(value)) <= 6, value
+
+
+def test_registry_names_and_families() -> None:
+    assert set(SEARCH_SPACES) == {"overlap", "patch", "exclusive", "cutout", "margin"}
+    for name, space in SEARCH_SPACES.items():
+        assert space.name == name
+        assert space.description
+        points = space.grid(32)
+        if space.family == "margin":
+            assert all(key.startswith("margin.") for point in points for key in point)
+        else:
+            assert space.family in VIEW_FAMILIES
+            assert {point["views.family"] for point in points} == {space.family}
+
+
+def test_grid_search_space_sorted_unique_values_per_key() -> None:
+    assert grid_search_space(with_seeds(margin.grid(), [2, 0, 1])) == {
+        "margin.mode": ["distance", "fixed", "none"],
+        "seed": [0, 1, 2],
+        "margin.m": [0.2],
+        "margin.k": [1.0],
+    }
+    space = grid_search_space(cutout.grid(16))
+    assert space["views.params.hole"] == HOLES
+    assert space["views.params.fill"] == ["blur", "zero"]
+    assert space["views.params.blur_sigma"] == [1.0]
+
+
+def test_with_seeds_every_point_and_seed_exactly_once_points_outer() -> None:
+    points = overlap.grid()
+    seeded = with_seeds(points, (0, 1, 2))
+    assert len(seeded) == len(points) * 3
+    assert seeded[:3] == [{**points[0], "seed": seed} for seed in (0, 1, 2)]
+    pairs = [(point["views.params.overlap"], point["seed"]) for point in seeded]
+    assert len(set(pairs)) == len(pairs)
+    assert set(pairs) == {(value, seed) for value in NINE_STEPS for seed in (0, 1, 2)}
+    assert all("seed" not in point for point in points)
+
+
+@pytest.mark.parametrize("seeds", [(0, 0), (), (-1,), (1.5,)])
+def test_with_seeds_rejects_bad_seeds(seeds: tuple) -> None:
+    with pytest.raises(ConfigError):
+        with_seeds(overlap.grid(), seeds)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("name", sorted(SEARCH_SPACES))
+def test_enqueued_points_are_reproduced_exactly(name: str) -> None:
+    points = with_seeds(SEARCH_SPACES[name].grid(16), (0, 1))
+    define = grid_define(points)
+    space = grid_search_space(points)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    for point in points:
+        study.enqueue_trial(point)
+    for point in points:
+        trial = study.ask()
+        assert define(trial) == {}
+        assert trial.params == point
+        for key, distribution in trial.distributions.items():
+            assert list(distribution.choices) == space[key]
+        study.tell(trial, 0.0)
+
+
+def test_grid_define_without_enqueue_draws_grid_values() -> None:
+    points = margin.grid()
+    define = grid_define(points)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial = study.ask()
+        define(trial)
+        mode = trial.params["margin.mode"]
+        assert mode in {"none", "fixed", "distance"}
+        assert ("margin.m" in trial.params) == (mode == "fixed")
+        assert ("margin.k" in trial.params) == (mode == "distance")
+        study.tell(trial, 0.0)
+
+
+def test_grid_define_rejects_points_its_keys_cannot_tell_apart() -> None:
+    with pytest.raises(ConfigError) as error:
+        grid_define([{"margin.mode": "fixed"}, {"margin.mode": "fixed", "margin.m": 0.2}])
+    assert error.value.field == "points"
+    with pytest.raises(ConfigError):
+        grid_define([])
