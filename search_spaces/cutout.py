@@ -9,6 +9,8 @@ paper's Fig. 4 does.
 
 from __future__ import annotations
 
+import functools
+
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -88,12 +90,7 @@ def define(trial: optuna.Trial, size: int = DEFAULT_SIZE) -> dict[str, Any]:
 
 def define_for(size: int) -> DefineFn:
     """:func:`define` for views of ``size`` pixels."""
-    _check_size(size)
-
-    def define_at_size(trial: optuna.Trial) -> dict[str, Any]:
-        return define(trial, size)
-
-    return define_at_size
+    return functools.partial(define, size=_check_size(size))
 
 
 def grid(size: int = DEFAULT_SIZE, blur_sigma: float = DEFAULT_BLUR_SIGMA) -> list[Point]:

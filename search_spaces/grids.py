@@ -8,6 +8,8 @@ are accepted as fixed parameters and ``trial.params`` equals the point.
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Callable, Iterable, Sequence
 from numbers import Real
 from typing import TYPE_CHECKING, Any
@@ -79,11 +81,12 @@ def grid_define(points: Sequence[Point]) -> DefineFn:
     space = grid_search_space(points)
     _check_reproducible(points, space)
 
-    def define(trial: optuna.Trial) -> dict[str, Any]:
-        _suggest_point(trial.suggest_categorical, points, space)
-        return {}
+    return functools.partial(_define_grid, points=points, space=space)
 
-    return define
+
+def _define_grid(trial: optuna.Trial, points: list[Point], space: dict[str, list[Any]]) -> dict[str, Any]:
+    _suggest_point(trial.suggest_categorical, points, space)
+    return {}
 
 
 def check_seeds(seeds: Sequence[int], field: str = "seeds") -> tuple[int, ...]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from typing import TYPE_CHECKING, Any
 
 from search_spaces.common import BASE_LR, WEIGHT_DECAY, DefineFn
@@ -38,10 +40,13 @@ def with_training(
         if bounds is not None
     }
 
-    def define(trial: optuna.Trial) -> dict[str, Any]:
-        constants = define_fn(trial)
-        for name, (low, high) in searched.items():
-            trial.suggest_float(name, low, high, log=True)
-        return constants
+    return functools.partial(_define_with_training, define_fn=define_fn, searched=searched)
 
-    return define
+
+def _define_with_training(
+    trial: optuna.Trial, define_fn: DefineFn, searched: dict[str, Range]
+) -> dict[str, Any]:
+    constants = define_fn(trial)
+    for name, (low, high) in searched.items():
+        trial.suggest_float(name, low, high, log=True)
+    return constants

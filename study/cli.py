@@ -1,8 +1,9 @@
 """The ``study`` command line.
 
-``study demo`` runs the embedded default on bundled data; ``study train`` runs one SimSiam
-training from a recipe, a YAML config and ``--set key=value`` overrides. Bad input exits with
-code 2 and a message naming the field, the value and the valid range, before any work starts.
+``study demo`` runs the embedded default sweep on bundled data; ``study run`` starts a sweep
+over a search space or a preset; ``study resume``, ``study ls`` and ``study export`` manage
+sweeps; ``study train`` runs one training without Ray. Bad input exits with code 2 and a message
+naming the field, the value and the valid range, before any cluster work starts.
 """
 
 from __future__ import annotations
@@ -21,6 +22,36 @@ from trainables.validation import ConfigError
 
 EXIT_BAD_INPUT = 2
 TABLE_COLUMNS = ("epoch", "loss", "knn_top1", "knn_top5", "z_std", "floor_active", "overlap_mean", "phi_mean", "images_per_s")
+DEMO = {
+    "space": "overlap",
+    "dataset": "digits",
+    "num_samples": 6,
+    "epochs": 4,
+    "grace_period": 1,
+    "reduction_factor": 2,
+    "max_concurrent_trials": 2,
+}
+RUN_OPTIONS = {
+    # flag: (StudyConfig field, type, help)
+    "--space": ("space", str, "search space: overlap, patch, exclusive, cutout, margin"),
+    "--preset": ("preset", str, "a preset, e.g. fig2a-overlap or fig2a-overlap-bundled"),
+    "--dataset": ("dataset", str, "training dataset"),
+    "--eval-dataset": ("eval_dataset", str, "labelled dataset for kNN (default: the training set's)"),
+    "--recipe": ("recipe", str, f"base recipe: {', '.join(RECIPES)}"),
+    "--num-samples": ("num_samples", int, "trials of a search (grids run every point x seed)"),
+    "--epochs": ("epochs", int, "epochs per trial (ASHA's max_t)"),
+    "--gpus-per-trial": ("gpus_per_trial", float, "GPUs per trial, fractional to pack trials on a GPU"),
+    "--workers-per-trial": ("workers_per_trial", int, "DDP workers per trial"),
+    "--cpus-per-worker": ("cpus_per_worker", float, "CPUs per DDP worker"),
+    "--max-concurrent-trials": ("max_concurrent_trials", int, "default: what the cluster fits"),
+    "--grace-period": ("grace_period", int, "ASHA grace period in epochs"),
+    "--reduction-factor": ("reduction_factor", int, "ASHA reduction factor"),
+    "--address": ("address", str, "Ray address, e.g. auto or ray://host:10001 (default: local Ray)"),
+    "--tracking-uri": ("tracking_uri", str, "MLflow tracking URI (default: sqlite:///mlflow.db)"),
+    "--storage": ("storage", str, "where sweeps are stored (default: ./runs)"),
+    "--name": ("name", str, "sweep name (default: derived from space/preset, dataset and time)"),
+    "--seed": ("seed", int, "searcher seed"),
+}
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -33,16 +64,21 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return overrides
 
 
+def read_yaml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise ConfigError("--config", str(path), "an existing YAML file")
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ConfigError("--config", str(path), "a YAML mapping")
+    return loaded
+
+
 def load_config(recipe_name: str, config_file: Path | None, overrides: dict[str, Any]) -> TrainConfig:
     """Recipe, then the YAML file's fields, then the overrides; validated once at the end."""
     config = recipe(recipe_name).to_dict()
-    if config_file is not None:
-        if not config_file.is_file():
-            raise ConfigError("--config", str(config_file), "an existing YAML file")
-        loaded = yaml.safe_load(config_file.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError("--config", str(config_file), "a YAML mapping of config sections")
-        _merge(config, loaded)
+    _merge(config, read_yaml(config_file))
     for path, value in overrides.items():
         set_path(config, path, value)
     return TrainConfig.from_dict(config)
@@ -56,6 +92,23 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
             base[key] = value
 
 
+def study_config(args: argparse.Namespace):
+    """StudyConfig from a YAML file, then the flags given, then ``--set`` overrides."""
+    from study.config import StudyConfig
+
+    data = read_yaml(args.config)
+    for flag, (field, _, _) in RUN_OPTIONS.items():
+        value = getattr(args, field)
+        if value is not None:
+            data[field] = value
+    if args.grid:
+        data["grid"] = True
+    if args.seeds:
+        data["seeds"] = args.seeds
+    data["overrides"] = {**data.get("overrides", {}), **parse_overrides(args.set)}
+    return StudyConfig.from_dict(data)
+
+
 def format_row(values: dict[str, float]) -> str:
     cells = []
     for column in TABLE_COLUMNS:
@@ -65,10 +118,7 @@ def format_row(values: dict[str, float]) -> str:
 
 
 def run_training(config: TrainConfig, out: Path | None) -> None:
-    from trainables.train import (  # torch start-up cost only once input is valid
-        train,
-        untrained_knn,
-    )
+    from trainables.train import train, untrained_knn  # torch start-up cost only once input is valid
 
     print(f"training {config.views.family} views on {config.data.dataset}, kNN on {config.data.eval_dataset}")
     baseline = untrained_knn(config)
@@ -83,11 +133,44 @@ def run_training(config: TrainConfig, out: Path | None) -> None:
     )
 
 
+def print_result(result) -> None:
+    from study.results import format_table
+
+    print(f"\nsweep {result.name}: {result.trials.num_rows} trials")
+    print(format_table(result.trials))
+    if result.best_config is not None:
+        views = result.best_config["views"]
+        print(f"\nbest knn_top1={result.best_knn_top1:.4f}: views {views['family']} {views['params']}, "
+              f"margin {result.best_config['margin']}, seed {result.best_config['seed']}")
+    print(f"results: {result.trials_path} and {result.epochs_path}")
+    print(f"browse:  {result.ui_command()}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="study", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="train on bundled digits with the CPU-sized recipe")
-    train = commands.add_parser("train", help="one SimSiam training run")
+    demo = commands.add_parser("demo", help="a real small sweep on bundled data with local Ray")
+    demo.add_argument("--storage", default="runs")
+    demo.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+
+    run = commands.add_parser("run", help="start a sweep")
+    for flag, (field, kind, text) in RUN_OPTIONS.items():
+        run.add_argument(flag, dest=field, type=kind, help=text)
+    run.add_argument("--grid", action="store_true", help="run the space's paper grid instead of a search")
+    run.add_argument("--seeds", type=int, nargs="+", help="seed repeats of a grid")
+    run.add_argument("--config", type=Path, help="YAML file of study fields (and `overrides:`)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted TrainConfig override, repeatable")
+
+    resume = commands.add_parser("resume", help="finish an interrupted sweep")
+    resume.add_argument("name")
+    resume.add_argument("--storage", default="runs")
+    listing = commands.add_parser("ls", help="sweeps with their status and best result")
+    listing.add_argument("--storage", default="runs")
+    export = commands.add_parser("export", help="rewrite a sweep's Parquet tables")
+    export.add_argument("name")
+    export.add_argument("--storage", default="runs")
+
+    train = commands.add_parser("train", help="one SimSiam training run, without Ray")
     train.add_argument("--recipe", default="digits", help=f"one of {', '.join(RECIPES)} (default: digits)")
     train.add_argument("--config", type=Path, help="YAML file of config sections")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, repeatable")
@@ -98,17 +181,46 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "train":
+            run_training(load_config(args.recipe, args.config, parse_overrides(args.set)), args.out)
+            return 0
+        if args.command == "ls":
+            from study.sweep import list_studies
+
+            rows = list_studies(args.storage)
+            print(f"{'name':<48} {'state':<12} {'mode':<7} {'trials':>6} {'best knn_top1':>14}")
+            for row in rows:
+                best = "-" if row["best_knn_top1"] is None else f"{row['best_knn_top1']:.4f}"
+                print(f"{row['name']:<48} {row['state']:<12} {row['mode']:<7} {row['trials'] or '-':>6} {best:>14}")
+            return 0
+        if args.command == "export":
+            from study.sweep import export_study
+
+            for path in export_study(args.name, args.storage):
+                print(path)
+            return 0
+        if args.command == "resume":
+            from study.sweep import resume_study
+
+            print_result(resume_study(args.name, args.storage))
+            return 0
         if args.command == "demo":
-            config = recipe("digits")
-            out = None
+            from study.config import StudyConfig, default_name
+
+            config = StudyConfig(**DEMO, name=default_name("demo-overlap", "digits"), storage=args.storage, tracking_uri=args.tracking_uri)
         else:
-            config = load_config(args.recipe, args.config, parse_overrides(args.set))
-            out = args.out
+            config = study_config(args)
+        from study.config import plan
+        from study.sweep import run_study
+
+        study_plan = plan(config)
+        print(f"sweep {study_plan.name}: {study_plan.mode} over {config.space or config.preset}, "
+              f"{study_plan.num_samples} trials x {study_plan.epochs} epochs on {study_plan.base_config.data.dataset}", flush=True)
+        print_result(run_study(config))
+        return 0
     except ConfigError as error:
         print(f"study: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    run_training(config, out)
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,182 @@
+"""The study configuration, validated once before Ray starts, and the plan it resolves to."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import optuna
+
+from search_spaces import SEARCH_SPACES, get_preset, with_seeds
+from search_spaces.grids import grid_define
+from trainables.config import TrainConfig
+from trainables.data import DATASETS
+from trainables.recipes import RECIPES, recipe
+from trainables.validation import ConfigError, check_choice, check_range
+
+METRIC = "knn_top1"
+MODE = "max"
+DEFAULT_RECIPE = {
+    "digits": "digits", "digit-scenes": "digits", "cifar10": "cifar", "cifar100": "cifar",
+    "stl10": "cifar", "imagenet100": "imagenet", "coco": "cifar",
+}
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A sweep: what to search (a ``space`` or a ``preset``), on what, and on which resources.
+
+    ``overrides`` are dotted TrainConfig paths applied to the base config of every trial.
+    ``grid=True`` runs a space's paper grid (x ``seeds``) instead of a TPE search.
+    """
+
+    space: str | None = None
+    preset: str | None = None
+    grid: bool = False
+    dataset: str | None = None
+    eval_dataset: str | None = None
+    recipe: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    num_samples: int | None = None
+    epochs: int | None = None
+    seeds: tuple[int, ...] = (0,)
+    seed: int = 0
+    name: str | None = None
+    storage: str = "runs"
+    tracking_uri: str = "sqlite:///mlflow.db"
+    address: str | None = None
+    workers_per_trial: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent_trials: int | None = None
+    grace_period: int = 1
+    reduction_factor: int = 2
+    max_failures: int = 1
+    checkpoints_to_keep: int = 2
+
+    def __post_init__(self) -> None:
+        if (self.space is None) == (self.preset is None):
+            raise ConfigError("space/preset", (self.space, self.preset), "exactly one of --space or --preset")
+        if self.space is not None:
+            check_choice("space", self.space, SEARCH_SPACES)
+        if self.preset is not None:
+            get_preset(self.preset)
+        for name in ("dataset", "eval_dataset"):
+            if getattr(self, name) is not None:
+                check_choice(name, getattr(self, name), DATASETS)
+        if self.recipe is not None:
+            check_choice("recipe", self.recipe, RECIPES)
+        if self.num_samples is not None:
+            check_range("num_samples", self.num_samples, 1, integer=True)
+        if self.epochs is not None:
+            check_range("epochs", self.epochs, 1, integer=True)
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        if not self.seeds:
+            raise ConfigError("seeds", self.seeds, "at least one seed")
+        for value in self.seeds:
+            check_range("seeds", value, 0, integer=True)
+        check_range("seed", self.seed, 0, integer=True)
+        if self.name is not None and not NAME_PATTERN.match(self.name):
+            raise ConfigError("name", self.name, "1-100 letters, digits, '_', '.' or '-', starting with a letter or digit")
+        check_range("workers_per_trial", self.workers_per_trial, 1, integer=True)
+        check_range("cpus_per_worker", self.cpus_per_worker, 0)
+        check_range("gpus_per_trial", self.gpus_per_trial, 0)
+        if self.max_concurrent_trials is not None:
+            check_range("max_concurrent_trials", self.max_concurrent_trials, 1, integer=True)
+        check_range("grace_period", self.grace_period, 1, integer=True)
+        check_range("reduction_factor", self.reduction_factor, 2, integer=True)
+        check_range("max_failures", self.max_failures, 0, integer=True)
+        check_range("checkpoints_to_keep", self.checkpoints_to_keep, 1, integer=True)
+        if not self.tracking_uri:
+            raise ConfigError("tracking_uri", self.tracking_uri, "an MLflow tracking URI")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["seeds"] = list(self.seeds)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
+        from trainables.config import build
+
+        return build(cls, data, prefix="")
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """What a StudyConfig resolves to: a name, the base config, the space and the trial count."""
+
+    name: str
+    base_config: TrainConfig
+    define: Callable[[optuna.Trial], dict[str, Any]]
+    points: list[dict[str, Any]]
+    num_samples: int
+    description: str
+
+    @property
+    def epochs(self) -> int:
+        return self.base_config.epochs
+
+    @property
+    def mode(self) -> str:
+        return "grid" if self.points else "search"
+
+
+def _data_overrides(config: StudyConfig) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if config.dataset is not None:
+        overrides["data.dataset"] = config.dataset
+    if config.eval_dataset is not None:
+        overrides["data.eval_dataset"] = config.eval_dataset
+    if config.epochs is not None:
+        overrides["epochs"] = config.epochs
+    return {**overrides, **config.overrides}
+
+
+@dataclass(frozen=True)
+class WithSeed:
+    """A define-by-run that adds a constant ``seed`` (picklable: Tune checkpoints the searcher)."""
+
+    define: Callable[[optuna.Trial], dict[str, Any]]
+    seed: int
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        return {**self.define(trial), "seed": self.seed}
+
+
+def default_name(label: str, dataset: str) -> str:
+    return f"{label}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def plan(config: StudyConfig) -> StudyPlan:
+    """Resolve and validate everything a sweep needs; raises ConfigError before any cluster work."""
+    extra = _data_overrides(config)
+    if config.preset is not None:
+        preset = get_preset(config.preset)
+        recipe_name = config.recipe or preset.recipe
+        base = recipe(recipe_name, **{"epochs": preset.epochs, **preset.overrides, **extra})
+        points = preset.points() if preset.mode == "grid" else []
+        define = grid_define(points) if points else WithSeed(preset.search_space.define(base.views.size), preset.seeds[0])
+        samples = len(points) or config.num_samples or preset.num_trials
+        label, description = preset.name, preset.description
+    else:
+        dataset = config.dataset or "digits"
+        recipe_name = config.recipe or DEFAULT_RECIPE[dataset]
+        base = recipe(recipe_name, **extra)
+        space = SEARCH_SPACES[config.space]
+        if config.grid:
+            points = with_seeds(space.grid(base.views.size), config.seeds)
+            define = grid_define(points)
+        else:
+            points = []
+            define = WithSeed(space.define(base.views.size), config.seeds[0])
+        samples = len(points) or config.num_samples or 16
+        label, description = config.space, space.description
+    for point in points:
+        base.replace(**point)
+    name = config.name or default_name(label, base.data.dataset)
+    return StudyPlan(name, base, define, points, samples, description)

@@ -1,0 +1,140 @@
+"""A sweep's results as two Parquet tables: one row per trial, and one per trial per epoch."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from study.search import stopped_early
+
+TRIALS_FILE = "trials.parquet"
+EPOCHS_FILE = "epochs.parquet"
+FINISHED, STOPPED, FAILED = "FINISHED", "STOPPED", "FAILED"
+SUMMARY_METRICS = ("knn_top1", "knn_top5", "loss", "z_std", "floor_active", "overlap_mean", "phi_mean", "distance_mean")
+EPOCH_COLUMNS = ("epoch", "lr", "images_per_s", "overlap_std", "distance_std", "phi_std", *SUMMARY_METRICS)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What the tables need from one trial, independent of Ray's result objects."""
+
+    trial_id: str
+    overrides: dict[str, Any]
+    config: dict[str, Any]
+    history: list[dict[str, Any]]
+    error: str | None
+    run_id: str | None = None
+
+    def status(self, max_epochs: int) -> str:
+        if self.error is not None:
+            return FAILED
+        last = self.history[-1] if self.history else None
+        return STOPPED if last is None or stopped_early(last, max_epochs) else FINISHED
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def _column(values: list[Any]) -> pa.Array:
+    """Numbers stay float64 (None where missing); anything else becomes a string column."""
+    present = [value for value in values if value is not None]
+    if all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in present):
+        return pa.array([None if value is None else float(value) for value in values], pa.float64())
+    return pa.array([None if value is None else str(value) for value in values], pa.string())
+
+
+def trials_table(records: Iterable[TrialRecord], max_epochs: int) -> pa.Table:
+    records = list(records)
+    keys = sorted({key for record in records for key in record.overrides})
+    columns: dict[str, pa.Array] = {
+        "trial_id": pa.array([r.trial_id for r in records], pa.string()),
+        "status": pa.array([r.status(max_epochs) for r in records], pa.string()),
+        "epochs_run": pa.array([len(r.history) for r in records], pa.int64()),
+        "mlflow_run_id": pa.array([r.run_id for r in records], pa.string()),
+        "error": pa.array([r.error for r in records], pa.string()),
+        "config_json": pa.array([json.dumps(r.config, sort_keys=True) for r in records], pa.string()),
+    }
+    for key in keys:
+        columns[f"param.{key}"] = _column([r.overrides.get(key) for r in records])
+    for metric in SUMMARY_METRICS:
+        finals, bests, best_epochs = [], [], []
+        for record in records:
+            values = [(_number(row.get(metric)), row.get("epoch")) for row in record.history]
+            values = [(value, epoch) for value, epoch in values if value is not None]
+            finals.append(values[-1][0] if values else None)
+            best = max(values, default=None) if metric != "loss" else min(values, default=None)
+            bests.append(best[0] if best else None)
+            best_epochs.append(best[1] if best else None)
+        columns[f"final_{metric}"] = pa.array(finals, pa.float64())
+        columns[f"best_{metric}"] = pa.array(bests, pa.float64())
+        if metric == "knn_top1":
+            columns["best_epoch"] = pa.array(best_epochs, pa.int64())
+    return pa.table(columns)
+
+
+def epochs_table(records: Iterable[TrialRecord]) -> pa.Table:
+    rows = [(record.trial_id, row) for record in records for row in record.history]
+    columns: dict[str, pa.Array] = {"trial_id": pa.array([trial_id for trial_id, _ in rows], pa.string())}
+    for metric in EPOCH_COLUMNS:
+        values = [_number(row.get(metric)) for _, row in rows]
+        columns[metric] = pa.array([None if v is None else int(v) for v in values], pa.int64()) if metric == "epoch" else pa.array(values, pa.float64())
+    return pa.table(columns)
+
+
+def write_tables(records: list[TrialRecord], max_epochs: int, directory: Path) -> tuple[Path, Path]:
+    """Write both tables atomically (a half-written file never replaces a good one)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for table, name in ((trials_table(records, max_epochs), TRIALS_FILE), (epochs_table(records), EPOCHS_FILE)):
+        partial = directory / (name + ".partial")
+        pq.write_table(table, partial)
+        partial.replace(directory / name)
+        paths.append(directory / name)
+    return paths[0], paths[1]
+
+
+def records_from_results(result_grid: Any, base_config: Any, run_ids: dict[str, str]) -> list[TrialRecord]:
+    """TrialRecords from a Ray Tune ``ResultGrid``."""
+    from study.trial import trial_config
+
+    records = []
+    for result in result_grid:
+        overrides = dict(result.config or {})
+        frame = result.metrics_dataframe
+        history = [] if frame is None else [{k: v for k, v in row.items()} for row in frame.to_dict("records")]
+        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+        try:
+            config = trial_config(base_config.to_dict(), overrides).to_dict()
+        except ValueError:
+            config = {}
+        error = None if result.error is None else f"{type(result.error).__name__}: {result.error}"[:4000]
+        records.append(TrialRecord(trial_id, overrides, config, history, error, run_ids.get(trial_id)))
+    return records
+
+
+def format_table(table: pa.Table, limit: int = 30) -> str:
+    """The trials table as aligned text, best knn_top1 first."""
+    params = [name for name in table.column_names if name.startswith("param.") and name != "param.seed"]
+    columns = ["trial_id", "status", "epochs_run", *params, "final_knn_top1", "best_knn_top1"]
+    rows = table.select(columns).to_pylist()
+    rows.sort(key=lambda row: -(row["best_knn_top1"] if row["best_knn_top1"] is not None else -1))
+    headers = [name.removeprefix("param.views.params.").removeprefix("param.") for name in columns]
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4f}"
+        return "-" if value is None else str(value)
+
+    cells = [[cell(row[name]) for name in columns] for row in rows[:limit]]
+    widths = [max(len(header), *(len(row[i]) for row in cells)) if cells else len(header) for i, header in enumerate(headers)]
+    lines = ["  ".join(header.ljust(width) for header, width in zip(headers, widths))]
+    lines += ["  ".join(value.ljust(width) for value, width in zip(row, widths)) for row in cells]
+    return "\n".join(lines)

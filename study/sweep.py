@@ -1,0 +1,286 @@
+"""Run, resume, list and export sweeps: Ray Tune over Ray Train trials, searched by Optuna,
+stopped early by ASHA, tracked in MLflow and exported to Parquet."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+from mlflow.entities import Metric, RunStatus, RunTag
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
+from study.config import METRIC, MODE, StudyConfig, StudyPlan, plan
+from study.results import TRIALS_FILE, format_table, records_from_results, write_tables
+from study.search import StudySearch
+from study.tracking import (
+    TRIAL_TAG,
+    MlflowTrialCallback,
+    Tracking,
+    close_open_children,
+    log_files,
+    resolve_tracking_uri,
+    start_sweep,
+)
+from study.trial import TrialContext, run_trial
+from trainables.ray_trainable import ScalingSpec, TrainerSpec
+from trainables.validation import ConfigError
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "study.json"
+RESULTS_DIR = "results"
+OPTUNA_FILE = "optuna.db"
+TRIAL_DRIVER_MEMORY = 256 * 1024**2
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    name: str
+    directory: Path
+    trials_path: Path
+    epochs_path: Path
+    trials: pa.Table
+    best_config: dict[str, Any] | None
+    best_knn_top1: float | None
+    tracking: Tracking
+
+    def ui_command(self) -> str:
+        return f"mlflow ui --backend-store-uri {self.tracking.tracking_uri} --host 127.0.0.1 --port 5000"
+
+
+def sweep_directory(storage: str | Path, name: str) -> Path:
+    root = Path(storage).resolve()
+    directory = (root / name).resolve()
+    if directory.parent != root:
+        raise ConfigError("name", name, f"a plain name inside the storage root {root}")
+    return directory
+
+
+def _write_state(directory: Path, state: dict[str, Any]) -> None:
+    partial = directory / (STATE_FILE + ".partial")
+    partial.write_text(json.dumps(state, indent=2, default=str))
+    partial.replace(directory / STATE_FILE)
+
+
+def read_state(directory: Path) -> dict[str, Any]:
+    path = directory / STATE_FILE
+    if not path.is_file():
+        raise ConfigError("name", directory.name, f"a sweep under {directory.parent} (no {STATE_FILE} in {directory})")
+    return json.loads(path.read_text())
+
+
+def _ensure_ray(address: str | None) -> bool:
+    """Connect to ``address`` (or RAY_ADDRESS), else start local Ray. True if we started it."""
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+        return False
+    ray.init(include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False)
+    return True
+
+
+def _concurrency(config: StudyConfig) -> int:
+    if config.max_concurrent_trials is not None:
+        return config.max_concurrent_trials
+    cpus_per_trial = config.workers_per_trial * config.cpus_per_worker
+    available = ray.cluster_resources().get("CPU", 1)
+    by_cpu = int(available // cpus_per_trial) if cpus_per_trial else 1
+    if config.gpus_per_trial:
+        by_cpu = min(by_cpu, int(ray.cluster_resources().get("GPU", 0) // config.gpus_per_trial) or 1)
+    return max(1, by_cpu)
+
+
+def _trainable(study_plan: StudyPlan, config: StudyConfig, directory: Path, tracking: Tracking):
+    spec = TrainerSpec(
+        scaling=ScalingSpec(
+            num_workers=config.workers_per_trial,
+            cpus_per_worker=config.cpus_per_worker,
+            gpus_per_worker=config.gpus_per_trial / config.workers_per_trial,
+        ),
+        storage_path=str(directory / "train"),
+        checkpoints_to_keep=config.checkpoints_to_keep,
+        max_failures=config.max_failures,
+    )
+    context = TrialContext(base_config=study_plan.base_config.to_dict(), trainer=spec, tracking=tracking)
+    return tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY})
+
+
+def _tuner(study_plan: StudyPlan, config: StudyConfig, directory: Path, tracking: Tracking) -> tune.Tuner:
+    searcher = StudySearch(
+        study_plan.define,
+        max_epochs=study_plan.epochs,
+        metric=METRIC,
+        mode=MODE,
+        study_name=study_plan.name,
+        storage=f"sqlite:///{directory / OPTUNA_FILE}",
+        seed=config.seed,
+        points=study_plan.points,
+    )
+    scheduler = ASHAScheduler(
+        time_attr="epoch",
+        grace_period=min(config.grace_period, study_plan.epochs),
+        reduction_factor=config.reduction_factor,
+        max_t=study_plan.epochs,
+    )
+    return tune.Tuner(
+        _trainable(study_plan, config, directory, tracking),
+        tune_config=tune.TuneConfig(
+            metric=METRIC,
+            mode=MODE,
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=study_plan.num_samples,
+            max_concurrent_trials=_concurrency(config),
+        ),
+        run_config=tune.RunConfig(
+            name=study_plan.name,
+            storage_path=str(directory.parent),
+            failure_config=tune.FailureConfig(max_failures=config.max_failures),
+            callbacks=[MlflowTrialCallback(tracking, study_plan.epochs)],
+        ),
+    )
+
+
+def _finish(result_grid: Any, study_plan: StudyPlan, directory: Path, tracking: Tracking) -> StudyResult:
+    """Export the ResultGrid to Parquet and close the sweep's MLflow runs."""
+    run_ids = {run.data.tags.get(TRIAL_TAG): run.info.run_id for run in tracking.child_runs()}
+    records = records_from_results(result_grid, study_plan.base_config, run_ids)
+    trials_path, epochs_path = write_tables(records, study_plan.epochs, directory / RESULTS_DIR)
+    trials = pq.read_table(trials_path)
+    close_open_children(tracking, RunStatus.to_string(RunStatus.KILLED))
+    best = max(
+        (row for row in trials.to_pylist() if row["best_knn_top1"] is not None),
+        key=lambda row: row["best_knn_top1"],
+        default=None,
+    )
+    client = tracking.client()
+    log_files(client, tracking.parent_run_id, [trials_path, epochs_path], RESULTS_DIR)
+    summary = {
+        "trials": trials.num_rows,
+        **{f"trials_{status.lower()}": sum(1 for s in trials["status"].to_pylist() if s == status) for status in ("FINISHED", "STOPPED", "FAILED")},
+    }
+    best_config = json.loads(best["config_json"]) if best else None
+    if best is not None:
+        summary["best_knn_top1"] = best["best_knn_top1"]
+        overrides = {key.removeprefix("param."): value for key, value in best.items() if key.startswith("param.") and value is not None}
+        client.log_batch(tracking.parent_run_id, tags=[RunTag("study.best_trial", best["trial_id"]), RunTag("study.best_overrides", json.dumps(overrides))])
+    now = int(time.time() * 1000)
+    client.log_batch(tracking.parent_run_id, metrics=[Metric(key, float(value), now, 0) for key, value in summary.items()])
+    (directory / RESULTS_DIR / "summary.txt").write_text(format_table(trials) + "\n")
+    client.log_artifact(tracking.parent_run_id, str(directory / RESULTS_DIR / "summary.txt"), RESULTS_DIR)
+    return StudyResult(
+        study_plan.name, directory, trials_path, epochs_path, trials, best_config,
+        best["best_knn_top1"] if best else None, tracking,
+    )
+
+
+def _run(tuner_factory, study_plan: StudyPlan, config: StudyConfig, directory: Path, tracking: Tracking, state: dict[str, Any], started_ray: bool) -> StudyResult:
+    status = RunStatus.to_string(RunStatus.FAILED)
+    try:
+        state["state"] = "running"
+        _write_state(directory, state)
+        result_grid = tuner_factory().fit()
+        result = _finish(result_grid, study_plan, directory, tracking)
+        status = RunStatus.to_string(RunStatus.FINISHED)
+        state.update(state="finished", best_knn_top1=result.best_knn_top1, trials=result.trials.num_rows)
+        return result
+    except KeyboardInterrupt:
+        status = RunStatus.to_string(RunStatus.KILLED)
+        state["state"] = "interrupted"
+        raise
+    except BaseException:
+        state["state"] = "failed"
+        raise
+    finally:
+        _write_state(directory, state)
+        close_open_children(tracking, RunStatus.to_string(RunStatus.KILLED))
+        tracking.client().set_terminated(tracking.parent_run_id, status)
+        if started_ray:
+            ray.shutdown()
+
+
+def run_study(config: StudyConfig) -> StudyResult:
+    """Run a sweep. Everything is validated before Ray starts; an existing name is refused."""
+    study_plan = plan(config)
+    directory = sweep_directory(config.storage, study_plan.name)
+    if directory.exists():
+        raise ConfigError("name", study_plan.name, f"a new sweep name: {directory} exists (resume it with `study resume {study_plan.name}`)")
+    tracking_uri = resolve_tracking_uri(config.tracking_uri)
+    started_ray = _ensure_ray(config.address)
+    try:
+        directory.mkdir(parents=True)
+        tracking = start_sweep(tracking_uri, study_plan.name, study_plan.name, {
+            **config.to_dict(), "mode": study_plan.mode, "num_trials": study_plan.num_samples, "epochs": study_plan.epochs,
+        })
+    except BaseException:
+        if started_ray:
+            ray.shutdown()
+        raise
+    state = {
+        "name": study_plan.name,
+        "config": {**config.to_dict(), "name": study_plan.name, "tracking_uri": tracking_uri},
+        "tracking": {"experiment_id": tracking.experiment_id, "parent_run_id": tracking.parent_run_id},
+        "mode": study_plan.mode,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    return _run(lambda: _tuner(study_plan, config, directory, tracking), study_plan, config, directory, tracking, state, started_ray)
+
+
+def _stored(name: str, storage: str | Path) -> tuple[Path, dict[str, Any], StudyConfig, StudyPlan, Tracking]:
+    directory = sweep_directory(storage, name)
+    state = read_state(directory)
+    config = StudyConfig.from_dict(state["config"])
+    tracking = Tracking(config.tracking_uri, state["tracking"]["experiment_id"], state["tracking"]["parent_run_id"], name)
+    return directory, state, config, plan(config), tracking
+
+
+def resume_study(name: str, storage: str | Path = "runs") -> StudyResult:
+    """Finish an interrupted sweep with ``Tuner.restore``: finished trials are kept, unfinished
+    ones continue from their checkpoints and the searcher's state is restored."""
+    directory, state, config, study_plan, tracking = _stored(name, storage)
+    started_ray = _ensure_ray(config.address)
+    tracking.client().update_run(tracking.parent_run_id, status="RUNNING")
+
+    def restore() -> tune.Tuner:
+        return tune.Tuner.restore(
+            str(directory), trainable=_trainable(study_plan, config, directory, tracking), resume_unfinished=True, resume_errored=True
+        )
+
+    return _run(restore, study_plan, config, directory, tracking, state, started_ray)
+
+
+def export_study(name: str, storage: str | Path = "runs") -> tuple[Path, Path]:
+    """Rewrite a sweep's Parquet tables from its Tune experiment state."""
+    directory, _, config, study_plan, tracking = _stored(name, storage)
+    result_grid = tune.Tuner.restore(str(directory), trainable=_trainable(study_plan, config, directory, tracking)).get_results()
+    run_ids = {run.data.tags.get(TRIAL_TAG): run.info.run_id for run in tracking.child_runs()}
+    return write_tables(records_from_results(result_grid, study_plan.base_config, run_ids), study_plan.epochs, directory / RESULTS_DIR)
+
+
+def list_studies(storage: str | Path = "runs") -> list[dict[str, Any]]:
+    root = Path(storage).resolve()
+    rows = []
+    for path in sorted(root.glob(f"*/{STATE_FILE}")):
+        state = json.loads(path.read_text())
+        trials_path = path.parent / RESULTS_DIR / TRIALS_FILE
+        rows.append({
+            "name": state["name"],
+            "state": state.get("state", "?"),
+            "mode": state.get("mode", "?"),
+            "trials": state.get("trials"),
+            "best_knn_top1": state.get("best_knn_top1"),
+            "created": state.get("created"),
+            "results": str(trials_path) if trials_path.is_file() else None,
+        })
+    return rows

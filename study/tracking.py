@@ -1,0 +1,217 @@
+"""MLflow tracking of a sweep: one parent run per sweep, one child run per trial.
+
+The entry point creates the experiment and the parent run once. Each trial's driver creates (or,
+when resumed, finds) its child run by the ``study.trial_id`` tag and logs its params and
+artifacts; the Tune callback on the sweep driver logs per-epoch metrics (epoch as the step) and
+sets every child's terminal status: FINISHED, KILLED (with ``study.stopped_by``) or FAILED.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from ray.tune import Callback
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+
+from study.search import stopped_early
+from trainables.train import CHECKPOINT_FILE
+
+logger = logging.getLogger(__name__)
+
+TRIAL_TAG = "study.trial_id"
+STUDY_TAG = "study.name"
+ROLE_TAG = "study.role"
+STOPPED_BY_TAG = "study.stopped_by"
+ERROR_TAG = "study.error"
+METRICS = (
+    "loss", "knn_top1", "knn_top5", "z_std", "floor_active", "images_per_s", "lr",
+    "overlap_mean", "overlap_std", "distance_mean", "distance_std", "phi_mean", "phi_std",
+)
+MAX_PARAM_LENGTH = 6000
+BACKBONE_PREFIX = "backbone."
+
+
+def resolve_tracking_uri(uri: str, base: Path | None = None) -> str:
+    """Make a relative ``sqlite:///`` path absolute, so that every process on every working
+    directory (Tune changes the trials') writes the same store."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        path = Path(uri[len(prefix):])
+        return prefix + str(((base or Path.cwd()) / path).resolve())
+    return uri
+
+
+def local_artifact_root(uri: str) -> str | None:
+    """Artifacts of a sqlite store live beside the database file; a server manages its own."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix):
+        return (Path(uri[len(prefix):]).parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def as_params(config: dict[str, Any]) -> list[Param]:
+    return [Param(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in sorted(flatten(config).items())]
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where a sweep's runs go. Picklable, so trials on any node can use it."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    study_name: str
+
+    def client(self) -> MlflowClient:
+        return MlflowClient(self.tracking_uri)
+
+    def find_trial_run(self, trial_id: str) -> str | None:
+        runs = self.client().search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}'",
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def trial_run(self, trial_id: str, run_name: str) -> str:
+        """The child run of ``trial_id``, created on first use."""
+        existing = self.find_trial_run(trial_id)
+        if existing is not None:
+            return existing
+        run = self.client().create_run(
+            self.experiment_id,
+            run_name=run_name,
+            tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id, TRIAL_TAG: trial_id, STUDY_TAG: self.study_name, ROLE_TAG: "trial"},
+        )
+        return run.info.run_id
+
+    def child_runs(self) -> list:
+        return self.client().search_runs(
+            [self.experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}'", max_results=10_000
+        )
+
+
+def get_or_create_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    return client.create_experiment(name, artifact_location=local_artifact_root(tracking_uri))
+
+
+def start_sweep(tracking_uri: str, experiment_name: str, study_name: str, params: dict[str, Any]) -> Tracking:
+    """Create the experiment (once, here on the entry point) and the sweep's parent run."""
+    client = MlflowClient(tracking_uri)
+    experiment_id = get_or_create_experiment(client, experiment_name, tracking_uri)
+    run = client.create_run(experiment_id, run_name=study_name, tags={STUDY_TAG: study_name, ROLE_TAG: "sweep"})
+    client.log_batch(run.info.run_id, params=as_params(params))
+    return Tracking(tracking_uri, experiment_id, run.info.run_id, study_name)
+
+
+def metrics_of(result: dict[str, Any], step: int, timestamp: int) -> list[Metric]:
+    return [
+        Metric(key, float(result[key]), timestamp, step)
+        for key in METRICS
+        if isinstance(result.get(key), (int, float)) and math.isfinite(result[key])
+    ]
+
+
+def backbone_state(checkpoint_dir: Path) -> dict[str, Any]:
+    import torch
+
+    state = torch.load(checkpoint_dir / CHECKPOINT_FILE, map_location="cpu", weights_only=True)["model"]
+    return {key[len(BACKBONE_PREFIX):]: value for key, value in state.items() if key.startswith(BACKBONE_PREFIX)}
+
+
+def log_backbone(client: MlflowClient, run_id: str, checkpoint_path: str) -> None:
+    """Log the backbone weights of a checkpoint in the sweep's storage as ``backbone.pt``."""
+    import torch
+    from ray.train import Checkpoint
+
+    with Checkpoint(checkpoint_path).as_directory() as directory, tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "backbone.pt"
+        torch.save(backbone_state(Path(directory)), path)
+        client.log_artifact(run_id, str(path))
+
+
+def read_error(trial: Any) -> str:
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).is_file():
+        return Path(path).read_text()[-4000:]
+    return "trial failed (no error file)"
+
+
+class MlflowTrialCallback(Callback):
+    """Tune callback on the sweep driver: per-epoch metrics and terminal statuses of children."""
+
+    def __init__(self, tracking: Tracking, max_epochs: int) -> None:
+        self.tracking = tracking
+        self.max_epochs = max_epochs
+        self._runs: dict[str, str] = {}
+
+    def _run_id(self, trial: Any) -> str:
+        if trial.trial_id not in self._runs:
+            self._runs[trial.trial_id] = self.tracking.trial_run(trial.trial_id, str(trial))
+        return self._runs[trial.trial_id]
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        metrics = metrics_of(result, step, int(time.time() * 1000))
+        self.tracking.client().log_batch(self._run_id(trial), metrics=metrics)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        client = self.tracking.client()
+        run_id = self._run_id(trial)
+        if stopped_early(trial.last_result, self.max_epochs):
+            epoch = int(trial.last_result.get("epoch", 0))
+            client.log_batch(run_id, tags=[RunTag(STOPPED_BY_TAG, "asha"), RunTag("study.stopped_at_epoch", str(epoch))])
+            client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+        else:
+            checkpoint_path = (trial.last_result or {}).get(CHECKPOINT_PATH_KEY)
+            if checkpoint_path:
+                log_backbone(client, run_id, checkpoint_path)
+            client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        client = self.tracking.client()
+        run_id = self._run_id(trial)
+        client.set_tag(run_id, ERROR_TAG, read_error(trial)[:MAX_PARAM_LENGTH])
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+
+
+def close_open_children(tracking: Tracking, status: str) -> int:
+    """Terminate children still RUNNING (a trial the sweep never heard back from)."""
+    client = tracking.client()
+    closed = 0
+    for run in tracking.child_runs():
+        if run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, status)
+            closed += 1
+    return closed
+
+
+def log_files(client: MlflowClient, run_id: str, paths: Iterable[Path], artifact_path: str | None = None) -> None:
+    for path in paths:
+        client.log_artifact(run_id, str(path), artifact_path)
+

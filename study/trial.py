@@ -1,0 +1,64 @@
+"""One Tune trial: a function that runs one Ray Train ``TorchTrainer`` (Train V2's pattern).
+
+It builds the trial's TrainConfig from the sweep's base config and the searcher's dotted
+overrides, records the child MLflow run's params and artifacts (config YAML, a grid of sampled
+view pairs), trains with :class:`TuneReportCallback` relaying each epoch to Tune. (The final backbone
+weights are logged by the sweep driver's callback: ASHA stops a trial at ``max_t`` as soon as
+the last epoch is reported, before this function returns.) The Train run is named after the trial, so a restarted trial resumes
+from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from study.tracking import Tracking, as_params
+from trainables.config import TrainConfig
+from trainables.ray_trainable import TrainerSpec, build_trainer
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a sweep shares (passed once through the object store)."""
+
+    base_config: dict[str, Any]
+    trainer: TrainerSpec
+    tracking: Tracking
+    gallery_pairs: int = 8
+
+
+def trial_config(base: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
+    return TrainConfig.from_dict(base).replace(**overrides)
+
+
+def log_trial_start(tracking: Tracking, run_id: str, config: TrainConfig, overrides: dict[str, Any], pairs: int) -> None:
+    from dashboards.gallery import draw_view_pairs
+
+    client = tracking.client()
+    params = as_params(config.to_dict())
+    existing = client.get_run(run_id).data.params
+    client.log_batch(run_id, params=[param for param in params if param.key not in existing])
+    for key, value in overrides.items():
+        client.set_tag(run_id, f"search.{key}", str(value))
+    with tempfile.TemporaryDirectory() as scratch:
+        config_path = Path(scratch) / "config.yaml"
+        config_path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        client.log_artifact(run_id, str(config_path))
+        views_path = draw_view_pairs(config, Path(scratch) / "view_pairs.png", count=pairs, seed=config.seed)
+        client.log_artifact(run_id, str(views_path))
+
+
+def run_trial(overrides: dict[str, Any], context: TrialContext) -> None:
+    trial_id = tune.get_context().get_trial_id()
+    config = trial_config(context.base_config, overrides)
+    run_id = context.tracking.trial_run(trial_id, tune.get_context().get_trial_name())
+    log_trial_start(context.tracking, run_id, config, overrides, context.gallery_pairs)
+    trainer = build_trainer(config, context.trainer, name=f"trial-{trial_id}", callbacks=[TuneReportCallback()])
+    trainer.fit()

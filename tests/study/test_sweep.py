@@ -1,0 +1,127 @@
+"""A real sweep: local Ray cluster, Ray Train trials, Optuna + ASHA, a real MLflow sqlite store."""
+
+import json
+
+import optuna
+import pyarrow.parquet as pq
+import pytest
+import ray
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from study import StudyConfig, run_study
+from study.tracking import ROLE_TAG, STOPPED_BY_TAG, TRIAL_TAG
+
+EPOCHS = 3
+TRIALS = 4
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    assert not ray.is_initialized()
+    config = StudyConfig(
+        space="overlap",
+        dataset="digits",
+        num_samples=TRIALS,
+        epochs=EPOCHS,
+        name="overlap-it",
+        storage=str(root / "runs"),
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        grace_period=1,
+        reduction_factor=4,
+        max_concurrent_trials=2,
+        overrides={"data.limit": 512, "data.eval_limit": 300},
+    )
+    result = run_study(config)
+    yield result, MlflowClient(result.tracking.tracking_uri), root
+    assert not ray.is_initialized(), "run_study shuts down the Ray it started"
+
+
+def children(client, result):
+    return [run for run in client.search_runs([result.tracking.experiment_id]) if run.data.tags.get(ROLE_TAG) == "trial"]
+
+
+def test_asha_stopped_at_least_one_trial_early(sweep):
+    result, _, _ = sweep
+    statuses = result.trials["status"].to_pylist()
+    assert len(statuses) == TRIALS
+    assert "STOPPED" in statuses and "FINISHED" in statuses
+    for status, epochs in zip(statuses, result.trials["epochs_run"].to_pylist()):
+        assert (epochs < EPOCHS) == (status == "STOPPED")
+
+
+def test_mlflow_has_one_parent_and_one_child_per_trial(sweep):
+    result, client, _ = sweep
+    runs = client.search_runs([result.tracking.experiment_id])
+    parents = [run for run in runs if run.data.tags.get(ROLE_TAG) == "sweep"]
+    assert [run.info.run_id for run in parents] == [result.tracking.parent_run_id]
+    kids = children(client, result)
+    assert len(kids) == TRIALS
+    assert {run.data.tags["mlflow.parentRunId"] for run in kids} == {result.tracking.parent_run_id}
+    assert {run.data.tags[TRIAL_TAG] for run in kids} == set(result.trials["trial_id"].to_pylist())
+
+
+def test_children_record_params_history_and_artifacts(sweep):
+    result, client, _ = sweep
+    epochs_by_trial = dict(zip(result.trials["trial_id"].to_pylist(), result.trials["epochs_run"].to_pylist()))
+    for run in children(client, result):
+        params = run.data.params
+        assert params["views.family"] == "overlap" and 0.1 <= float(params["views.params.overlap"]) <= 0.9
+        assert params["model.backbone"] == "small" and params["epochs"] == str(EPOCHS)
+        history = client.get_metric_history(run.info.run_id, "knn_top1")
+        assert sorted(m.step for m in history) == list(range(1, epochs_by_trial[run.data.tags[TRIAL_TAG]] + 1))
+        for key in ("loss", "knn_top5", "z_std", "floor_active", "images_per_s", "overlap_mean", "distance_mean", "phi_mean"):
+            assert key in run.data.metrics, key
+        assert float(run.data.metrics["overlap_mean"]) == pytest.approx(float(params["views.params.overlap"]), abs=1e-4)
+        artifacts = {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
+        assert {"config.yaml", "view_pairs.png"} <= artifacts
+        if run.info.status == "FINISHED":
+            assert "backbone.pt" in artifacts
+
+
+def test_terminal_statuses_and_nothing_left_running(sweep):
+    result, client, _ = sweep
+    status_by_trial = dict(zip(result.trials["trial_id"].to_pylist(), result.trials["status"].to_pylist()))
+    for run in children(client, result):
+        expected = {"FINISHED": "FINISHED", "STOPPED": "KILLED", "FAILED": "FAILED"}[status_by_trial[run.data.tags[TRIAL_TAG]]]
+        assert run.info.status == expected
+        assert (run.data.tags.get(STOPPED_BY_TAG) == "asha") == (expected == "KILLED")
+    statuses = {run.info.status for run in client.search_runs([result.tracking.experiment_id])}
+    assert "RUNNING" not in statuses
+    assert client.get_run(result.tracking.parent_run_id).info.status == "FINISHED"
+
+
+def test_stopped_trials_are_pruned_in_the_optuna_study(sweep):
+    result, _, _ = sweep
+    study = optuna.load_study(study_name=result.name, storage=f"sqlite:///{result.directory / 'optuna.db'}")
+    states = {round(trial.params["views.params.overlap"], 10): trial for trial in study.trials}
+    for row in result.trials.to_pylist():
+        trial = states[round(row["param.views.params.overlap"], 10)]
+        if row["status"] == "STOPPED":
+            assert trial.state == TrialState.PRUNED
+            assert max(trial.intermediate_values) == row["epochs_run"]
+        else:
+            assert trial.state == TrialState.COMPLETE
+            assert trial.value == pytest.approx(row["final_knn_top1"])
+
+
+def test_parquet_reads_back_and_matches_the_runs(sweep):
+    result, client, _ = sweep
+    trials = pq.read_table(result.trials_path)
+    epochs = pq.read_table(result.epochs_path)
+    assert trials.num_rows == TRIALS
+    assert epochs.num_rows == sum(trials["epochs_run"].to_pylist())
+    for row in trials.to_pylist():
+        run = client.get_run(row["mlflow_run_id"])
+        assert run.data.tags[TRIAL_TAG] == row["trial_id"]
+        history = sorted(client.get_metric_history(row["mlflow_run_id"], "knn_top1"), key=lambda m: m.step)
+        rows = [r for r in epochs.to_pylist() if r["trial_id"] == row["trial_id"]]
+        assert [r["knn_top1"] for r in sorted(rows, key=lambda r: r["epoch"])] == pytest.approx([m.value for m in history])
+        assert row["final_knn_top1"] == pytest.approx(history[-1].value)
+        assert json.loads(row["config_json"])["views"]["params"]["overlap"] == pytest.approx(row["param.views.params.overlap"])
+    logged = {artifact.path for artifact in client.list_artifacts(result.tracking.parent_run_id, "results")}
+    assert {"results/trials.parquet", "results/epochs.parquet", "results/summary.txt"} <= logged
+    parent = client.get_run(result.tracking.parent_run_id)
+    assert parent.data.metrics["trials"] == TRIALS
+    assert parent.data.metrics["best_knn_top1"] == pytest.approx(max(trials["best_knn_top1"].to_pylist()))
