@@ -50,3 +50,37 @@ def test_train_command_runs_and_prints_a_table(tmp_path):
     epoch_row = lines[3].split()
     assert epoch_row[0] == "1" and 0 <= float(epoch_row[2]) <= 1
     assert (tmp_path / "run" / "epoch_0001" / "checkpoint.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--space", "zoom"], "space='zoom'"),
+        (["--space", "overlap", "--preset", "fig2a-overlap"], "exactly one of --space or --preset"),
+        (["--preset", "fig9"], "preset='fig9'"),
+        (["--space", "overlap", "--epochs", "0"], "epochs=0"),
+        (["--space", "overlap", "--dataset", "mnist"], "dataset='mnist'"),
+        (["--space", "overlap", "--set", "margin.k=-1"], "margin.k=-1"),
+        (["--space", "overlap", "--name", "../../etc"], "name='../../etc'"),
+        (["--space", "overlap", "--reduction-factor", "1"], "reduction_factor=1"),
+        (["--space", "cutout", "--set", "views.size=4"], "views.size=4"),
+    ],
+)
+def test_bad_sweep_input_exits_2_before_any_cluster_work(args, message, capsys, tmp_path):
+    import ray
+
+    assert main(["run", *args, "--storage", str(tmp_path / "runs"), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]) == 2
+    assert message in capsys.readouterr().err
+    assert not ray.is_initialized()
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "m.db").exists()
+
+
+def test_study_yaml_and_flags_combine(tmp_path):
+    from study.cli import build_parser, study_config
+
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({"preset": "fig2b-patch-bundled", "epochs": 2, "overrides": {"data.limit": 64}}))
+    args = build_parser().parse_args(["run", "--config", str(path), "--epochs", "3", "--set", "optim.base_lr=0.1"])
+    config = study_config(args)
+    assert (config.preset, config.epochs) == ("fig2b-patch-bundled", 3)
+    assert config.overrides == {"data.limit": 64, "optim.base_lr": 0.1}

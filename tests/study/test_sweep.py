@@ -125,3 +125,32 @@ def test_parquet_reads_back_and_matches_the_runs(sweep):
     parent = client.get_run(result.tracking.parent_run_id)
     assert parent.data.metrics["trials"] == TRIALS
     assert parent.data.metrics["best_knn_top1"] == pytest.approx(max(trials["best_knn_top1"].to_pylist()))
+
+
+def test_ls_and_export_from_the_cli(sweep, capsys):
+    from study.cli import main
+
+    result, _, _ = sweep
+    storage = str(result.directory.parent)
+    original = pq.read_table(result.trials_path)
+    assert main(["ls", "--storage", storage]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(result.name))
+    assert "finished" in line and f"{result.best_knn_top1:.4f}" in line
+    assert main(["export", result.name, "--storage", storage]) == 0
+    exported = pq.read_table(result.trials_path)
+    assert exported.select(["trial_id", "status", "epochs_run", "final_knn_top1"]).sort_by("trial_id").equals(
+        original.select(["trial_id", "status", "epochs_run", "final_knn_top1"]).sort_by("trial_id")
+    )
+
+
+def test_a_used_name_is_refused_before_ray_starts(sweep, capsys):
+    from study.cli import main
+
+    result, client, _ = sweep
+    runs_before = len(client.search_runs([result.tracking.experiment_id]))
+    code = main(["run", "--space", "overlap", "--name", result.name, "--storage", str(result.directory.parent),
+                 "--tracking-uri", result.tracking.tracking_uri])
+    assert code == 2
+    assert f"name='{result.name}'" in capsys.readouterr().err
+    assert not ray.is_initialized()
+    assert len(client.search_runs([result.tracking.experiment_id])) == runs_before
