@@ -7,7 +7,8 @@ path is also the Optuna parameter name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
@@ -42,3 +43,15 @@ def decimal_steps(first: float, last: float, step: float) -> list[float]:
     """``first, first + step, ..., last`` (inclusive) as clean decimals."""
     count = round((last - first) / step)
     return [clean(first + index * step) for index in range(count + 1)]
+
+
+@dataclass(frozen=True)
+class WithConstants:
+    """A define-by-run that also returns fixed overrides (a seed, say). Picklable, because
+    Ray Tune checkpoints the searcher and its space."""
+
+    define: DefineFn
+    constants: Mapping[str, Any]
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        return {**self.define(trial), **self.constants}

@@ -10,7 +10,6 @@ paper's Fig. 4 does.
 from __future__ import annotations
 
 import functools
-
 import math
 from typing import TYPE_CHECKING, Any
 

@@ -9,7 +9,6 @@ are accepted as fixed parameters and ``trial.params`` equals the point.
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Callable, Iterable, Sequence
 from numbers import Real
 from typing import TYPE_CHECKING, Any

@@ -14,14 +14,14 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from search_spaces.base import SEARCH_SPACES, SearchSpace
-from search_spaces.common import SEED, DefineFn, Point
+from search_spaces.common import SEED, DefineFn, Point, WithConstants
 from search_spaces.grids import check_seeds, grid_define, with_seeds
 from trainables.config import TrainConfig
 from trainables.recipes import RECIPES, recipe
 from trainables.validation import ConfigError, check_choice, check_range
 
 if TYPE_CHECKING:
-    import optuna
+    pass
 
 GRID = "grid"
 SEARCH = "search"
@@ -91,24 +91,19 @@ class Preset:
         """The view side in output pixels, which the cutout space depends on."""
         return self.base_config().views.size
 
-    def points(self) -> list[Point]:
-        """Grid mode: every grid point once per seed (points outer); search mode: none."""
+    def points(self, size: int | None = None) -> list[Point]:
+        """Grid mode: every grid point once per seed (points outer); search mode: none.
+        ``size`` overrides the preset's view size (the cutout grid depends on it)."""
         if self.mode == SEARCH:
             return []
-        return with_seeds(self.search_space.grid(self.size), self.seeds)
+        return with_seeds(self.search_space.grid(size or self.size), self.seeds)
 
-    def define(self) -> DefineFn:
+    def define(self, size: int | None = None) -> DefineFn:
         """The define-by-run of the study: over the enqueued grid points, or the space's own
         (with the preset's seed as a constant)."""
         if self.mode == GRID:
-            return grid_define(self.points())
-        space_define = self.search_space.define(self.size)
-        seed = self.seeds[0]
-
-        def define_with_seed(trial: optuna.Trial) -> dict[str, Any]:
-            return {**space_define(trial), SEED: seed}
-
-        return define_with_seed
+            return grid_define(self.points(size))
+        return WithConstants(self.search_space.define(size or self.size), {SEED: self.seeds[0]})
 
     @property
     def num_trials(self) -> int:

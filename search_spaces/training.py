@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-
 from typing import TYPE_CHECKING, Any
 
 from search_spaces.common import BASE_LR, WEIGHT_DECAY, DefineFn

@@ -118,7 +118,10 @@ def format_row(values: dict[str, float]) -> str:
 
 
 def run_training(config: TrainConfig, out: Path | None) -> None:
-    from trainables.train import train, untrained_knn  # torch start-up cost only once input is valid
+    from trainables.train import (  # torch start-up cost only once input is valid
+        train,
+        untrained_knn,
+    )
 
     print(f"training {config.views.family} views on {config.data.dataset}, kNN on {config.data.eval_dataset}")
     baseline = untrained_knn(config)

@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 
 from search_spaces import SEARCH_SPACES, get_preset, with_seeds
+from search_spaces.common import WithConstants
 from search_spaces.grids import grid_define
 from trainables.config import TrainConfig
 from trainables.data import DATASETS
@@ -137,17 +138,6 @@ def _data_overrides(config: StudyConfig) -> dict[str, Any]:
     return {**overrides, **config.overrides}
 
 
-@dataclass(frozen=True)
-class WithSeed:
-    """A define-by-run that adds a constant ``seed`` (picklable: Tune checkpoints the searcher)."""
-
-    define: Callable[[optuna.Trial], dict[str, Any]]
-    seed: int
-
-    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
-        return {**self.define(trial), "seed": self.seed}
-
-
 def default_name(label: str, dataset: str) -> str:
     return f"{label}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -159,8 +149,8 @@ def plan(config: StudyConfig) -> StudyPlan:
         preset = get_preset(config.preset)
         recipe_name = config.recipe or preset.recipe
         base = recipe(recipe_name, **{"epochs": preset.epochs, **preset.overrides, **extra})
-        points = preset.points() if preset.mode == "grid" else []
-        define = grid_define(points) if points else WithSeed(preset.search_space.define(base.views.size), preset.seeds[0])
+        points = preset.points(base.views.size)
+        define = preset.define(base.views.size)
         samples = len(points) or config.num_samples or preset.num_trials
         label, description = preset.name, preset.description
     else:
@@ -173,7 +163,7 @@ def plan(config: StudyConfig) -> StudyPlan:
             define = grid_define(points)
         else:
             points = []
-            define = WithSeed(space.define(base.views.size), config.seeds[0])
+            define = WithConstants(space.define(base.views.size), {"seed": config.seeds[0]})
         samples = len(points) or config.num_samples or 16
         label, description = config.space, space.description
     for point in points:
