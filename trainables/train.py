@@ -5,7 +5,7 @@
 resume_from=checkpoint_dir)`` continues after the epoch saved there. Data order and views are
 drawn from a generator seeded by ``(seed, epoch, rank)``, so a resumed run sees exactly the
 batches the uninterrupted run would have seen. Under ``torch.distributed`` the model is wrapped
-in DDP with SyncBatchNorm and each rank trains on its shard; rank 0 evaluates and checkpoints.
+in DDP (with SyncBatchNorm on GPUs) and each rank trains on its shard; rank 0 evaluates and checkpoints.
 """
 
 from __future__ import annotations
@@ -238,10 +238,12 @@ def train(
         first_epoch = state["epoch"]
     net: nn.Module = model
     if runtime.world_size > 1:
-        net = nn.parallel.DistributedDataParallel(
-            nn.SyncBatchNorm.convert_sync_batchnorm(model),
-            device_ids=[runtime.device.index] if runtime.cuda else None,
-        )
+        if runtime.cuda:  # SyncBatchNorm runs on GPUs only; CPU workers keep per-worker statistics
+            net = nn.parallel.DistributedDataParallel(
+                nn.SyncBatchNorm.convert_sync_batchnorm(model), device_ids=[runtime.device.index]
+            )
+        else:
+            net = nn.parallel.DistributedDataParallel(model)
 
     dataset = get_dataset(config.data.dataset, root=config.data.root, split=config.data.train_split)
     count = len(dataset) if config.data.limit is None else min(config.data.limit, len(dataset))
