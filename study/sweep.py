@@ -22,7 +22,6 @@ from study.config import METRIC, MODE, StudyConfig, StudyPlan, plan
 from study.results import TRIALS_FILE, format_table, records_from_results, write_tables
 from study.search import StudySearch
 from study.tracking import (
-    TRIAL_TAG,
     MlflowTrialCallback,
     Tracking,
     close_open_children,
@@ -154,8 +153,7 @@ def _tuner(study_plan: StudyPlan, config: StudyConfig, directory: Path, tracking
 
 def _finish(result_grid: Any, study_plan: StudyPlan, directory: Path, tracking: Tracking) -> StudyResult:
     """Export the ResultGrid to Parquet and close the sweep's MLflow runs."""
-    run_ids = {run.data.tags.get(TRIAL_TAG): run.info.run_id for run in tracking.child_runs()}
-    records = records_from_results(result_grid, study_plan.base_config, run_ids)
+    records = records_from_results(result_grid, study_plan.base_config, tracking.trial_run_ids())
     trials_path, epochs_path = write_tables(records, study_plan.epochs, directory / RESULTS_DIR)
     trials = pq.read_table(trials_path)
     close_open_children(tracking, RunStatus.to_string(RunStatus.KILLED))
@@ -264,8 +262,8 @@ def export_study(name: str, storage: str | Path = "runs") -> tuple[Path, Path]:
     """Rewrite a sweep's Parquet tables from its Tune experiment state."""
     directory, _, config, study_plan, tracking = _stored(name, storage)
     result_grid = tune.Tuner.restore(str(directory), trainable=_trainable(study_plan, config, directory, tracking)).get_results()
-    run_ids = {run.data.tags.get(TRIAL_TAG): run.info.run_id for run in tracking.child_runs()}
-    return write_tables(records_from_results(result_grid, study_plan.base_config, run_ids), study_plan.epochs, directory / RESULTS_DIR)
+    records = records_from_results(result_grid, study_plan.base_config, tracking.trial_run_ids())
+    return write_tables(records, study_plan.epochs, directory / RESULTS_DIR)
 
 
 def list_studies(storage: str | Path = "runs") -> list[dict[str, Any]]:

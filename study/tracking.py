@@ -105,6 +105,10 @@ class Tracking:
         )
         return run.info.run_id
 
+    def trial_run_ids(self) -> dict[str, str]:
+        """``trial_id -> run_id`` of the sweep's child runs."""
+        return {run.data.tags.get(TRIAL_TAG): run.info.run_id for run in self.child_runs()}
+
     def child_runs(self) -> list:
         return self.client().search_runs(
             [self.experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}'", max_results=10_000

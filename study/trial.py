@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from mlflow.entities import RunTag
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -44,9 +45,11 @@ def log_trial_start(tracking: Tracking, run_id: str, config: TrainConfig, overri
     client = tracking.client()
     params = as_params(config.to_dict())
     existing = client.get_run(run_id).data.params
-    client.log_batch(run_id, params=[param for param in params if param.key not in existing])
-    for key, value in overrides.items():
-        client.set_tag(run_id, f"search.{key}", str(value))
+    client.log_batch(
+        run_id,
+        params=[param for param in params if param.key not in existing],
+        tags=[RunTag(f"search.{key}", str(value)) for key, value in overrides.items()],
+    )
     with tempfile.TemporaryDirectory() as scratch:
         config_path = Path(scratch) / "config.yaml"
         config_path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
