@@ -2,7 +2,8 @@
 
 ``study demo`` runs the embedded default sweep on bundled data; ``study run`` starts a sweep
 over a search space or a preset; ``study resume``, ``study ls`` and ``study export`` manage
-sweeps; ``study train`` runs one training without Ray. Bad input exits with code 2 and a message
+sweeps; ``study report`` draws a sweep's figures and HTML report; ``study ui`` serves the MLflow
+UI on the tracking store; ``study train`` runs one training without Ray. Bad input exits with code 2 and a message
 naming the field, the value and the valid range, before any cluster work starts.
 """
 
@@ -54,12 +55,13 @@ RUN_OPTIONS = {
 }
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+def parse_overrides(pairs: list[str], flag: str = "--set") -> dict[str, Any]:
+    """``KEY=VALUE`` pairs, each VALUE read as YAML (so ``0.3``, ``blur``, ``[0.2, 0.6]``)."""
     overrides = {}
     for pair in pairs:
         key, separator, text = pair.partition("=")
         if not separator or not key:
-            raise ConfigError("--set", pair, "KEY=VALUE with a dotted KEY, e.g. views.params.overlap=0.3")
+            raise ConfigError(flag, pair, "KEY=VALUE with a dotted KEY, e.g. views.params.overlap=0.3")
         overrides[key] = yaml.safe_load(text)
     return overrides
 
@@ -105,6 +107,8 @@ def study_config(args: argparse.Namespace):
         data["grid"] = True
     if args.seeds:
         data["seeds"] = args.seeds
+    if args.grid_only:
+        data["grid_only"] = {**data.get("grid_only", {}), **parse_overrides(args.grid_only, "--grid-only")}
     data["overrides"] = {**data.get("overrides", {}), **parse_overrides(args.set)}
     return StudyConfig.from_dict(data)
 
@@ -149,6 +153,19 @@ def print_result(result) -> None:
     print(f"browse:  {result.ui_command()}")
 
 
+def write_sweep_report(name: str, storage: str, source: str = "parquet", with_sweeps: list[str] = (), log: bool = True):
+    from dashboards.report import report_sweep
+
+    return report_sweep(name, storage, source, with_sweeps, log=log)
+
+
+def print_report(report) -> None:
+    print(f"\nreport: {report.html_path}")
+    print(f"figures: {', '.join(entry.name for entry in report.drawn)} (PNG in {report.directory})")
+    if report.missing:
+        print(f"not drawn, no data in this sweep: {', '.join(entry.name for entry in report.missing)} (reasons in the report)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="study", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_argument(flag, dest=field, type=kind, help=text)
     run.add_argument("--grid", action="store_true", help="run the space's paper grid instead of a search")
     run.add_argument("--seeds", type=int, nargs="+", help="seed repeats of a grid")
+    run.add_argument("--grid-only", action="append", default=[], metavar="KEY=[V1,V2]",
+                     help="keep the grid points with these values, e.g. views.params.overlap=[0.2,0.6]; repeatable")
     run.add_argument("--config", type=Path, help="YAML file of study fields (and `overrides:`)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted TrainConfig override, repeatable")
 
@@ -169,9 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--storage", default="runs")
     listing = commands.add_parser("ls", help="sweeps with their status and best result")
     listing.add_argument("--storage", default="runs")
+    report = commands.add_parser("report", help="figures and a self-contained HTML report of a sweep")
+    report.add_argument("name")
+    report.add_argument("--with", dest="with_sweeps", nargs="+", default=[], metavar="NAME",
+                        help="other sweeps whose trials are drawn alongside (more datasets, or patch beside overlap)")
+    report.add_argument("--source", choices=("parquet", "mlflow"), default="parquet", help="read trials from (default: parquet)")
+    report.add_argument("--storage", default="runs")
+    report.add_argument("--no-log", action="store_true", help="do not log the report to the sweep's parent MLflow run")
     export = commands.add_parser("export", help="rewrite a sweep's Parquet tables")
     export.add_argument("name")
     export.add_argument("--storage", default="runs")
+    ui = commands.add_parser("ui", help="browse sweeps in the MLflow UI (mlflow server on 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: 5000)")
+    ui.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking store (default: sqlite:///mlflow.db)")
 
     train = commands.add_parser("train", help="one SimSiam training run, without Ray")
     train.add_argument("--recipe", default="digits", help=f"one of {', '.join(RECIPES)} (default: digits)")
@@ -184,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "ui":
+            from study.ui import run_ui
+
+            return run_ui(args.tracking_uri, args.port)
         if args.command == "train":
             run_training(load_config(args.recipe, args.config, parse_overrides(args.set)), args.out)
             return 0
@@ -202,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
             for path in export_study(args.name, args.storage):
                 print(path)
             return 0
+        if args.command == "report":
+            print_report(write_sweep_report(args.name, args.storage, args.source, args.with_sweeps, log=not args.no_log))
+            return 0
         if args.command == "resume":
             from study.sweep import resume_study
 
@@ -219,7 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         study_plan = plan(config)
         print(f"sweep {study_plan.name}: {study_plan.mode} over {config.space or config.preset}, "
               f"{study_plan.num_samples} trials x {study_plan.epochs} epochs on {study_plan.base_config.data.dataset}", flush=True)
-        print_result(run_study(config))
+        result = run_study(config)
+        print_result(result)
+        if args.command == "demo":
+            print_report(write_sweep_report(result.name, config.storage))
         return 0
     except ConfigError as error:
         print(f"study: error: {error}", file=sys.stderr)

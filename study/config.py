@@ -32,12 +32,15 @@ class StudyConfig:
     """A sweep: what to search (a ``space`` or a ``preset``), on what, and on which resources.
 
     ``overrides`` are dotted TrainConfig paths applied to the base config of every trial.
-    ``grid=True`` runs a space's paper grid (x ``seeds``) instead of a TPE search.
+    ``grid=True`` runs a space's paper grid (x ``seeds``) instead of a TPE search; ``grid_only``
+    keeps the grid points whose value at each dotted key is one of the listed values, e.g.
+    ``{"views.params.overlap": [0.2, 0.6]}``.
     """
 
     space: str | None = None
     preset: str | None = None
     grid: bool = False
+    grid_only: dict[str, list[Any]] = field(default_factory=dict)
     dataset: str | None = None
     eval_dataset: str | None = None
     recipe: str | None = None
@@ -75,6 +78,9 @@ class StudyConfig:
             check_range("num_samples", self.num_samples, 1, integer=True)
         if self.epochs is not None:
             check_range("epochs", self.epochs, 1, integer=True)
+        if not isinstance(self.grid_only, dict):
+            raise ConfigError("grid_only", self.grid_only, "a mapping of dotted keys to lists of grid values")
+        object.__setattr__(self, "grid_only", {key: _as_list(values) for key, values in self.grid_only.items()})
         object.__setattr__(self, "seeds", tuple(self.seeds))
         if not self.seeds:
             raise ConfigError("seeds", self.seeds, "at least one seed")
@@ -138,6 +144,30 @@ def _data_overrides(config: StudyConfig) -> dict[str, Any]:
     return {**overrides, **config.overrides}
 
 
+def _as_list(values: Any) -> list[Any]:
+    return list(values) if isinstance(values, (list, tuple)) else [values]
+
+
+def select_points(points: list[dict[str, Any]], grid_only: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The grid points whose value at every key of ``grid_only`` is one of the values listed."""
+    if not grid_only:
+        return points
+    if not points:
+        raise ConfigError("grid_only", grid_only, "only with a grid (--grid, or a grid preset)")
+    for key, wanted in grid_only.items():
+        offered = [value for value in dict.fromkeys(point[key] for point in points if key in point)]
+        if not offered:
+            keys = sorted({name for point in points for name in point})
+            raise ConfigError("grid_only", key, f"a key of the grid points: {keys}")
+        for value in wanted:
+            if value not in offered:
+                raise ConfigError(f"grid_only.{key}", value, f"one of the grid's values {offered}")
+    selected = [point for point in points if all(point.get(key) in wanted for key, wanted in grid_only.items())]
+    if not selected:
+        raise ConfigError("grid_only", grid_only, "values that together match at least one grid point")
+    return selected
+
+
 def default_name(label: str, dataset: str) -> str:
     return f"{label}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -149,8 +179,8 @@ def plan(config: StudyConfig) -> StudyPlan:
         preset = get_preset(config.preset)
         recipe_name = config.recipe or preset.recipe
         base = recipe(recipe_name, **{"epochs": preset.epochs, **preset.overrides, **extra})
-        points = preset.points(base.views.size)
-        define = preset.define(base.views.size)
+        points = select_points(preset.points(base.views.size), config.grid_only)
+        define = grid_define(points) if points else preset.define(base.views.size)
         samples = len(points) or config.num_samples or preset.num_trials
         label, description = preset.name, preset.description
     else:
@@ -159,10 +189,10 @@ def plan(config: StudyConfig) -> StudyPlan:
         base = recipe(recipe_name, **extra)
         space = SEARCH_SPACES[config.space]
         if config.grid:
-            points = with_seeds(space.grid(base.views.size), config.seeds)
+            points = select_points(with_seeds(space.grid(base.views.size), config.seeds), config.grid_only)
             define = grid_define(points)
         else:
-            points = []
+            points = select_points([], config.grid_only)
             define = WithConstants(space.define(base.views.size), {"seed": config.seeds[0]})
         samples = len(points) or config.num_samples or 16
         label, description = config.space, space.description

@@ -19,6 +19,14 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from study.config import METRIC, MODE, StudyConfig, StudyPlan, plan
+from study.layout import (
+    RESULTS_DIR,
+    STATE_FILE,
+    optuna_storage,
+    read_state,
+    sweep_directory,
+    write_state,
+)
 from study.results import TRIALS_FILE, format_table, records_from_results, write_tables
 from study.search import StudySearch
 from study.tracking import (
@@ -35,9 +43,6 @@ from trainables.validation import ConfigError
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "study.json"
-RESULTS_DIR = "results"
-OPTUNA_FILE = "optuna.db"
 TRIAL_DRIVER_MEMORY = 256 * 1024**2
 
 
@@ -53,28 +58,7 @@ class StudyResult:
     tracking: Tracking
 
     def ui_command(self) -> str:
-        return f"mlflow ui --backend-store-uri {self.tracking.tracking_uri} --host 127.0.0.1 --port 5000"
-
-
-def sweep_directory(storage: str | Path, name: str) -> Path:
-    root = Path(storage).resolve()
-    directory = (root / name).resolve()
-    if directory.parent != root:
-        raise ConfigError("name", name, f"a plain name inside the storage root {root}")
-    return directory
-
-
-def _write_state(directory: Path, state: dict[str, Any]) -> None:
-    partial = directory / (STATE_FILE + ".partial")
-    partial.write_text(json.dumps(state, indent=2, default=str))
-    partial.replace(directory / STATE_FILE)
-
-
-def read_state(directory: Path) -> dict[str, Any]:
-    path = directory / STATE_FILE
-    if not path.is_file():
-        raise ConfigError("name", directory.name, f"a sweep under {directory.parent} (no {STATE_FILE} in {directory})")
-    return json.loads(path.read_text())
+        return f"study ui --tracking-uri {self.tracking.tracking_uri} --port 5000"
 
 
 def _ensure_ray(address: str | None) -> bool:
@@ -122,7 +106,7 @@ def _tuner(study_plan: StudyPlan, config: StudyConfig, directory: Path, tracking
         metric=METRIC,
         mode=MODE,
         study_name=study_plan.name,
-        storage=f"sqlite:///{directory / OPTUNA_FILE}",
+        storage=optuna_storage(directory),
         seed=config.seed,
         points=study_plan.points,
     )
@@ -187,7 +171,7 @@ def _run(tuner_factory, study_plan: StudyPlan, config: StudyConfig, directory: P
     status = RunStatus.to_string(RunStatus.FAILED)
     try:
         state["state"] = "running"
-        _write_state(directory, state)
+        write_state(directory, state)
         result_grid = tuner_factory().fit()
         result = _finish(result_grid, study_plan, directory, tracking)
         status = RunStatus.to_string(RunStatus.FINISHED)
@@ -201,7 +185,7 @@ def _run(tuner_factory, study_plan: StudyPlan, config: StudyConfig, directory: P
         state["state"] = "failed"
         raise
     finally:
-        _write_state(directory, state)
+        write_state(directory, state)
         close_open_children(tracking, RunStatus.to_string(RunStatus.KILLED))
         tracking.client().set_terminated(tracking.parent_run_id, status)
         if started_ray:
@@ -230,6 +214,9 @@ def run_study(config: StudyConfig) -> StudyResult:
         "config": {**config.to_dict(), "name": study_plan.name, "tracking_uri": tracking_uri},
         "tracking": {"experiment_id": tracking.experiment_id, "parent_run_id": tracking.parent_run_id},
         "mode": study_plan.mode,
+        "epochs": study_plan.epochs,
+        "num_trials": study_plan.num_samples,
+        "description": study_plan.description,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     return _run(lambda: _tuner(study_plan, config, directory, tracking), study_plan, config, directory, tracking, state, started_ray)

@@ -23,8 +23,10 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray.tune import Callback
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
+from study.layout import local_artifact_root, resolve_tracking_uri  # noqa: F401 (re-exported)
 from study.search import stopped_early
-from trainables.train import CHECKPOINT_FILE
+from trainables.config import flatten
+from trainables.train import CHECKPOINT_FILE, VIEW_STATS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -39,34 +41,6 @@ METRICS = (
 )
 MAX_PARAM_LENGTH = 6000
 BACKBONE_PREFIX = "backbone."
-
-
-def resolve_tracking_uri(uri: str, base: Path | None = None) -> str:
-    """Make a relative ``sqlite:///`` path absolute, so that every process on every working
-    directory (Tune changes the trials') writes the same store."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        path = Path(uri[len(prefix):])
-        return prefix + str(((base or Path.cwd()) / path).resolve())
-    return uri
-
-
-def local_artifact_root(uri: str) -> str | None:
-    """Artifacts of a sqlite store live beside the database file; a server manages its own."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix):
-        return (Path(uri[len(prefix):]).parent / "mlartifacts").resolve().as_uri()
-    return None
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def as_params(config: dict[str, Any]) -> list[Param]:
@@ -148,15 +122,20 @@ def backbone_state(checkpoint_dir: Path) -> dict[str, Any]:
     return {key[len(BACKBONE_PREFIX):]: value for key, value in state.items() if key.startswith(BACKBONE_PREFIX)}
 
 
-def log_backbone(client: MlflowClient, run_id: str, checkpoint_path: str) -> None:
-    """Log the backbone weights of a checkpoint in the sweep's storage as ``backbone.pt``."""
+def log_checkpoint_artifacts(client: MlflowClient, run_id: str, checkpoint_path: str, backbone: bool) -> None:
+    """Log a checkpoint's realised-view histograms (``view_stats.json``) and, if ``backbone``,
+    its backbone weights as ``backbone.pt``."""
     import torch
     from ray.train import Checkpoint
 
     with Checkpoint(checkpoint_path).as_directory() as directory, tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "backbone.pt"
-        torch.save(backbone_state(Path(directory)), path)
-        client.log_artifact(run_id, str(path))
+        view_stats = Path(directory) / VIEW_STATS_FILE
+        if view_stats.is_file():
+            client.log_artifact(run_id, str(view_stats))
+        if backbone:
+            path = Path(scratch) / "backbone.pt"
+            torch.save(backbone_state(Path(directory)), path)
+            client.log_artifact(run_id, str(path))
 
 
 def read_error(trial: Any) -> str:
@@ -187,14 +166,15 @@ class MlflowTrialCallback(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         client = self.tracking.client()
         run_id = self._run_id(trial)
-        if stopped_early(trial.last_result, self.max_epochs):
+        stopped = stopped_early(trial.last_result, self.max_epochs)
+        checkpoint_path = (trial.last_result or {}).get(CHECKPOINT_PATH_KEY)
+        if checkpoint_path:
+            log_checkpoint_artifacts(client, run_id, checkpoint_path, backbone=not stopped)
+        if stopped:
             epoch = int(trial.last_result.get("epoch", 0))
             client.log_batch(run_id, tags=[RunTag(STOPPED_BY_TAG, "asha"), RunTag("study.stopped_at_epoch", str(epoch))])
             client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
         else:
-            checkpoint_path = (trial.last_result or {}).get(CHECKPOINT_PATH_KEY)
-            if checkpoint_path:
-                log_backbone(client, run_id, checkpoint_path)
             client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -166,6 +166,17 @@ class TrainConfig:
         return TrainConfig.from_dict(data)
 
 
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested sections to dotted paths, the inverse of :func:`set_path`: ``{"views.params.overlap": 0.3}``."""
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def set_path(data: dict[str, Any], path: str, value: Any) -> None:
     """Set ``data["a"]["b"] = value`` for ``path="a.b"``, creating mappings along the way."""
     *parents, leaf = path.split(".")

@@ -10,6 +10,7 @@ in DDP (with SyncBatchNorm on GPUs) and each rank trains on its shard; rank 0 ev
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import tempfile
@@ -39,6 +40,12 @@ from trainables.pipeline import (
 Metrics = dict[str, float]
 Reporter = Callable[[Metrics, Path], None]
 CHECKPOINT_FILE = "checkpoint.pt"
+VIEW_STATS_FILE = "view_stats.json"
+VIEW_STAT_BINS = 20
+VIEW_STATS = ("overlap", "phi")
+EDGE_TOLERANCE = 1e-9
+"""Histogrammed per training pair: overlap (shared area over image area) and phi (centre
+distance over image diagonal), both in [0, 1], so runs on different image sizes compare."""
 
 
 @dataclass(frozen=True)
@@ -127,10 +134,66 @@ class EpochStats:
         metrics["images_per_s"] = self.images / max(seconds, 1e-9)
         return metrics
 
+    def histograms(self) -> dict[str, torch.Tensor]:
+        realised = torch.cat(self.geometry) if self.geometry else torch.zeros(0, 3, dtype=torch.float64)
+        columns = {"overlap": realised[:, 0], "phi": realised[:, 2]}
+        return {name: unit_histogram(columns[name]) for name in VIEW_STATS}
+
+
+def unit_histogram(values: torch.Tensor, bins: int = VIEW_STAT_BINS) -> torch.Tensor:
+    """int64 counts of ``values`` in ``bins`` equal bins of [0, 1]; 1.0 falls in the last bin.
+    A value within 1e-9 of a bin edge counts in the bin above it, so an overlap of exactly 0.3
+    (realised as 0.29999999999999993) lands in [0.30, 0.35)."""
+    index = (values.double().clamp(0, 1) * bins + EDGE_TOLERANCE).floor().long().clamp(max=bins - 1)
+    return torch.bincount(index, minlength=bins)
+
+
+@dataclass
+class ViewHistograms:
+    """Counts of the realised geometry of every pair trained on so far (rank 0's shard under
+    DDP), carried across resumes in each checkpoint's ``view_stats.json``."""
+
+    counts: dict[str, torch.Tensor]
+    epochs: int = 0
+
+    @classmethod
+    def empty(cls, bins: int = VIEW_STAT_BINS) -> ViewHistograms:
+        return cls({name: torch.zeros(bins, dtype=torch.int64) for name in VIEW_STATS})
+
+    def add_epoch(self, epoch_counts: dict[str, torch.Tensor]) -> None:
+        for name in VIEW_STATS:
+            self.counts[name] = self.counts[name] + epoch_counts[name]
+        self.epochs += 1
+
+    def to_json(self) -> dict:
+        bins = len(self.counts[VIEW_STATS[0]])
+        return {
+            "bin_edges": [index / bins for index in range(bins + 1)],
+            "epochs": self.epochs,
+            **{name: self.counts[name].tolist() for name in VIEW_STATS},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> ViewHistograms:
+        return cls({name: torch.tensor(data[name], dtype=torch.int64) for name in VIEW_STATS}, int(data["epochs"]))
+
+    def save(self, directory: Path) -> Path:
+        path = directory / VIEW_STATS_FILE
+        path.write_text(json.dumps(self.to_json()))
+        return path
+
+    @classmethod
+    def load(cls, directory: Path | str | None) -> ViewHistograms:
+        """The histograms saved beside a checkpoint; empty when there are none (a fresh run, or
+        a checkpoint written before histograms were recorded)."""
+        path = None if directory is None else Path(directory) / VIEW_STATS_FILE
+        return cls.from_json(json.loads(path.read_text())) if path is not None and path.is_file() else cls.empty()
+
 
 def train_epoch(
     net: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[ViewBatch], config: TrainConfig, runtime: Runtime
-) -> Metrics:
+) -> tuple[Metrics, dict[str, torch.Tensor]]:
+    """One epoch; returns its metrics and the histograms of the pairs it trained on."""
     net.train()
     stats = EpochStats()
     started = time.perf_counter()
@@ -148,7 +211,7 @@ def train_epoch(
         optimizer.step()
         z_std = 0.5 * (normalized_std(output.z1) + normalized_std(output.z2))
         stats.add_step({"loss": terms.loss.detach(), "floor_active": terms.floor_active, "z_std": z_std}, batch)
-    return stats.metrics(time.perf_counter() - started)
+    return stats.metrics(time.perf_counter() - started), stats.histograms()
 
 
 @torch.no_grad()
@@ -253,19 +316,22 @@ def train(
     workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="simsiam-"))
 
     history: list[Metrics] = []
+    realised = ViewHistograms.load(resume_from)
     previous: Path | None = None
     for epoch in range(first_epoch, config.epochs):
         lr = set_learning_rate(optimizer, config, epoch)
         generator = epoch_generator(config.seed, epoch, runtime.rank)
         order = _shard(torch.randperm(count, generator=generator), runtime)
         batches = view_batches(dataset, order, transform, batch_size, generator, config.loader_workers)
-        metrics = train_epoch(net, optimizer, batches, config, runtime)
+        metrics, epoch_counts = train_epoch(net, optimizer, batches, config, runtime)
+        realised.add_epoch(epoch_counts)
         metrics.update(epoch=epoch + 1, lr=lr)
         if evaluate is not None and ((epoch + 1) % config.knn.every == 0 or epoch + 1 == config.epochs):
             metrics.update(evaluate(model, runtime))
         checkpoint = None
         if runtime.is_chief:
             checkpoint = save_checkpoint(workdir / f"epoch_{epoch + 1:04d}", model, optimizer, epoch + 1, config)
+            realised.save(checkpoint)
         if report is not None:
             report(metrics, checkpoint)
         if previous is not None:

@@ -64,6 +64,10 @@ def test_train_command_runs_and_prints_a_table(tmp_path):
         (["--space", "overlap", "--name", "../../etc"], "name='../../etc'"),
         (["--space", "overlap", "--reduction-factor", "1"], "reduction_factor=1"),
         (["--space", "cutout", "--set", "views.size=4"], "views.size=4"),
+        (["--space", "overlap", "--grid", "--grid-only", "views.params.overlap=[0.35]"], "grid_only.views.params.overlap=0.35"),
+        (["--space", "overlap", "--grid", "--grid-only", "views.params.patch=0.3"], "grid_only='views.params.patch'"),
+        (["--space", "overlap", "--grid-only", "views.params.overlap=0.3"], "only with a grid"),
+        (["--space", "overlap", "--grid", "--grid-only", "oops"], "--grid-only='oops'"),
     ],
 )
 def test_bad_sweep_input_exits_2_before_any_cluster_work(args, message, capsys, tmp_path):
@@ -84,3 +88,18 @@ def test_study_yaml_and_flags_combine(tmp_path):
     config = study_config(args)
     assert (config.preset, config.epochs) == ("fig2b-patch-bundled", 3)
     assert config.overrides == {"data.limit": 64, "optim.base_lr": 0.1}
+
+
+def test_grid_only_keeps_the_matching_grid_points():
+    from study.cli import build_parser, study_config
+    from study.config import plan
+
+    args = build_parser().parse_args(
+        ["run", "--preset", "fig4-cutout-bundled", "--grid-only", "views.params.hole=[0.3, 0.5]", "--grid-only", "seed=0"]
+    )
+    study_plan = plan(study_config(args))
+    points = [(point["views.params.hole"], point["views.params.fill"], point["seed"]) for point in study_plan.points]
+    assert sorted(points) == [(0.3, "blur", 0), (0.3, "zero", 0), (0.5, "blur", 0), (0.5, "zero", 0)]
+    assert study_plan.num_samples == 4
+    enqueued = {tuple(sorted(point.items())) for point in study_plan.points}
+    assert len(enqueued) == 4, "each kept point runs once"

@@ -9,33 +9,14 @@ import ray
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from study import StudyConfig, run_study
 from study.tracking import ROLE_TAG, STOPPED_BY_TAG, TRIAL_TAG
-
-EPOCHS = 3
-TRIALS = 4
+from tests.real_sweeps import SEARCH_EPOCHS as EPOCHS
+from tests.real_sweeps import SEARCH_TRIALS as TRIALS
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sweep")
-    assert not ray.is_initialized()
-    config = StudyConfig(
-        space="overlap",
-        dataset="digits",
-        num_samples=TRIALS,
-        epochs=EPOCHS,
-        name="overlap-it",
-        storage=str(root / "runs"),
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        grace_period=1,
-        reduction_factor=4,
-        max_concurrent_trials=2,
-        overrides={"data.limit": 512, "data.eval_limit": 300},
-    )
-    result = run_study(config)
-    yield result, MlflowClient(result.tracking.tracking_uri), root
-    assert not ray.is_initialized(), "run_study shuts down the Ray it started"
+def sweep(search_sweep):
+    return search_sweep, MlflowClient(search_sweep.tracking.tracking_uri), search_sweep.directory.parent.parent
 
 
 def children(client, result):

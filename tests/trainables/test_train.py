@@ -4,9 +4,11 @@ import math
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from trainables.recipes import recipe
-from trainables.train import load_checkpoint, train, untrained_knn
+from trainables.train import ViewHistograms, load_checkpoint, train, unit_histogram, untrained_knn
 
 REQUIRED_METRICS = {
     "epoch", "loss", "knn_top1", "knn_top5", "z_std", "floor_active", "images_per_s",
@@ -41,6 +43,19 @@ def test_reports_every_epoch_with_metrics_and_a_checkpoint(tmp_path):
         assert 0 <= metrics["knn_top1"] <= metrics["knn_top5"] <= 1
     assert history == [metrics for metrics, _ in recorder.reports]
     assert [p.name for p in tmp_path.iterdir()] == ["epoch_0002"], "older checkpoints are removed once reported"
+    realised = ViewHistograms.load(tmp_path / "epoch_0002")
+    assert realised.epochs == 2
+    assert int(realised.counts["overlap"].sum()) == int(realised.counts["phi"].sum()) == 2 * 256
+    assert int(realised.counts["overlap"][6]) == 2 * 256, "every overlap is 0.3, in bin [0.30, 0.35)"
+
+
+@given(st.lists(st.floats(0, 1), max_size=200), st.integers(1, 40))
+def test_unit_histogram_counts_each_value_in_its_bin(values, bins):
+    counts = unit_histogram(torch.tensor(values, dtype=torch.float64), bins)
+    assert counts.shape == (bins,) and int(counts.sum()) == len(values)
+    for value in values:
+        index = min(int(value * bins + 1e-9), bins - 1)
+        assert counts[index] >= 1
 
 
 class Crash(RuntimeError):
@@ -65,6 +80,11 @@ def test_resume_continues_exactly_where_the_checkpoint_left_off(tmp_path):
     assert [metrics["epoch"] for metrics in resumed] == [3]
     assert resumed[0]["loss"] == pytest.approx(uninterrupted[2]["loss"], rel=1e-4)
     assert resumed[0]["knn_top1"] == pytest.approx(uninterrupted[2]["knn_top1"], abs=0.01)
+    full_counts = ViewHistograms.load(tmp_path / "full" / "epoch_0003")
+    resumed_counts = ViewHistograms.load(tmp_path / "resumed" / "epoch_0003")
+    assert resumed_counts.epochs == 3, "histograms carry over a resume"
+    for name, counts in full_counts.counts.items():
+        assert torch.equal(resumed_counts.counts[name], counts), name
     final = load_checkpoint(tmp_path / "resumed" / "epoch_0003")
     reference = load_checkpoint(tmp_path / "full" / "epoch_0003")
     assert final["epoch"] == reference["epoch"] == 3

@@ -1,0 +1,213 @@
+"""A sweep's trials as tidy tables, read from its Parquet export or from its MLflow runs.
+
+Both sources give the same :class:`SweepData`: ``trials`` has one row per trial (the full trial
+config as dotted columns such as ``views.params.overlap`` or ``margin.mode``, plus ``trial_id``,
+``run_id``, ``status``, ``epochs_run``, ``final_knn_top1``, ``best_knn_top1`` and ``dataset``, a
+label of the training and kNN datasets), and ``epochs`` has one row per trial per epoch. The
+figures in :mod:`dashboards.figures` take only these tables, so they draw the same pictures from
+either source. Status is ``FINISHED`` (ran every epoch), ``STOPPED`` (by ASHA) or ``FAILED``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from study.layout import OPTUNA_FILE, RESULTS_DIR, read_state, sweep_directory
+from trainables.config import flatten
+from trainables.train import VIEW_STATS_FILE
+from trainables.validation import ConfigError, check_choice
+
+FINISHED, STOPPED, FAILED = "FINISHED", "STOPPED", "FAILED"
+SOURCES = ("parquet", "mlflow")
+EPOCH_METRICS = ("knn_top1", "knn_top5", "loss", "z_std", "overlap_mean", "phi_mean", "distance_mean")
+TRIAL_TAG = "study.trial_id"
+STOPPED_BY_TAG = "study.stopped_by"
+PARENT_TAG = "mlflow.parentRunId"
+PROGRESS_BAR_VARIABLE = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+@dataclass(frozen=True)
+class SweepData:
+    """What the figures and the report read. ``directory`` and ``tracking_uri`` locate the
+    sweep's Optuna study and MLflow runs when they are at hand."""
+
+    name: str
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    max_epochs: int
+    source: str
+    state: dict[str, Any] = field(default_factory=dict)
+    directory: Path | None = None
+    tracking_uri: str | None = None
+
+    @property
+    def optuna_storage(self) -> str | None:
+        path = None if self.directory is None else self.directory / OPTUNA_FILE
+        return f"sqlite:///{path}" if path is not None and path.is_file() else None
+
+    @property
+    def parent_run_id(self) -> str | None:
+        return self.state.get("tracking", {}).get("parent_run_id")
+
+
+def dataset_label(train: str, evaluation: str | None) -> str:
+    """``cifar10``, or ``coco → kNN cifar10`` when the kNN set is not the training set."""
+    return train if evaluation in (None, "", train) else f"{train} → kNN {evaluation}"
+
+
+def _with_derived_columns(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    trials = trials.copy()
+    trials["dataset"] = [
+        dataset_label(train, evaluation)
+        for train, evaluation in zip(trials["data.dataset"], trials.get("data.eval_dataset", [None] * len(trials)))
+    ]
+    scores = epochs.dropna(subset=["knn_top1"]).sort_values("epoch").groupby("trial_id")["knn_top1"]
+    trials["final_knn_top1"] = trials["trial_id"].map(scores.last())
+    trials["best_knn_top1"] = trials["trial_id"].map(scores.max())
+    trials["epochs_run"] = trials["trial_id"].map(epochs.groupby("trial_id")["epoch"].max()).fillna(0).astype(int)
+    return trials
+
+
+def from_tables(name: str, trials: pd.DataFrame, epochs: pd.DataFrame, max_epochs: int, source: str, **context: Any) -> SweepData:
+    """A SweepData from already tidy tables (the loaders below end here)."""
+    return SweepData(name, _with_derived_columns(trials, epochs), epochs, max_epochs, source, **context)
+
+
+def _config_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame([flatten(json.loads(text)) for text in frame["config_json"]], index=frame.index)
+
+
+def read_parquet(directory: Path, name: str, max_epochs: int, **context: Any) -> SweepData:
+    """The sweep's ``results/trials.parquet`` and ``results/epochs.parquet``."""
+    results = directory / RESULTS_DIR
+    paths = [results / "trials.parquet", results / "epochs.parquet"]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise ConfigError("source", "parquet", f"a sweep with its Parquet export; missing {missing} (run `study export {name}`)")
+    exported, epochs = (pd.read_parquet(path) for path in paths)
+    trials = pd.concat(
+        [exported[["trial_id", "status", "mlflow_run_id"]].rename(columns={"mlflow_run_id": "run_id"}), _config_rows(exported)],
+        axis=1,
+    )
+    return from_tables(name, trials, epochs, max_epochs, "parquet", directory=directory, **context)
+
+
+def parse_param(text: str) -> Any:
+    """An MLflow param string back to the value ``str()`` made it from."""
+    if text == "None":
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _status(run: Any) -> str:
+    if run.info.status == "FINISHED":
+        return FINISHED
+    if run.info.status == "FAILED":
+        return FAILED
+    return STOPPED if run.data.tags.get(STOPPED_BY_TAG) else run.info.status
+
+
+def child_runs(client: Any, experiment_id: str, parent_run_id: str) -> list:
+    return client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=50_000)
+
+
+def read_mlflow(tracking_uri: str, experiment_id: str, parent_run_id: str, name: str, max_epochs: int, **context: Any) -> SweepData:
+    """The parent run's children: params as the config, metric histories as the epochs table."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    runs = child_runs(client, experiment_id, parent_run_id)
+    rows, epoch_rows = [], []
+    for run in runs:
+        trial_id = run.data.tags.get(TRIAL_TAG, run.info.run_id)
+        config = {key: parse_param(value) for key, value in run.data.params.items()}
+        rows.append({"trial_id": trial_id, "status": _status(run), "run_id": run.info.run_id, **config})
+        by_epoch: dict[int, dict[str, Any]] = {}
+        for metric in EPOCH_METRICS:
+            for point in client.get_metric_history(run.info.run_id, metric):
+                by_epoch.setdefault(int(point.step), {"trial_id": trial_id, "epoch": int(point.step)})[metric] = point.value
+        epoch_rows.extend(by_epoch[epoch] for epoch in sorted(by_epoch))
+    trials = pd.DataFrame(rows)
+    epochs = pd.DataFrame(epoch_rows, columns=["trial_id", "epoch", *EPOCH_METRICS])
+    if trials.empty:
+        raise ConfigError("source", "mlflow", f"a parent run with trial runs; run {parent_run_id} in {tracking_uri} has none")
+    return from_tables(name, trials, epochs, max_epochs, "mlflow", tracking_uri=tracking_uri, **context)
+
+
+def load_sweep(name: str, storage: str | Path = "runs", source: str = "parquet") -> SweepData:
+    """A stored sweep (``storage/name``) from its Parquet export or its MLflow runs."""
+    check_choice("source", source, SOURCES)
+    directory = sweep_directory(storage, name)
+    state = read_state(directory)
+    tracking_uri = state["config"]["tracking_uri"]
+    max_epochs = int(state.get("epochs") or _planned_epochs(state))
+    if source == "parquet":
+        return read_parquet(directory, name, max_epochs, state=state, tracking_uri=tracking_uri)
+    tracking = state["tracking"]
+    return read_mlflow(tracking_uri, tracking["experiment_id"], tracking["parent_run_id"], name, max_epochs, state=state, directory=directory)
+
+
+def _planned_epochs(state: dict[str, Any]) -> int:
+    from study.config import StudyConfig, plan
+
+    return plan(StudyConfig.from_dict(state["config"])).epochs
+
+
+def view_stats(sweep: SweepData) -> dict[str, dict[str, Any]]:
+    """Per trial, the realised-view histograms its run logged (``view_stats.json``); trials
+    without the artifact (failed before a checkpoint) are left out."""
+    if sweep.tracking_uri is None:
+        return {}
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(sweep.tracking_uri)
+    stats = {}
+    with tempfile.TemporaryDirectory() as scratch, _without_progress_bars():
+        for trial_id, run_id in zip(sweep.trials["trial_id"], sweep.trials["run_id"]):
+            if not isinstance(run_id, str) or VIEW_STATS_FILE not in {item.path for item in client.list_artifacts(run_id)}:
+                continue
+            path = client.download_artifacts(run_id, VIEW_STATS_FILE, str(Path(scratch) / trial_id))
+            stats[trial_id] = json.loads(Path(path).read_text())
+    return stats
+
+
+def _tagged(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    return frame.assign(sweep=name, trial_id=name + "/" + frame["trial_id"].astype(str))
+
+
+@contextmanager
+def _without_progress_bars() -> Iterator[None]:
+    """MLflow draws a progress bar per downloaded file; a report downloads one per trial."""
+    previous = os.environ.get(PROGRESS_BAR_VARIABLE)
+    os.environ[PROGRESS_BAR_VARIABLE] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(PROGRESS_BAR_VARIABLE, None)
+        else:
+            os.environ[PROGRESS_BAR_VARIABLE] = previous
+
+
+def combine(sweeps: list[SweepData]) -> SweepData:
+    """Several sweeps' trials as one (a figure over datasets or families may span sweeps); the
+    first sweep gives the name and context."""
+    first = sweeps[0]
+    if len(sweeps) == 1:
+        return first
+    trials = pd.concat([_tagged(sweep.trials, sweep.name) for sweep in sweeps], ignore_index=True)
+    epochs = pd.concat([_tagged(sweep.epochs, sweep.name) for sweep in sweeps], ignore_index=True)
+    return SweepData(first.name, trials, epochs, max(sweep.max_epochs for sweep in sweeps), first.source, first.state, first.directory, first.tracking_uri)

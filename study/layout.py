@@ -1,0 +1,62 @@
+"""Where a sweep keeps its files, importable without Ray.
+
+``STORAGE/NAME/`` holds ``study.json`` (the StudyConfig, the MLflow ids and the sweep's state),
+``optuna.db`` (the searcher's study), Ray Tune's experiment state and trial folders, ``train/``
+(Ray Train runs and checkpoints), ``results/`` (the Parquet tables) and ``report/``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from trainables.validation import ConfigError
+
+STATE_FILE = "study.json"
+RESULTS_DIR = "results"
+REPORT_DIR = "report"
+OPTUNA_FILE = "optuna.db"
+
+
+def sweep_directory(storage: str | Path, name: str) -> Path:
+    root = Path(storage).resolve()
+    directory = (root / name).resolve()
+    if directory.parent != root:
+        raise ConfigError("name", name, f"a plain name inside the storage root {root}")
+    return directory
+
+
+def write_state(directory: Path, state: dict[str, Any]) -> None:
+    partial = directory / (STATE_FILE + ".partial")
+    partial.write_text(json.dumps(state, indent=2, default=str))
+    partial.replace(directory / STATE_FILE)
+
+
+def read_state(directory: Path) -> dict[str, Any]:
+    path = directory / STATE_FILE
+    if not path.is_file():
+        raise ConfigError("name", directory.name, f"a sweep under {directory.parent} (no {STATE_FILE} in {directory})")
+    return json.loads(path.read_text())
+
+
+def optuna_storage(directory: Path) -> str:
+    return f"sqlite:///{directory / OPTUNA_FILE}"
+
+
+def resolve_tracking_uri(uri: str, base: Path | None = None) -> str:
+    """Make a relative ``sqlite:///`` path absolute, so that every process on every working
+    directory (Tune changes the trials') writes the same store."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        path = Path(uri[len(prefix):])
+        return prefix + str(((base or Path.cwd()) / path).resolve())
+    return uri
+
+
+def local_artifact_root(uri: str) -> str | None:
+    """Artifacts of a sqlite store live beside the database file; a server manages its own."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix):
+        return (Path(uri[len(prefix):]).parent / "mlartifacts").resolve().as_uri()
+    return None

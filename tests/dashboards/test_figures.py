@@ -1,0 +1,247 @@
+"""Every figure drawn from real sweeps' MLflow runs and Parquet, checked against the runs' metrics."""
+
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from dashboards.figures import (
+    MissingData,
+    cutout_figure,
+    exclusive_figure,
+    learning_curves_figure,
+    margin_figure,
+    overlap_figure,
+    overlap_vs_patch_figure,
+    patch_figure,
+    realised_views_figure,
+)
+from dashboards.report import gallery_figure, gallery_settings
+from dashboards.search import (
+    importance_figure,
+    load_study,
+    parallel_coordinates_figure,
+    param_importances,
+)
+from dashboards.sweeps import combine, load_sweep, view_stats
+from study.tracking import TRIAL_TAG
+
+SOURCES = ("parquet", "mlflow")
+
+
+def runs_of(result):
+    """The sweep's child runs straight from MLflow: params and the knn_top1 history by epoch."""
+    client = MlflowClient(result.tracking.tracking_uri)
+    runs = []
+    for run in result.tracking.child_runs():
+        history = sorted(client.get_metric_history(run.info.run_id, "knn_top1"), key=lambda metric: metric.step)
+        runs.append({
+            "trial_id": run.data.tags[TRIAL_TAG],
+            "status": run.info.status,
+            "params": run.data.params,
+            "history": [(metric.step, metric.value) for metric in history],
+        })
+    return runs
+
+
+def expected_points(result, param):
+    """x -> (mean, sample std, count) of the final knn_top1 of the finished runs, from MLflow."""
+    scores = defaultdict(list)
+    for run in runs_of(result):
+        if run["status"] == "FINISHED":
+            scores[float(run["params"][param])].append(run["history"][-1][1])
+    return {x: (np.mean(values), np.std(values, ddof=1) if len(values) > 1 else 0.0, len(values)) for x, values in sorted(scores.items())}
+
+
+def sweep_of(results, *names, source):
+    storage = results[names[0]].directory.parent
+    return combine([load_sweep(name, storage, source) for name in names])
+
+
+def axes_of(figure):
+    return figure.axes
+
+
+def line(axes, gid):
+    found = [artist for artist in axes.lines if artist.get_gid() == gid]
+    assert len(found) == 1, f"{gid} in {[artist.get_gid() for artist in axes.lines]}"
+    return found[0]
+
+
+def assert_labelled(axes):
+    assert axes.get_xlabel() and axes.get_ylabel() and axes.get_title()
+
+
+def assert_series(axes, label, expected):
+    drawn = line(axes, f"mean:{label}")
+    assert list(drawn.get_xdata()) == pytest.approx(list(expected))
+    assert list(drawn.get_ydata()) == pytest.approx([mean for mean, _, _ in expected.values()])
+    container = next(c for c in axes.containers if getattr(c, "lines", None) and c.lines[0] is drawn)
+    if any(count > 1 for _, _, count in expected.values()):
+        segments = container.lines[2][0].get_segments()
+        assert [segment[1][1] - segment[0][1] for segment in segments] == pytest.approx([2 * std for _, std, _ in expected.values()])
+    best_x = max(expected, key=lambda x: expected[x][0])
+    best = line(axes, f"best:{label}")
+    assert (best.get_xdata()[0], best.get_ydata()[0]) == pytest.approx((best_x, expected[best_x][0]))
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_both_sources_read_the_same_trials_as_mlflow_holds(figure_sweeps, source):
+    for name, result in figure_sweeps.items():
+        sweep = load_sweep(name, result.directory.parent, source)
+        runs = {run["trial_id"]: run for run in runs_of(result)}
+        assert set(sweep.trials["trial_id"]) == set(runs)
+        for _, row in sweep.trials.iterrows():
+            run = runs[row["trial_id"]]
+            assert row["final_knn_top1"] == pytest.approx(run["history"][-1][1])
+            assert row["epochs_run"] == run["history"][-1][0]
+            assert row["status"] == {"FINISHED": "FINISHED", "KILLED": "STOPPED", "FAILED": "FAILED"}[run["status"]]
+            assert row["views.family"] == run["params"]["views.family"]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_overlap_figure_has_one_line_per_dataset_with_mean_and_std_over_seeds(figure_sweeps, source):
+    figure = overlap_figure(sweep_of(figure_sweeps, "overlap-digits", "overlap-scenes", source=source))
+    (axes,) = axes_of(figure)
+    assert_labelled(axes)
+    assert "overlap" in axes.get_xlabel()
+    digits = expected_points(figure_sweeps["overlap-digits"], "views.params.overlap")
+    assert [count for _, _, count in digits.values()] == [2, 2], "two seeds at each overlap"
+    assert_series(axes, "digits", digits)
+    assert_series(axes, "digit-scenes → kNN digits", expected_points(figure_sweeps["overlap-scenes"], "views.params.overlap"))
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize(
+    ("name", "draw", "param", "word"),
+    [
+        ("patch-digits", patch_figure, "views.params.patch", "patch"),
+        ("exclusive-digits", exclusive_figure, "views.params.gap", "gap"),
+    ],
+)
+def test_parameter_figures_plot_each_runs_score(figure_sweeps, source, name, draw, param, word):
+    (axes,) = axes_of(draw(sweep_of(figure_sweeps, name, source=source)))
+    assert_labelled(axes)
+    assert word in axes.get_xlabel()
+    assert_series(axes, "digits", expected_points(figure_sweeps[name], param))
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_overlap_vs_patch_bars_are_the_best_of_each_family(figure_sweeps, source):
+    (axes,) = axes_of(overlap_vs_patch_figure(sweep_of(figure_sweeps, "overlap-digits", "patch-digits", source=source)))
+    assert_labelled(axes)
+    for family, name in (("overlap", "overlap-digits"), ("patch", "patch-digits")):
+        points = expected_points(figure_sweeps[name], f"views.params.{family}")
+        best_x = max(points, key=lambda x: points[x][0])
+        (bars,) = [c for c in axes.containers if c.get_label() == f"best {family}"]
+        assert [bar.get_height() for bar in bars] == pytest.approx([points[best_x][0]])
+        assert any(text.get_text().startswith(f"{family} {best_x:g}") for text in axes.texts)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_cutout_figure_compares_zero_and_blur_fill_at_each_size(figure_sweeps, source):
+    (axes,) = axes_of(cutout_figure(sweep_of(figure_sweeps, "cutout-digits", source=source)))
+    assert_labelled(axes)
+    scores = {run["params"]["views.params.fill"]: run["history"][-1][1] for run in runs_of(figure_sweeps["cutout-digits"])}
+    assert set(scores) == {"zero", "blur"}
+    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert legend == ["cutout", "cutout-blur"]
+    for fill in ("zero", "blur"):
+        (bars,) = [c for c in axes.containers if getattr(c, "patches", None) and c.patches[0].get_gid() == f"mean:digits:{fill}"] or [
+            c for c in axes.containers if c.get_label() == {"zero": "cutout", "blur": "cutout-blur"}[fill]
+        ]
+        assert [bar.get_height() for bar in bars] == pytest.approx([scores[fill]])
+    assert [tick.get_text() for tick in axes.get_xticklabels()] == ["0.5"]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_margin_figure_plots_each_modes_history_by_epoch(figure_sweeps, source):
+    """Drawn beside the cutout sweep, whose trials are vanilla too but on other views and data."""
+    (axes,) = axes_of(margin_figure(sweep_of(figure_sweeps, "margin-scenes", "cutout-digits", source=source)))
+    assert_labelled(axes)
+    assert axes.get_xlabel() == "epoch"
+    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert legend == ["vanilla (n=1)", "fixed margin (n=1)", "distance-based margin (n=1)"], "no cutout trial counted as vanilla"
+    for run in runs_of(figure_sweeps["margin-scenes"]):
+        drawn = line(axes, f"mean:{run['params']['margin.mode']}")
+        assert list(drawn.get_xdata()) == [step for step, _ in run["history"]]
+        assert list(drawn.get_ydata()) == pytest.approx([value for _, value in run["history"]])
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_learning_curves_cut_stopped_trials_short(search_sweep, source):
+    sweep = load_sweep(search_sweep.name, search_sweep.directory.parent, source)
+    (axes,) = axes_of(learning_curves_figure(sweep))
+    assert_labelled(axes)
+    runs = runs_of(search_sweep)
+    assert any(run["status"] == "KILLED" for run in runs), "the search sweep has ASHA-stopped trials"
+    for run in runs:
+        drawn = line(axes, f"trial:{run['trial_id']}")
+        assert list(drawn.get_xdata()) == [step for step, _ in run["history"]]
+        assert list(drawn.get_ydata()) == pytest.approx([value for _, value in run["history"]])
+        stopped = run["status"] == "KILLED"
+        assert (drawn.get_linestyle() == "--") == stopped
+        assert (len(run["history"]) < sweep.max_epochs) == stopped
+
+
+def test_importance_and_parallel_coordinates_come_from_the_optuna_study(figure_sweeps):
+    sweep = sweep_of(figure_sweeps, "overlap-digits", source="parquet")
+    study = load_study(sweep)
+    importances = param_importances(study)
+    assert set(importances) == {"views.params.overlap", "seed"}, "the grid varies the overlap and the seed"
+    assert sum(importances.values()) == pytest.approx(1.0)
+    (axes,) = axes_of(importance_figure(study))
+    assert_labelled(axes)
+    assert {label.get_text() for label in axes.get_yticklabels()} == set(importances)
+    (axes,) = axes_of(parallel_coordinates_figure(study))
+    assert [label.get_text() for label in axes.get_xticklabels()] == ["overlap", "knn_top1"]
+    trial_lines = [artist for artist in axes.lines if str(artist.get_gid()).startswith("trial:")]
+    assert len(trial_lines) == len(study.trials) == 4
+    by_overlap = {trial.number: trial.params["views.params.overlap"] for trial in study.trials}
+    for artist in trial_lines:
+        overlap = by_overlap[int(artist.get_gid().split(":")[1])]
+        assert artist.get_ydata()[0] == pytest.approx(0.0 if overlap == 0.3 else 1.0), "overlap axis scaled to [0, 1]"
+
+
+def test_view_gallery_shows_each_setting_the_sweep_trained(figure_sweeps):
+    sweep = sweep_of(figure_sweeps, "cutout-digits", source="mlflow")
+    settings = gallery_settings(sweep.trials)
+    assert [(family, params["fill"], params["hole"]) for family, params in settings] == [("cutout", "blur", 0.5), ("cutout", "zero", 0.5)]
+    figure = gallery_figure(sweep)
+    titles = [sub._suptitle.get_text() for sub in figure.subfigs]
+    assert len(titles) == 2 and all("cutout" in title for title in titles)
+    assert sum(1 for axes in figure.get_axes() if axes.get_gid() == "source") == 2 * 3
+
+
+def test_realised_view_histograms_match_the_trained_overlaps(figure_sweeps):
+    sweep = sweep_of(figure_sweeps, "overlap-digits", source="parquet")
+    stats = view_stats(sweep)
+    assert set(stats) == set(sweep.trials["trial_id"])
+    axes_overlap, axes_phi = axes_of(realised_views_figure(stats, sweep.trials))
+    for axes in (axes_overlap, axes_phi):
+        assert_labelled(axes)
+    for overlap in (0.3, 0.7):
+        (stairs,) = [patch for patch in axes_overlap.patches if patch.get_gid() == f"hist:overlap:overlap: overlap={overlap}"]
+        values, edges = stairs.get_data().values, stairs.get_data().edges
+        assert values.sum() == pytest.approx(1.0)
+        mass = values[(edges[:-1] >= overlap - 0.06) & (edges[1:] <= overlap + 0.06)].sum()
+        assert mass == pytest.approx(1.0), "every pair trained at this setting had this overlap"
+    trained = sum(sum(data["overlap"]) for data in stats.values())
+    assert trained == 4 * 2 * 192, "every pair of every epoch of every trial is counted"
+
+
+@pytest.mark.parametrize(
+    ("draw", "name", "message"),
+    [
+        (overlap_figure, "patch-digits", "needs trials of the 'overlap' view family; this sweep has families ['patch']"),
+        (patch_figure, "overlap-digits", "needs trials of the 'patch' view family; this sweep has families ['overlap']"),
+        (overlap_vs_patch_figure, "overlap-digits", "'patch' view family"),
+        (cutout_figure, "margin-scenes", "'cutout' view family"),
+        (margin_figure, "overlap-digits", "at least two margin modes"),
+    ],
+)
+def test_a_missing_family_is_a_clear_message_not_an_empty_plot(figure_sweeps, draw, name, message):
+    with pytest.raises(MissingData, match="needs") as raised:
+        draw(sweep_of(figure_sweeps, name, source="parquet"))
+    assert message in str(raised.value)

@@ -1,0 +1,64 @@
+"""Small real sweeps shared by the tests of the study, the dashboards and the UI.
+
+Each runs on a real local Ray cluster with real Ray Train trials, Optuna, ASHA and a real sqlite
+MLflow store; they are cut to a few seconds of training per trial.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ray
+
+from study import StudyConfig, run_study
+
+QUICK = {"data.limit": 192, "data.eval_limit": 200}
+SEARCH_EPOCHS = 3
+SEARCH_TRIALS = 4
+FIGURE_EPOCHS = 2
+
+
+def search_sweep(root: Path):
+    """TPE over the overlap space on digits; ASHA with reduction factor 4 stops some trials."""
+    config = StudyConfig(
+        space="overlap",
+        dataset="digits",
+        num_samples=SEARCH_TRIALS,
+        epochs=SEARCH_EPOCHS,
+        name="overlap-it",
+        storage=str(root / "runs"),
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        grace_period=1,
+        reduction_factor=4,
+        max_concurrent_trials=2,
+        overrides={"data.limit": 512, "data.eval_limit": 300},
+    )
+    return run_study(config)
+
+
+FIGURE_SWEEPS = {
+    # name: StudyConfig fields; grace_period = epochs, so ASHA stops none and every point has a score.
+    "overlap-digits": dict(space="overlap", grid=True, seeds=(0, 1), grid_only={"views.params.overlap": [0.3, 0.7]}),
+    "overlap-scenes": dict(space="overlap", grid=True, dataset="digit-scenes", eval_dataset="digits",
+                           grid_only={"views.params.overlap": [0.3, 0.7]}),
+    "patch-digits": dict(space="patch", grid=True, grid_only={"views.params.patch": [0.3, 0.7]}),
+    "exclusive-digits": dict(space="exclusive", grid=True, grid_only={"views.params.gap": [0.1, 0.3]}),
+    "cutout-digits": dict(space="cutout", grid=True, grid_only={"views.params.hole": [0.5]}),
+    "margin-scenes": dict(preset="fig5-margin-bundled", seeds=(0,), grid_only={"seed": [0]}),
+}
+
+
+def figure_sweeps(root: Path) -> dict:
+    """One small grid per paper figure, run one after another on one local Ray cluster."""
+    assert not ray.is_initialized()
+    ray.init(include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False)
+    try:
+        return {
+            name: run_study(StudyConfig(
+                **fields, name=name, epochs=FIGURE_EPOCHS, grace_period=FIGURE_EPOCHS, overrides=dict(QUICK),
+                max_concurrent_trials=2, storage=str(root / "runs"), tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+            ))
+            for name, fields in FIGURE_SWEEPS.items()
+        }
+    finally:
+        ray.shutdown()
