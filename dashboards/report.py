@@ -30,7 +30,12 @@ from dashboards.figures import (
     realised_views_figure,
 )
 from dashboards.gallery import build_family_gallery_figure
-from dashboards.search import importance_figure, load_study, parallel_coordinates_figure
+from dashboards.search import (
+    importance_figure,
+    load_study,
+    parallel_coordinates_figure,
+    searched_space,
+)
 from dashboards.sweeps import FINISHED, SweepData, combine, load_sweep, view_stats
 from study.layout import REPORT_DIR, sweep_directory
 
@@ -170,19 +175,25 @@ def trials_table_html(trials: pd.DataFrame) -> str:
 
 
 def space_html(sweep: SweepData) -> str:
-    """The searched space: the grid's values per key, or the Optuna distributions."""
-    varied = varied_columns(sweep.trials)
+    """The searched space: how the searcher drew each parameter (from the Optuna study), and the
+    values the trials took."""
+    try:
+        drawn = searched_space(load_study(sweep))
+    except MissingData:
+        drawn = {}
     items = []
-    for column in varied:
-        values = sorted({_cell(value) for value in sweep.trials[column] if not _missing(value)})
-        items.append(f"<li><code>{html.escape(column)}</code>: {', '.join(values)}</li>")
+    for column in dict.fromkeys([*drawn, *varied_columns(sweep.trials)]):
+        values = sorted({_cell(value) for value in sweep.trials.get(column, []) if not _missing(value)})
+        shown = ", ".join(values[:12]) + (f", ... ({len(values)} values)" if len(values) > 12 else "")
+        how = f"{html.escape(drawn[column])}; " if column in drawn else ""
+        items.append(f"<li><code>{html.escape(column)}</code>: {how}took {shown or '–'}</li>")
     config = sweep.state.get("config", {})
     what = config.get("preset") or config.get("space") or "?"
     mode = sweep.state.get("mode", "?")
     return (
         f"<p>{html.escape(str(mode))} over <code>{html.escape(str(what))}</code>, {sweep.max_epochs} epochs per trial, "
-        f"ASHA grace period {config.get('grace_period', '?')}, reduction factor {config.get('reduction_factor', '?')}. "
-        f"Values the trials took:</p><ul>{''.join(items) or '<li>one configuration</li>'}</ul>"
+        f"ASHA grace period {config.get('grace_period', '?')}, reduction factor {config.get('reduction_factor', '?')}.</p>"
+        f"<ul>{''.join(items) or '<li>one configuration</li>'}</ul>"
     )
 
 

@@ -26,6 +26,24 @@ def load_study(sweep: SweepData) -> optuna.Study:
     return optuna.load_study(study_name=sweep.name, storage=sweep.optuna_storage)
 
 
+def describe_distribution(distribution: optuna.distributions.BaseDistribution) -> str:
+    """``float in [0.1, 0.9]``, ``float in [0.0001, 0.1], log``, ``one of ['zero', 'blur']``."""
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return f"one of {list(distribution.choices)}"
+    kind = "int" if isinstance(distribution, optuna.distributions.IntDistribution) else "float"
+    step = f", step {distribution.step:g}" if getattr(distribution, "step", None) not in (None, 1) else ""
+    return f"{kind} in [{distribution.low:g}, {distribution.high:g}]" + (", log" if distribution.log else "") + step
+
+
+def searched_space(study: optuna.Study) -> dict[str, str]:
+    """Each param the searcher drew, as it drew it (conditional params appear in some trials only)."""
+    space: dict[str, str] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for name, distribution in trial.distributions.items():
+            space.setdefault(name, describe_distribution(distribution))
+    return space
+
+
 def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
 

@@ -22,7 +22,14 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from study.layout import OPTUNA_FILE, RESULTS_DIR, read_state, sweep_directory
+from study.layout import (
+    OPTUNA_FILE,
+    RESULTS_DIR,
+    STOPPED_BY_TAG,
+    TRIAL_TAG,
+    read_state,
+    sweep_directory,
+)
 from trainables.config import flatten
 from trainables.train import VIEW_STATS_FILE
 from trainables.validation import ConfigError, check_choice
@@ -30,8 +37,6 @@ from trainables.validation import ConfigError, check_choice
 FINISHED, STOPPED, FAILED = "FINISHED", "STOPPED", "FAILED"
 SOURCES = ("parquet", "mlflow")
 EPOCH_METRICS = ("knn_top1", "knn_top5", "loss", "z_std", "overlap_mean", "phi_mean", "distance_mean")
-TRIAL_TAG = "study.trial_id"
-STOPPED_BY_TAG = "study.stopped_by"
 PARENT_TAG = "mlflow.parentRunId"
 PROGRESS_BAR_VARIABLE = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 

@@ -1,4 +1,4 @@
-"""Where a sweep keeps its files, importable without Ray.
+"""Where a sweep keeps its files and how its MLflow runs are tagged, importable without Ray.
 
 ``STORAGE/NAME/`` holds ``study.json`` (the StudyConfig, the MLflow ids and the sweep's state),
 ``optuna.db`` (the searcher's study), Ray Tune's experiment state and trial folders, ``train/``
@@ -17,6 +17,13 @@ STATE_FILE = "study.json"
 RESULTS_DIR = "results"
 REPORT_DIR = "report"
 OPTUNA_FILE = "optuna.db"
+
+# MLflow tags of a sweep's runs: the parent has role "sweep", each child role "trial" and the trial id.
+TRIAL_TAG = "study.trial_id"
+STUDY_TAG = "study.name"
+ROLE_TAG = "study.role"
+STOPPED_BY_TAG = "study.stopped_by"
+ERROR_TAG = "study.error"
 
 
 def sweep_directory(storage: str | Path, name: str) -> Path:

@@ -23,18 +23,21 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray.tune import Callback
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
-from study.layout import local_artifact_root, resolve_tracking_uri  # noqa: F401 (re-exported)
+from study.layout import (  # noqa: F401 (re-exported)
+    ERROR_TAG,
+    ROLE_TAG,
+    STOPPED_BY_TAG,
+    STUDY_TAG,
+    TRIAL_TAG,
+    local_artifact_root,
+    resolve_tracking_uri,
+)
 from study.search import stopped_early
 from trainables.config import flatten
 from trainables.train import CHECKPOINT_FILE, VIEW_STATS_FILE
 
 logger = logging.getLogger(__name__)
 
-TRIAL_TAG = "study.trial_id"
-STUDY_TAG = "study.name"
-ROLE_TAG = "study.role"
-STOPPED_BY_TAG = "study.stopped_by"
-ERROR_TAG = "study.error"
 METRICS = (
     "loss", "knn_top1", "knn_top5", "z_std", "floor_active", "images_per_s", "lr",
     "overlap_mean", "overlap_std", "distance_mean", "distance_std", "phi_mean", "phi_std",
