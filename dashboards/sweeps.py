@@ -5,7 +5,8 @@ config as dotted columns such as ``views.params.overlap`` or ``margin.mode``, pl
 ``run_id``, ``status``, ``epochs_run``, ``final_knn_top1``, ``best_knn_top1`` and ``dataset``, a
 label of the training and kNN datasets), and ``epochs`` has one row per trial per epoch. The
 figures in :mod:`dashboards.figures` take only these tables, so they draw the same pictures from
-either source. Status is ``FINISHED`` (ran every epoch), ``STOPPED`` (by ASHA) or ``FAILED``.
+either source. Status is ``FINISHED`` (ran every epoch), ``STOPPED`` (by ASHA), ``FAILED``, or
+``DIVERGED`` / ``COLLAPSED`` (stopped itself, :mod:`trainables.health`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from study.layout import (
     sweep_directory,
 )
 from trainables.config import flatten
+from trainables.health import STOP_REASONS
 from trainables.train import VIEW_STATS_FILE
 from trainables.validation import ConfigError, check_choice
 
@@ -108,21 +110,31 @@ def read_parquet(directory: Path, name: str, max_epochs: int, **context: Any) ->
 
 
 def parse_param(text: str) -> Any:
-    """An MLflow param string back to the value ``str()`` made it from."""
-    if text == "None":
-        return None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+    """An MLflow param string back to the value ``str()`` made it from (None, a bool, a number,
+    a list or mapping, else the string itself)."""
+    if text in ("None", "True", "False"):
+        return {"None": None, "True": True, "False": False}[text]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    if text.startswith(("[", "{", "(")):
+        try:
+            return yaml.safe_load(text.replace("(", "[").replace(")", "]"))
+        except yaml.YAMLError:
+            return text
+    return text
 
 
 def _status(run: Any) -> str:
+    """The results table's status of a child run (see study.results.STATUSES)."""
+    stopped_by = run.data.tags.get(STOPPED_BY_TAG)
     if run.info.status == "FINISHED":
         return FINISHED
     if run.info.status == "FAILED":
-        return FAILED
-    return STOPPED if run.data.tags.get(STOPPED_BY_TAG) else run.info.status
+        return stopped_by.upper() if stopped_by in STOP_REASONS else FAILED
+    return STOPPED if stopped_by else run.info.status
 
 
 def child_runs(client: Any, experiment_id: str, parent_run_id: str) -> list:

@@ -62,7 +62,10 @@ def parse_overrides(pairs: list[str], flag: str = "--set") -> dict[str, Any]:
         key, separator, text = pair.partition("=")
         if not separator or not key:
             raise ConfigError(flag, pair, "KEY=VALUE with a dotted KEY, e.g. views.params.overlap=0.3")
-        overrides[key] = yaml.safe_load(text)
+        try:
+            overrides[key] = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(flag, pair, f"KEY=VALUE with a YAML VALUE ({type(error).__name__})") from error
     return overrides
 
 
@@ -71,7 +74,10 @@ def read_yaml(path: Path | None) -> dict[str, Any]:
         return {}
     if not path.is_file():
         raise ConfigError("--config", str(path), "an existing YAML file")
-    loaded = yaml.safe_load(path.read_text()) or {}
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError("--config", str(path), f"a valid YAML file ({error})".replace("\n", " ")) from error
     if not isinstance(loaded, dict):
         raise ConfigError("--config", str(path), "a YAML mapping")
     return loaded
@@ -188,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--storage", default="runs")
     listing = commands.add_parser("ls", help="sweeps with their status and best result")
     listing.add_argument("--storage", default="runs")
+    listing.add_argument("--repair", action="store_true", help="close the runs of sweeps whose driver died (left RUNNING by a hard kill)")
     report = commands.add_parser("report", help="figures and a self-contained HTML report of a sweep")
     report.add_argument("name")
     report.add_argument("--with", dest="with_sweeps", nargs="+", default=[], metavar="NAME",
@@ -223,11 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ls":
             from study.sweep import list_studies
 
-            rows = list_studies(args.storage)
+            rows = list_studies(args.storage, repair=args.repair)
             print(f"{'name':<48} {'state':<12} {'mode':<7} {'trials':>6} {'best knn_top1':>14}")
             for row in rows:
                 best = "-" if row["best_knn_top1"] is None else f"{row['best_knn_top1']:.4f}"
-                print(f"{row['name']:<48} {row['state']:<12} {row['mode']:<7} {row['trials'] or '-':>6} {best:>14}")
+                repaired = f"  (closed {row['repaired']} runs left RUNNING)" if row["repaired"] else ""
+                print(f"{row['name']:<48} {row['state']:<12} {row['mode']:<7} {row['trials'] or '-':>6} {best:>14}{repaired}")
             return 0
         if args.command == "export":
             from study.sweep import export_study

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,8 @@ OPTUNA_FILE = "optuna.db"
 TRIAL_TAG = "study.trial_id"
 STUDY_TAG = "study.name"
 ROLE_TAG = "study.role"
-STOPPED_BY_TAG = "study.stopped_by"
+STOPPED_BY_TAG = "study.stopped_by"  # asha, diverged or collapsed
+STOP_REASON_TAG = "study.stop_reason"
 ERROR_TAG = "study.error"
 
 
@@ -45,6 +48,30 @@ def read_state(directory: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError("name", directory.name, f"a sweep under {directory.parent} (no {STATE_FILE} in {directory})")
     return json.loads(path.read_text())
+
+
+RUNNING = "running"
+
+
+def this_driver() -> dict[str, Any]:
+    """Who runs a sweep, recorded in its state so that a dead driver can be told from a live one."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def driver_alive(driver: dict[str, Any] | None) -> bool:
+    """Whether a sweep's recorded driver still runs. A driver on another host is assumed alive:
+    only its own host can tell."""
+    if not driver:
+        return False
+    if driver.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(driver["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def optuna_storage(directory: Path) -> str:

@@ -12,13 +12,17 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from study.search import stopped_early
+from study.search import stop_reason_of, stopped_early
+from trainables.health import reason_kind
 
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
 FINISHED, STOPPED, FAILED = "FINISHED", "STOPPED", "FAILED"
+DIVERGED, COLLAPSED = "DIVERGED", "COLLAPSED"
+STATUSES = (FINISHED, STOPPED, FAILED, DIVERGED, COLLAPSED)
+"""Ran every epoch, stopped by ASHA, raised, or stopped itself (:mod:`trainables.health`)."""
 SUMMARY_METRICS = ("knn_top1", "knn_top5", "loss", "z_std", "floor_active", "overlap_mean", "phi_mean", "distance_mean")
-EPOCH_COLUMNS = ("epoch", "lr", "images_per_s", "overlap_std", "distance_std", "phi_std", *SUMMARY_METRICS)
+EPOCH_COLUMNS = ("epoch", "lr", "images_per_s", "overlap_std", "distance_std", "phi_std", "skipped_images", *SUMMARY_METRICS)
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,13 @@ class TrialRecord:
         if self.error is not None:
             return FAILED
         last = self.history[-1] if self.history else None
+        if self.stop_reason is not None:
+            return reason_kind(self.stop_reason).upper()
         return STOPPED if last is None or stopped_early(last, max_epochs) else FINISHED
+
+    @property
+    def stop_reason(self) -> str | None:
+        return stop_reason_of(self.history[-1]) if self.history else None
 
 
 def _number(value: Any) -> float | None:
@@ -60,6 +70,7 @@ def trials_table(records: Iterable[TrialRecord], max_epochs: int) -> pa.Table:
         "epochs_run": pa.array([len(r.history) for r in records], pa.int64()),
         "mlflow_run_id": pa.array([r.run_id for r in records], pa.string()),
         "error": pa.array([r.error for r in records], pa.string()),
+        "stop_reason": pa.array([r.stop_reason for r in records], pa.string()),
         "config_json": pa.array([json.dumps(r.config, sort_keys=True) for r in records], pa.string()),
     }
     for key in keys:

@@ -3,12 +3,14 @@
 Ray's ``OptunaSearch`` tells Optuna that an ASHA-stopped trial is COMPLETE with its truncated
 value, so a two-epoch accuracy steers TPE as if it were final. :class:`StudySearch` tells
 Optuna PRUNED instead (the intermediate values were already reported per epoch), never runs a
-configuration of a discrete space twice, and runs every enqueued grid point exactly once.
+configuration of a discrete space twice, and runs every enqueued grid point exactly once. A
+trial that stopped itself (diverged or collapsed) is FAIL, with the reason as a user attribute.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,6 +18,8 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
+
+from trainables.health import STOP_REASON_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +35,11 @@ def params_key(params: dict[str, Any]) -> tuple:
 def stopped_early(result: dict[str, Any] | None, max_epochs: int) -> bool:
     """A trial that ended without error before its last epoch was stopped, not finished."""
     return bool(result) and int(result.get(EPOCH, 0)) < max_epochs
+
+
+def stop_reason_of(result: dict[str, Any] | None) -> str | None:
+    """Why a trial stopped itself (diverged, collapsed), from its last result; None otherwise."""
+    return (result or {}).get(STOP_REASON_KEY) or None
 
 
 class StudySearch(OptunaSearch):
@@ -109,11 +118,18 @@ class StudySearch(OptunaSearch):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Intermediate values are keyed by epoch (Tune's iteration count restarts on resume)."""
-        if trial_id in self._completed_trials or self.metric not in result:
+        if trial_id in self._completed_trials or not math.isfinite(float(result.get(self.metric, math.nan))):
             return
         self._ot_trials[trial_id].report(float(result[self.metric]), int(result.get(EPOCH, result["training_iteration"])))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        reason = stop_reason_of(result)
+        if reason is not None and not error and trial_id not in self._completed_trials:
+            ot_trial = self._ot_trials[trial_id]
+            ot_trial.set_user_attr(STOP_REASON_KEY, reason)
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            self._completed_trials.add(trial_id)
+            return
         if error or not stopped_early(result, self.max_epochs) or trial_id in self._completed_trials:
             super().on_trial_complete(trial_id, result, error)
             return

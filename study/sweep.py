@@ -21,17 +21,21 @@ from ray.tune.schedulers import ASHAScheduler
 from study.config import METRIC, MODE, StudyConfig, StudyPlan, plan
 from study.layout import (
     RESULTS_DIR,
+    RUNNING,
     STATE_FILE,
+    driver_alive,
     optuna_storage,
     read_state,
     sweep_directory,
+    this_driver,
     write_state,
 )
-from study.results import TRIALS_FILE, format_table, records_from_results, write_tables
+from study.results import STATUSES, TRIALS_FILE, format_table, records_from_results, write_tables
 from study.search import StudySearch
 from study.tracking import (
     MlflowTrialCallback,
     Tracking,
+    check_tracking_store,
     close_open_children,
     log_files,
     resolve_tracking_uri,
@@ -59,6 +63,18 @@ class StudyResult:
 
     def ui_command(self) -> str:
         return f"study ui --tracking-uri {self.tracking.tracking_uri} --port 5000"
+
+
+def local_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def check_gpus(config: StudyConfig, available: int) -> None:
+    """A trial asking for more GPUs than the cluster has would wait forever: refuse it."""
+    if config.gpus_per_trial > available:
+        raise ConfigError("gpus_per_trial", config.gpus_per_trial, f"at most {available}, the GPUs of the cluster")
 
 
 def _ensure_ray(address: str | None) -> bool:
@@ -150,7 +166,7 @@ def _finish(result_grid: Any, study_plan: StudyPlan, directory: Path, tracking: 
     log_files(client, tracking.parent_run_id, [trials_path, epochs_path], RESULTS_DIR)
     summary = {
         "trials": trials.num_rows,
-        **{f"trials_{status.lower()}": sum(1 for s in trials["status"].to_pylist() if s == status) for status in ("FINISHED", "STOPPED", "FAILED")},
+        **{f"trials_{status.lower()}": sum(1 for s in trials["status"].to_pylist() if s == status) for status in STATUSES},
     }
     best_config = json.loads(best["config_json"]) if best else None
     if best is not None:
@@ -170,7 +186,7 @@ def _finish(result_grid: Any, study_plan: StudyPlan, directory: Path, tracking: 
 def _run(tuner_factory, study_plan: StudyPlan, config: StudyConfig, directory: Path, tracking: Tracking, state: dict[str, Any], started_ray: bool) -> StudyResult:
     status = RunStatus.to_string(RunStatus.FAILED)
     try:
-        state["state"] = "running"
+        state.update(state=RUNNING, driver=this_driver())
         write_state(directory, state)
         result_grid = tuner_factory().fit()
         result = _finish(result_grid, study_plan, directory, tracking)
@@ -198,9 +214,14 @@ def run_study(config: StudyConfig) -> StudyResult:
     directory = sweep_directory(config.storage, study_plan.name)
     if directory.exists():
         raise ConfigError("name", study_plan.name, f"a new sweep name: {directory} exists (resume it with `study resume {study_plan.name}`)")
-    tracking_uri = resolve_tracking_uri(config.tracking_uri)
+    tracking_uri = check_tracking_store(resolve_tracking_uri(config.tracking_uri))
+    local = not (config.address or os.environ.get("RAY_ADDRESS")) and not ray.is_initialized()
+    if local:
+        check_gpus(config, local_gpus())
     started_ray = _ensure_ray(config.address)
     try:
+        if not local:
+            check_gpus(config, int(ray.cluster_resources().get("GPU", 0)))
         directory.mkdir(parents=True)
         tracking = start_sweep(tracking_uri, study_plan.name, study_plan.name, {
             **config.to_dict(), "mode": study_plan.mode, "num_trials": study_plan.num_samples, "epochs": study_plan.epochs,
@@ -233,6 +254,10 @@ def _stored(name: str, storage: str | Path) -> tuple[Path, dict[str, Any], Study
 def resume_study(name: str, storage: str | Path = "runs") -> StudyResult:
     """Finish an interrupted sweep with ``Tuner.restore``: finished trials are kept, unfinished
     ones continue from their checkpoints and the searcher's state is restored."""
+    directory = sweep_directory(storage, name)
+    if driver_alive(read_state(directory).get("driver")) and read_state(directory).get("state") == RUNNING:
+        raise ConfigError("name", name, "a sweep that is not running (its driver is alive)")
+    repair_study(directory)
     directory, state, config, study_plan, tracking = _stored(name, storage)
     started_ray = _ensure_ray(config.address)
     tracking.client().update_run(tracking.parent_run_id, status="RUNNING")
@@ -253,10 +278,32 @@ def export_study(name: str, storage: str | Path = "runs") -> tuple[Path, Path]:
     return write_tables(records, study_plan.epochs, directory / RESULTS_DIR)
 
 
-def list_studies(storage: str | Path = "runs") -> list[dict[str, Any]]:
+def repair_study(directory: Path) -> int:
+    """Close the MLflow runs of a sweep whose driver died (hard kill, lost node) while it ran:
+    children left RUNNING and the parent become KILLED, and the sweep is marked interrupted
+    (``study resume`` finishes it). A sweep whose driver is alive is left alone. Returns the
+    number of runs closed."""
+    state = read_state(directory)
+    if state.get("state") != RUNNING or driver_alive(state.get("driver")):
+        return 0
+    config = state["config"]
+    tracking = Tracking(config["tracking_uri"], state["tracking"]["experiment_id"], state["tracking"]["parent_run_id"], state["name"])
+    killed = RunStatus.to_string(RunStatus.KILLED)
+    closed = close_open_children(tracking, killed)
+    client = tracking.client()
+    if client.get_run(tracking.parent_run_id).info.status == "RUNNING":
+        client.set_terminated(tracking.parent_run_id, killed)
+        closed += 1
+    state["state"] = "interrupted"
+    write_state(directory, state)
+    return closed
+
+
+def list_studies(storage: str | Path = "runs", repair: bool = False) -> list[dict[str, Any]]:
     root = Path(storage).resolve()
     rows = []
     for path in sorted(root.glob(f"*/{STATE_FILE}")):
+        repaired = repair_study(path.parent) if repair else 0
         state = json.loads(path.read_text())
         trials_path = path.parent / RESULTS_DIR / TRIALS_FILE
         rows.append({
@@ -267,5 +314,6 @@ def list_studies(storage: str | Path = "runs") -> list[dict[str, Any]]:
             "best_knn_top1": state.get("best_knn_top1"),
             "created": state.get("created"),
             "results": str(trials_path) if trials_path.is_file() else None,
+            "repaired": repaired,
         })
     return rows

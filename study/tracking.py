@@ -3,7 +3,9 @@
 The entry point creates the experiment and the parent run once. Each trial's driver creates (or,
 when resumed, finds) its child run by the ``study.trial_id`` tag and logs its params and
 artifacts; the Tune callback on the sweep driver logs per-epoch metrics (epoch as the step) and
-sets every child's terminal status: FINISHED, KILLED (with ``study.stopped_by``) or FAILED.
+sets every child's terminal status: FINISHED, KILLED (``study.stopped_by=asha``), FAILED with
+``study.stopped_by`` = ``diverged`` or ``collapsed`` and ``study.stop_reason`` for a trial that
+stopped itself, or FAILED with ``study.error``.
 """
 
 from __future__ import annotations
@@ -26,24 +28,52 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 from study.layout import (  # noqa: F401 (re-exported)
     ERROR_TAG,
     ROLE_TAG,
+    STOP_REASON_TAG,
     STOPPED_BY_TAG,
     STUDY_TAG,
     TRIAL_TAG,
     local_artifact_root,
     resolve_tracking_uri,
 )
-from study.search import stopped_early
+from study.search import stop_reason_of, stopped_early
 from trainables.config import flatten
+from trainables.health import reason_kind
 from trainables.train import CHECKPOINT_FILE, VIEW_STATS_FILE
+from trainables.validation import ConfigError
 
 logger = logging.getLogger(__name__)
 
 METRICS = (
     "loss", "knn_top1", "knn_top5", "z_std", "floor_active", "images_per_s", "lr",
-    "overlap_mean", "overlap_std", "distance_mean", "distance_std", "phi_mean", "phi_std",
+    "overlap_mean", "overlap_std", "distance_mean", "distance_std", "phi_mean", "phi_std", "skipped_images",
 )
+EVERY_EPOCH_METRIC = "lr"  # logged for every epoch, finite even when the loss is not
 MAX_PARAM_LENGTH = 6000
 BACKBONE_PREFIX = "backbone."
+
+
+REACHABILITY_TIMEOUT_S = 10.0
+
+
+def check_tracking_store(uri: str, timeout: float = REACHABILITY_TIMEOUT_S) -> str:
+    """Refuse a store the sweep could not log to, before any trial is launched: a tracking
+    server that does not answer, or a sqlite file in a folder that does not exist."""
+    if uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                if response.status != 200:
+                    raise OSError(f"HTTP {response.status}")
+        except (OSError, urllib.error.URLError) as error:
+            raise ConfigError("tracking_uri", uri, f"a reachable MLflow tracking server ({url} did not answer: {error})") from error
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).parent
+        if not folder.is_dir():
+            raise ConfigError("tracking_uri", uri, f"a sqlite file in an existing folder ({folder} does not exist)")
+    return uri
 
 
 def as_params(config: dict[str, Any]) -> list[Param]:
@@ -155,6 +185,7 @@ class MlflowTrialCallback(Callback):
         self.tracking = tracking
         self.max_epochs = max_epochs
         self._runs: dict[str, str] = {}
+        self._last_steps: dict[str, int] = {}
 
     def _run_id(self, trial: Any) -> str:
         if trial.trial_id not in self._runs:
@@ -162,18 +193,34 @@ class MlflowTrialCallback(Callback):
         return self._runs[trial.trial_id]
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        """Log the epoch's metrics once: an epoch trained again after a restart (from an earlier
+        checkpoint than the latest) keeps its first record, so each step appears exactly once."""
         step = int(result.get("epoch", result.get("training_iteration", 0)))
-        metrics = metrics_of(result, step, int(time.time() * 1000))
-        self.tracking.client().log_batch(self._run_id(trial), metrics=metrics)
+        run_id = self._run_id(trial)
+        if step <= self._last_step(trial, run_id):
+            return
+        self.tracking.client().log_batch(run_id, metrics=metrics_of(result, step, int(time.time() * 1000)))
+        self._last_steps[trial.trial_id] = step
+
+    def _last_step(self, trial: Any, run_id: str) -> int:
+        """The last epoch logged for the trial, read from its run the first time (after a resume)."""
+        if trial.trial_id not in self._last_steps:
+            history = self.tracking.client().get_metric_history(run_id, EVERY_EPOCH_METRIC)
+            self._last_steps[trial.trial_id] = max((metric.step for metric in history), default=0)
+        return self._last_steps[trial.trial_id]
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         client = self.tracking.client()
         run_id = self._run_id(trial)
+        reason = stop_reason_of(trial.last_result)
         stopped = stopped_early(trial.last_result, self.max_epochs)
         checkpoint_path = (trial.last_result or {}).get(CHECKPOINT_PATH_KEY)
         if checkpoint_path:
-            log_checkpoint_artifacts(client, run_id, checkpoint_path, backbone=not stopped)
-        if stopped:
+            log_checkpoint_artifacts(client, run_id, checkpoint_path, backbone=not stopped and reason is None)
+        if reason is not None:
+            client.log_batch(run_id, tags=[RunTag(STOPPED_BY_TAG, reason_kind(reason)), RunTag(STOP_REASON_TAG, reason)])
+            client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        elif stopped:
             epoch = int(trial.last_result.get("epoch", 0))
             client.log_batch(run_id, tags=[RunTag(STOPPED_BY_TAG, "asha"), RunTag("study.stopped_at_epoch", str(epoch))])
             client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainables.data import DATASETS
+from trainables.health import HealthConfig
 from trainables.loss import MARGIN_MODES, distance_margin
 from trainables.model import ModelConfig
 from trainables.photometric import PhotometricConfig
@@ -134,6 +135,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     knn: KnnConfig = field(default_factory=KnnConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     epochs: int = 10
     batch_size: int = 256
     seed: int = 0
@@ -208,11 +210,61 @@ def build(cls: type, data: Any, prefix: str) -> Any:
         hint = hints[name]
         if _is_dataclass_type(hint):
             kwargs[name] = build(hint, value, f"{prefix}{name}.")
+        elif not matches(value, hint):
+            raise ConfigError(prefix + name, value, type_name(hint))
         elif _is_tuple(hint) and isinstance(value, list):
             kwargs[name] = tuple(value)
         else:
             kwargs[name] = value
     return cls(**kwargs)
+
+
+def matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (as read from YAML or JSON) fits the type ``hint``; ints fit floats, and
+    lists fit tuples."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(matches(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is tuple or origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(matches(item, args[0]) for item in value)
+        return not args or (len(args) == len(value) and all(matches(item, arg) for item, arg in zip(args, value)))
+    if hint is dict or origin is dict:
+        return isinstance(value, dict) and all(matches(key, args[0]) for key in value) if args else isinstance(value, dict)
+    if hint is list or origin is list:
+        return isinstance(value, list) and (not args or all(matches(item, args[0]) for item in value))
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+
+
+def type_name(hint: Any) -> str:
+    """``an integer``, ``a number or null``, ``a list of numbers``: a type as a YAML user reads it."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(type_name(arg) for arg in args)
+    if hint in TYPE_WORDS:
+        return TYPE_WORDS[hint]
+    if hint is tuple or origin is tuple or hint is list or origin is list:
+        return f"a list of {type_name(args[0])} values" if args else "a list"
+    if hint is dict or origin is dict:
+        return "a mapping"
+    return getattr(hint, "__name__", str(hint))
 
 
 def _is_tuple(hint: Any) -> bool:

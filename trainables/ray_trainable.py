@@ -6,6 +6,7 @@ Ray is imported here only; the science core stays importable without it.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,8 +19,10 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 
 from trainables.config import TrainConfig
-from trainables.train import train
+from trainables.train import CheckpointError, load_checkpoint, train
 from trainables.validation import check_range
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,34 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if checkpoint is None:
             train(config, report, workdir=workdir)
             return
-        with checkpoint.as_directory() as resume_from:
-            train(config, report, resume_from=resume_from, workdir=workdir)
+        with checkpoint.as_directory() as latest:
+            train(config, report, resume_from=readable_checkpoint(resume_candidates(checkpoint, Path(latest))), workdir=workdir)
+
+
+CHECKPOINT_PREFIX = "checkpoint_"
+
+
+def resume_candidates(checkpoint: Checkpoint, latest: Path) -> list[Path]:
+    """Where to resume from, best first: the latest checkpoint, then (on local storage, where
+    Train keeps ``checkpoints_to_keep`` of them side by side, named by time) the older ones."""
+    if checkpoint.filesystem.type_name != "local":
+        return [latest]
+    here = Path(checkpoint.path)
+    older = sorted((path for path in here.parent.glob(f"{CHECKPOINT_PREFIX}*") if path.is_dir() and path.name < here.name), reverse=True)
+    return [latest, *older]
+
+
+def readable_checkpoint(candidates: list[Path]) -> Path:
+    """The first candidate that loads; each unreadable one is skipped with a warning naming it."""
+    problems = []
+    for candidate in candidates:
+        try:
+            load_checkpoint(candidate)
+            return candidate
+        except CheckpointError as error:
+            logger.warning("skipping an unreadable checkpoint, resuming from an earlier one: %s", error)
+            problems.append(str(error))
+    raise CheckpointError("no readable checkpoint to resume from: " + "; ".join(problems))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from torch import nn
 
 from trainables.config import BANK_SPLIT, QUERY_SPLIT, TrainConfig
 from trainables.data import DATASETS, get_dataset
+from trainables.health import STOP_REASON_KEY, stop_reason
 from trainables.knn import knn_topk_accuracy
 from trainables.loss import normalized_std, simsiam_loss_terms
 from trainables.model import SimSiam
@@ -37,7 +38,8 @@ from trainables.pipeline import (
     view_batches,
 )
 
-Metrics = dict[str, float]
+Metrics = dict[str, float | str]
+"""An epoch's numbers, and ``stop_reason`` (a string) on the last epoch of a run that stopped itself."""
 Reporter = Callable[[Metrics, Path], None]
 CHECKPOINT_FILE = "checkpoint.pt"
 VIEW_STATS_FILE = "view_stats.json"
@@ -270,8 +272,34 @@ def save_checkpoint(directory: Path, model: SimSiam, optimizer: torch.optim.Opti
     return directory
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read back (missing, truncated or corrupt)."""
+
+
 def load_checkpoint(directory: Path | str, map_location: torch.device | str = "cpu") -> dict:
-    return torch.load(Path(directory) / CHECKPOINT_FILE, map_location=map_location, weights_only=True)
+    """The state saved by :func:`save_checkpoint`, loaded with ``weights_only=True`` (no pickled
+    code runs); raises :class:`CheckpointError` naming the file when it cannot be read."""
+    path = Path(directory) / CHECKPOINT_FILE
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError as error:
+        raise CheckpointError(f"no checkpoint at {path}") from error
+    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... on bad bytes
+        size = path.stat().st_size
+        raise CheckpointError(f"checkpoint {path} ({size} bytes) is truncated or corrupt: {type(error).__name__}: {error}") from error
+    missing = {"model", "optimizer", "epoch"} - set(state) if isinstance(state, dict) else {"a dict"}
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {sorted(missing)}")
+    return state
+
+
+def agreed(reason: str | None, runtime: Runtime) -> str | None:
+    """Rank 0's stop decision on every rank, so that DDP ranks stop together."""
+    if runtime.world_size == 1:
+        return reason
+    decision = [reason]
+    dist.broadcast_object_list(decision, src=0)
+    return decision[0]
 
 
 def _shard(indices: torch.Tensor, runtime: Runtime) -> torch.Tensor:
@@ -325,8 +353,13 @@ def train(
         batches = view_batches(dataset, order, transform, batch_size, generator, config.loader_workers)
         metrics, epoch_counts = train_epoch(net, optimizer, batches, config, runtime)
         realised.add_epoch(epoch_counts)
-        metrics.update(epoch=epoch + 1, lr=lr)
-        if evaluate is not None and ((epoch + 1) % config.knn.every == 0 or epoch + 1 == config.epochs):
+        metrics.update(epoch=epoch + 1, lr=lr, skipped_images=float(len(getattr(dataset, "skipped", ()))))
+        reason = agreed(stop_reason([*history, metrics], config.model.projector_dim, config.health), runtime)
+        if reason is not None:
+            metrics[STOP_REASON_KEY] = reason
+        if evaluate is not None and not math.isfinite(metrics["loss"]):
+            metrics.update(knn_top1=float("nan"), knn_top5=float("nan"))
+        elif evaluate is not None and (reason is not None or (epoch + 1) % config.knn.every == 0 or epoch + 1 == config.epochs):
             metrics.update(evaluate(model, runtime))
         checkpoint = None
         if runtime.is_chief:
@@ -338,4 +371,6 @@ def train(
             shutil.rmtree(previous, ignore_errors=True)
         previous = checkpoint
         history.append(metrics)
+        if reason is not None:
+            break
     return history

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import re
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import torch
 from PIL import Image
 
 from trainables.data import DATASETS, DatasetInfo, bundled, default_data_root, get_dataset
-from trainables.data.image_folders import imagenet100_wnids
+from trainables.data.image_folders import UnreadableImageWarning, imagenet100_wnids
 from trainables.validation import ConfigError
 
 CIFAR_SIDE = 32
@@ -417,3 +419,48 @@ def test_default_data_root_follows_the_environment(
     monkeypatch.setenv("STUDY_DATA_ROOT", str(root))
     assert default_data_root() == root
     assert get_dataset("cifar10", split="test").labels.tolist() == expected["test"][1]
+
+
+def _corrupt(path: Path) -> None:
+    """A truncated download: the first few bytes of a real image."""
+    path.write_bytes(path.read_bytes()[:20])
+
+
+def test_a_corrupted_coco_image_is_skipped_named_and_counted(coco_root: Path) -> None:
+    broken = coco_root / "coco" / "train2017" / "000000000025.JPEG"
+    _corrupt(broken)
+    ds = get_dataset("coco", root=coco_root, split="train")
+    with pytest.warns(UnreadableImageWarning, match=re.escape(str(broken))):
+        images = [ds[index][0] for index in range(len(ds))]
+    assert ds.skipped == {str(broken)}
+    assert torch.equal(images[1], images[2]), "the next readable image takes the broken one's place"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds[1]  # warned about once
+
+
+def test_a_corrupted_imagenet_image_is_skipped_and_counted(imagenet_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(imagenet_root, root)
+    ds = get_dataset("imagenet100", root=root, split="val")
+    broken = Path(ds.samples[5][0])
+    _corrupt(broken)
+    with pytest.warns(UnreadableImageWarning, match=re.escape(broken.name)):
+        image, label = ds[5]
+    assert label == 6 and ds.skipped == {str(broken)}
+
+
+def test_training_counts_the_skipped_images(coco_root: Path, tmp_path: Path) -> None:
+    from trainables.recipes import recipe
+    from trainables.train import train
+
+    folder = coco_root / "coco" / "train2017"
+    for index in range(13):
+        _write_image(folder / f"extra_{index:02d}.jpg", (index * 19, 90, 200 - index * 9), (40, 40))
+    _corrupt(folder / "extra_03.jpg")
+    _corrupt(folder / "extra_07.jpg")
+    config = recipe("digits", **{"data.dataset": "coco", "data.root": str(coco_root), "data.eval_dataset": "digits",
+                                 "data.eval_limit": 50, "epochs": 1, "batch_size": 8, "views.size": 16})
+    with pytest.warns(UnreadableImageWarning):
+        (metrics,) = train(config, workdir=tmp_path / "run")
+    assert metrics["skipped_images"] == 2

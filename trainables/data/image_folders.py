@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -39,7 +40,42 @@ def imagenet100_wnids() -> tuple[str, ...]:
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
-class ImageNet100Folder(ImageFolder):
+class UnreadableImageWarning(UserWarning):
+    """An image file that could not be decoded was skipped."""
+
+
+class SkipsUnreadable:
+    """Lazily decoded image folders meet broken files (truncated downloads, non-images named
+    ``.jpg``) mid-epoch. Such a file is skipped: a warning names it (once), ``skipped`` counts
+    it, and the next readable image takes its place so batches keep their size. Under
+    DataLoader workers each worker holds its own count."""
+
+    def _path(self, index: int) -> str:
+        raise NotImplementedError
+
+    def _item(self, index: int) -> tuple[Tensor, int]:
+        raise NotImplementedError
+
+    @property
+    def skipped(self) -> set[str]:
+        if "_skipped" not in self.__dict__:
+            self._skipped: set[str] = set()
+        return self._skipped
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        for offset in range(len(self)):
+            candidate = (index + offset) % len(self)
+            try:
+                return self._item(candidate)
+            except (OSError, ValueError, SyntaxError) as error:  # PIL: UnidentifiedImageError, truncated data
+                path = self._path(candidate)
+                if path not in self.skipped:
+                    self.skipped.add(path)
+                    warnings.warn(f"skipping unreadable image {path}: {error}", UnreadableImageWarning, stacklevel=2)
+        raise FileNotFoundError(f"none of the {len(self)} images of {type(self).__name__} can be decoded")
+
+
+class ImageNet100Folder(SkipsUnreadable, ImageFolder):
     """An ImageNet split folder restricted to the 100 classes; labels index the sorted wnids.
 
     Class folders outside the 100 are ignored; a missing one of the 100 is an error, since
@@ -60,8 +96,14 @@ class ImageNet100Folder(ImageFolder):
             )
         return classes, {wnid: index for index, wnid in enumerate(classes)}
 
+    def _path(self, index: int) -> str:
+        return self.samples[index][0]
 
-class UnlabelledImageFolder(Dataset[tuple[Tensor, int]]):
+    def _item(self, index: int) -> tuple[Tensor, int]:
+        return ImageFolder.__getitem__(self, index)
+
+
+class UnlabelledImageFolder(SkipsUnreadable, Dataset[tuple[Tensor, int]]):
     """The images directly inside one folder (sorted by file name), each labelled ``-1``."""
 
     def __init__(self, files: list[Path]) -> None:
@@ -70,7 +112,10 @@ class UnlabelledImageFolder(Dataset[tuple[Tensor, int]]):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+    def _path(self, index: int) -> str:
+        return str(self.files[index])
+
+    def _item(self, index: int) -> tuple[Tensor, int]:
         return decode_rgb(self.files[index]), UNLABELLED
 
 
