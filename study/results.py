@@ -112,6 +112,13 @@ def write_tables(records: list[TrialRecord], max_epochs: int, directory: Path) -
     return paths[0], paths[1]
 
 
+def one_row_per_epoch(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A trial's results with each epoch once: an epoch trained again after a worker restart
+    (from a checkpoint older than its last report) keeps its latest record, in epoch order."""
+    by_epoch = {int(row.get("epoch", index + 1)): dict(row) for index, row in enumerate(rows)}
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
 def records_from_results(result_grid: Any, base_config: Any, run_ids: dict[str, str]) -> list[TrialRecord]:
     """TrialRecords from a Ray Tune ``ResultGrid``."""
     from study.trial import trial_config
@@ -120,7 +127,7 @@ def records_from_results(result_grid: Any, base_config: Any, run_ids: dict[str, 
     for result in result_grid:
         overrides = dict(result.config or {})
         frame = result.metrics_dataframe
-        history = [] if frame is None else [{k: v for k, v in row.items()} for row in frame.to_dict("records")]
+        history = one_row_per_epoch([] if frame is None else frame.to_dict("records"))
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
         try:
             config = trial_config(base_config.to_dict(), overrides).to_dict()

@@ -208,8 +208,19 @@ def _run(tuner_factory, study_plan: StudyPlan, config: StudyConfig, directory: P
             ray.shutdown()
 
 
-def run_study(config: StudyConfig) -> StudyResult:
-    """Run a sweep. Everything is validated before Ray starts; an existing name is refused."""
+@dataclass(frozen=True)
+class Prepared:
+    """A sweep checked against everything knowable before Ray starts."""
+
+    plan: StudyPlan
+    directory: Path
+    tracking_uri: str
+    local: bool
+
+
+def prepare_study(config: StudyConfig) -> Prepared:
+    """Every check that needs no cluster: the configs, the name, the tracking store, and on a
+    local run the GPUs. Raises ConfigError; starts and writes nothing."""
     study_plan = plan(config)
     directory = sweep_directory(config.storage, study_plan.name)
     if directory.exists():
@@ -218,6 +229,13 @@ def run_study(config: StudyConfig) -> StudyResult:
     local = not (config.address or os.environ.get("RAY_ADDRESS")) and not ray.is_initialized()
     if local:
         check_gpus(config, local_gpus())
+    return Prepared(study_plan, directory, tracking_uri, local)
+
+
+def run_study(config: StudyConfig) -> StudyResult:
+    """Run a sweep. Everything is validated before Ray starts; an existing name is refused."""
+    prepared = prepare_study(config)
+    study_plan, directory, tracking_uri, local = prepared.plan, prepared.directory, prepared.tracking_uri, prepared.local
     started_ray = _ensure_ray(config.address)
     try:
         if not local:

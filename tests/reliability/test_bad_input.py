@@ -77,3 +77,11 @@ def test_set_overrides_are_valid_or_refused_with_a_config_error(pairs):
         plan(study_config(args))
     except ConfigError as error:
         assert error.field and str(error)
+
+
+def test_docs_reliability_md_is_current_and_every_bad_input_is_refused():
+    from tests.reliability.table import ROOT, render
+
+    table = render()
+    assert "ACCEPTED" not in table
+    assert (ROOT / "docs" / "reliability.md").read_text() == table, "regenerate: python -m tests.reliability.table > docs/reliability.md"
