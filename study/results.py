@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterable
@@ -110,6 +111,20 @@ def write_tables(records: list[TrialRecord], max_epochs: int, directory: Path) -
         partial.replace(directory / name)
         paths.append(directory / name)
     return paths[0], paths[1]
+
+
+def has_gap(history: list[dict[str, Any]]) -> bool:
+    """Whether epochs before the last are missing (a restart from a Tune state older than the
+    trial's last report)."""
+    return [int(row.get("epoch", 0)) for row in history] != list(range(1, len(history) + 1))
+
+
+def with_logged_epochs(record: TrialRecord, logged: dict[int, dict[str, float]]) -> TrialRecord:
+    """``record`` with the epochs only the tracking store kept (``logged``: epoch -> metrics)
+    filled in, so the tables have every epoch the trial trained."""
+    present = {int(row.get("epoch", 0)) for row in record.history}
+    rows = record.history + [{"epoch": epoch, **metrics} for epoch, metrics in logged.items() if epoch not in present]
+    return dataclasses.replace(record, history=sorted(rows, key=lambda row: int(row["epoch"])))
 
 
 def one_row_per_epoch(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

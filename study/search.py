@@ -122,7 +122,16 @@ class StudySearch(OptunaSearch):
             return
         self._ot_trials[trial_id].report(float(result[self.metric]), int(result.get(EPOCH, result["training_iteration"])))
 
+    def _already_told(self, trial_id: str) -> bool:
+        """A trial Optuna has an outcome for: a sweep resumed from a Tune state saved before the
+        trial completed runs it again, and Optuna must not be told twice."""
+        ot_trial = self._ot_trials.get(trial_id)
+        return ot_trial is not None and self._ot_study.trials[ot_trial.number].state.is_finished()
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if self._already_told(trial_id):
+            self._completed_trials.add(trial_id)
+            return
         reason = stop_reason_of(result)
         if reason is not None and not error and trial_id not in self._completed_trials:
             ot_trial = self._ot_trials[trial_id]

@@ -30,7 +30,16 @@ from study.layout import (
     this_driver,
     write_state,
 )
-from study.results import STATUSES, TRIALS_FILE, format_table, records_from_results, write_tables
+from study.results import (
+    STATUSES,
+    TRIALS_FILE,
+    TrialRecord,
+    format_table,
+    has_gap,
+    records_from_results,
+    with_logged_epochs,
+    write_tables,
+)
 from study.search import StudySearch
 from study.tracking import (
     MlflowTrialCallback,
@@ -38,6 +47,7 @@ from study.tracking import (
     check_tracking_store,
     close_open_children,
     log_files,
+    logged_epochs,
     resolve_tracking_uri,
     start_sweep,
 )
@@ -151,9 +161,19 @@ def _tuner(study_plan: StudyPlan, config: StudyConfig, directory: Path, tracking
     )
 
 
+def complete_records(records: list[TrialRecord], tracking: Tracking) -> list[TrialRecord]:
+    """Fill epochs Tune lost in a restore (reported before the kill, after its last saved state)
+    from the trials' MLflow runs, the durable record of every reported epoch."""
+    client = tracking.client()
+    return [
+        with_logged_epochs(record, logged_epochs(client, record.run_id)) if record.run_id and has_gap(record.history) else record
+        for record in records
+    ]
+
+
 def _finish(result_grid: Any, study_plan: StudyPlan, directory: Path, tracking: Tracking) -> StudyResult:
     """Export the ResultGrid to Parquet and close the sweep's MLflow runs."""
-    records = records_from_results(result_grid, study_plan.base_config, tracking.trial_run_ids())
+    records = complete_records(records_from_results(result_grid, study_plan.base_config, tracking.trial_run_ids()), tracking)
     trials_path, epochs_path = write_tables(records, study_plan.epochs, directory / RESULTS_DIR)
     trials = pq.read_table(trials_path)
     close_open_children(tracking, RunStatus.to_string(RunStatus.KILLED))
@@ -292,7 +312,7 @@ def export_study(name: str, storage: str | Path = "runs") -> tuple[Path, Path]:
     """Rewrite a sweep's Parquet tables from its Tune experiment state."""
     directory, _, config, study_plan, tracking = _stored(name, storage)
     result_grid = tune.Tuner.restore(str(directory), trainable=_trainable(study_plan, config, directory, tracking)).get_results()
-    records = records_from_results(result_grid, study_plan.base_config, tracking.trial_run_ids())
+    records = complete_records(records_from_results(result_grid, study_plan.base_config, tracking.trial_run_ids()), tracking)
     return write_tables(records, study_plan.epochs, directory / RESULTS_DIR)
 
 

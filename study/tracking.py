@@ -148,6 +148,15 @@ def metrics_of(result: dict[str, Any], step: int, timestamp: int) -> list[Metric
     ]
 
 
+def logged_epochs(client: MlflowClient, run_id: str) -> dict[int, dict[str, float]]:
+    """epoch -> the metrics a trial's run holds for it."""
+    epochs: dict[int, dict[str, float]] = {}
+    for key in METRICS:
+        for point in client.get_metric_history(run_id, key):
+            epochs.setdefault(int(point.step), {})[key] = point.value
+    return epochs
+
+
 def backbone_state(checkpoint_dir: Path) -> dict[str, Any]:
     import torch
 
@@ -212,6 +221,8 @@ class MlflowTrialCallback(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         client = self.tracking.client()
         run_id = self._run_id(trial)
+        if client.get_run(run_id).info.status == RunStatus.to_string(RunStatus.FINISHED):
+            return  # finished before the sweep was interrupted, and run again by the resumed Tune
         reason = stop_reason_of(trial.last_result)
         stopped = stopped_early(trial.last_result, self.max_epochs)
         checkpoint_path = (trial.last_result or {}).get(CHECKPOINT_PATH_KEY)

@@ -43,6 +43,8 @@ Metrics = dict[str, float | str]
 Reporter = Callable[[Metrics, Path], None]
 CHECKPOINT_FILE = "checkpoint.pt"
 VIEW_STATS_FILE = "view_stats.json"
+METRICS_FILE = "metrics.json"
+"""The metrics of a checkpoint's epoch, reported again when a run resumes with nothing left to train."""
 VIEW_STAT_BINS = 20
 VIEW_STATS = ("overlap", "phi")
 EDGE_TOLERANCE = 1e-9
@@ -345,6 +347,10 @@ def train(
 
     history: list[Metrics] = []
     realised = ViewHistograms.load(resume_from)
+    if resume_from is not None and first_epoch >= config.epochs and report is not None:
+        saved = Path(resume_from) / METRICS_FILE
+        if saved.is_file():  # a finished run restarted (a sweep resumed from an older state): report its end again
+            report(json.loads(saved.read_text()), Path(resume_from))
     previous: Path | None = None
     for epoch in range(first_epoch, config.epochs):
         lr = set_learning_rate(optimizer, config, epoch)
@@ -365,6 +371,7 @@ def train(
         if runtime.is_chief:
             checkpoint = save_checkpoint(workdir / f"epoch_{epoch + 1:04d}", model, optimizer, epoch + 1, config)
             realised.save(checkpoint)
+            (checkpoint / METRICS_FILE).write_text(json.dumps(metrics))
         if report is not None:
             report(metrics, checkpoint)
         if previous is not None:

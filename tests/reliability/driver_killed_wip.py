@@ -1,0 +1,151 @@
+"""WORK IN PROGRESS, not collected by pytest (rename to test_driver_killed.py to run it).
+
+The sweep driver (``study run``) SIGKILLed mid-sweep, then ``study resume``: real processes, a
+real local Ray cluster, a real MLflow store. Finished trials are kept, unfinished ones continue
+from their checkpoints, the searcher's state and the MLflow runs carry on.
+
+Status: every resumed trial now ends FINISHED with each epoch once in MLflow and Parquet, but a
+grid trial that the searcher suggested after Tune's last saved experiment state is lost: the
+restored ``StudySearch`` counts it as suggested (its Optuna trial is RUNNING) while the restored
+Tune has no such trial, so the sweep ends one trial short (seen in 1 of 3 runs)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pyarrow.parquet as pq
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from study.layout import read_state
+from study.sweep import resume_study
+
+EPOCHS = 3
+NAME = "killed-driver"
+OVERLAPS = "[0.3,0.5,0.7]"
+TIMEOUT_S = 300
+
+
+def ray_processes() -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = stat.read_bytes()
+        except OSError:
+            continue
+        if b"gcs_server" in text or b"raylet" in text or text.startswith(b"ray::"):
+            found.append(int(stat.parent.name))
+    return found
+
+
+def wait_for(condition, what: str, timeout: float = TIMEOUT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def trial_runs(client: MlflowClient) -> list:
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    return client.search_runs(experiments, filter_string="tags.`study.role` = 'trial'") if experiments else []
+
+
+def steps(client: MlflowClient, run_id: str, metric: str = "lr") -> list[int]:
+    return sorted(point.step for point in client.get_metric_history(run_id, metric))
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("driver-killed")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "study", "run", "--space", "overlap", "--grid", "--grid-only", f"views.params.overlap={OVERLAPS}",
+         "--epochs", str(EPOCHS), "--grace-period", str(EPOCHS), "--max-concurrent-trials", "2", "--name", NAME,
+         "--storage", str(root / "runs"), "--tracking-uri", uri, "--set", "data.limit=640", "--set", "data.eval_limit=200"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    client = MlflowClient(uri)
+
+    def one_finished_one_started():
+        if not Path(root / "mlflow.db").exists():
+            return None
+        runs = trial_runs(client)
+        finished = [run for run in runs if run.info.status == "FINISHED"]
+        started = [run for run in runs if run.info.status == "RUNNING" and 1 <= len(steps(client, run.info.run_id)) < EPOCHS]
+        return (finished, started) if finished and started else None
+
+    try:
+        finished, started = wait_for(one_finished_one_started, "a finished trial and a started one")
+    except BaseException:
+        os.killpg(driver.pid, signal.SIGKILL)
+        raise
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before = {run.info.run_id: (run.info.status, steps(client, run.info.run_id), run.info.end_time) for run in trial_runs(client)}
+    os.killpg(driver.pid, signal.SIGKILL) if _group_alive(driver.pid) else None
+    wait_for(lambda: not ray_processes(), "the killed driver's Ray to go", timeout=60)
+    state_after_kill = read_state(root / "runs" / NAME)
+    result = resume_study(NAME, root / "runs")
+    return result, client, before, [run.info.run_id for run in finished], [run.info.run_id for run in started], state_after_kill
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_the_kill_left_the_sweep_running_with_a_dead_driver(resumed):
+    *_, state_after_kill = resumed
+    assert state_after_kill["state"] == "running"
+
+
+def test_every_trial_finished_and_none_was_duplicated(resumed):
+    result, client, before, *_ = resumed
+    rows = pq.read_table(result.trials_path).to_pylist()
+    assert sorted(row["status"] for row in rows) == ["FINISHED"] * 3
+    assert all(row["epochs_run"] == EPOCHS for row in rows)
+    runs = trial_runs(client)
+    assert len(runs) == 3 and set(before) <= {run.info.run_id for run in runs}, "MLflow runs continued, not duplicated"
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        for metric in ("lr", "knn_top1"):
+            assert steps(client, run.info.run_id, metric) == list(range(1, EPOCHS + 1)), "each epoch exactly once"
+
+
+def test_finished_trials_were_not_rerun(resumed):
+    _, client, before, finished, *_ = resumed
+    for run_id in finished:
+        status, logged, end_time = before[run_id]
+        assert status == "FINISHED" and logged == list(range(1, EPOCHS + 1))
+        assert client.get_run(run_id).info.end_time == end_time, "nothing was logged to it again"
+
+
+def test_unfinished_trials_continued_from_their_checkpoints(resumed):
+    result, client, before, _, started, _ = resumed
+    epochs = pq.read_table(result.epochs_path).to_pylist()
+    for run_id in started:
+        _, logged, _ = before[run_id]
+        trial_id = client.get_run(run_id).data.tags["study.trial_id"]
+        rows = sorted(row["epoch"] for row in epochs if row["trial_id"] == trial_id)
+        assert rows == list(range(1, EPOCHS + 1))
+        assert logged and logged == list(range(1, len(logged) + 1)), "epochs logged before the kill are kept"
+
+
+def test_the_searcher_and_the_parent_run_carry_on(resumed):
+    result, client, *_ = resumed
+    study = optuna.load_study(study_name=NAME, storage=f"sqlite:///{result.directory / 'optuna.db'}")
+    assert len(study.trials) == 3 and {trial.state for trial in study.trials} == {TrialState.COMPLETE}
+    assert sorted(trial.params["views.params.overlap"] for trial in study.trials) == [0.3, 0.5, 0.7]
+    assert client.get_run(result.tracking.parent_run_id).info.status == "FINISHED"
+    assert read_state(result.directory)["state"] == "finished"
