@@ -3,8 +3,10 @@
 Ray's ``OptunaSearch`` tells Optuna that an ASHA-stopped trial is COMPLETE with its truncated
 value, so a two-epoch accuracy steers TPE as if it were final. :class:`StudySearch` tells
 Optuna PRUNED instead (the intermediate values were already reported per epoch), never runs a
-configuration of a discrete space twice, and runs every enqueued grid point exactly once. A
-trial that stopped itself (diverged or collapsed) is FAIL, with the reason as a user attribute.
+configuration of a discrete space twice, and runs every enqueued grid point exactly once, also
+across a killed driver: a trial asked for after Tune's last saved state is adopted by the next
+suggestion of the restored sweep. A trial that stopped itself (diverged or collapsed) is FAIL,
+with the reason as a user attribute.
 """
 
 from __future__ import annotations
@@ -73,8 +75,7 @@ class StudySearch(OptunaSearch):
             storage=optuna.storages.RDBStorage(storage),
         )
         self.max_epochs = max_epochs
-        self.grid_size = len(points)
-        self._suggested = 0
+        self.grid = bool(points)
         for point in points:
             self._ot_study.enqueue_trial(dict(point), skip_if_exists=True)
 
@@ -91,18 +92,33 @@ class StudySearch(OptunaSearch):
                 return trial
         return None
 
+    def _orphan(self) -> optuna.Trial | None:
+        """An Optuna trial asked for (RUNNING) that this Tune run does not know: one suggested
+        after the last saved Tune state of a driver that was then killed."""
+        known = {ot_trial.number for ot_trial in self._ot_trials.values()}
+        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.number not in known:
+                return optuna.Trial(self._ot_study, trial._trial_id)
+        return None
+
+    def _grid_exhausted(self) -> bool:
+        return self.grid and not self._ot_study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self.grid_size and self._suggested >= self.grid_size:
-            return Searcher.FINISHED
         if trial_id in self._ot_trials:
             return super().suggest(trial_id)
+        orphan = self._orphan()
+        if orphan is not None:
+            self._ot_trials[trial_id] = orphan
+            return self._suggest_from_define_by_run_func(self._space, orphan)
+        if self._grid_exhausted():
+            return Searcher.FINISHED
         for _ in range(MAX_DUPLICATE_ASKS):
             ot_trial = self._ot_study.ask()
             params = self._suggest_from_define_by_run_func(self._space, ot_trial)
             earlier = self._earlier_trial(ot_trial)
             if earlier is None:
                 self._ot_trials[trial_id] = ot_trial
-                self._suggested += 1
                 return params
             self._skip_duplicate(ot_trial, earlier)
         logger.info("every configuration of this discrete space has been tried")

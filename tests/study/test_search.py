@@ -90,3 +90,33 @@ def test_searcher_state_survives_a_tune_checkpoint(tmp_path, points):
     restored.on_trial_complete("a", report(restored, "a", [0.4] * 4))
     assert restored.study.trials[0].params == {k: v for k, v in config.items() if k in restored.study.trials[0].params}
     assert restored.study.trials[0].state == TrialState.COMPLETE
+
+
+def test_a_grid_point_asked_for_after_the_last_saved_state_is_run_after_a_restore(tmp_path):
+    points = with_seeds([{"views.family": "overlap", "views.params.overlap": p} for p in (0.3, 0.5, 0.7)], [0])
+    search = searcher(tmp_path, grid_define(points), points=points)
+    kept = [search.suggest("a"), search.suggest("b")]
+    search.save(str(tmp_path / "searcher.pkl"))
+    lost = search.suggest("c")  # the driver is killed before Tune saves its state again
+    restored = searcher(tmp_path, grid_define(points), points=points)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("d") == lost
+    assert restored.suggest("e") == Searcher.FINISHED
+    for trial_id in ("a", "b", "d"):
+        restored.on_trial_complete(trial_id, report(restored, trial_id, [0.5] * 4))
+    assert [trial.state for trial in restored.study.trials] == [TrialState.COMPLETE] * 3
+    assert sorted(map(sorted, (c.items() for c in [*kept, lost]))) == sorted(map(sorted, (p.items() for p in points)))
+    assert sorted(trial.params["views.params.overlap"] for trial in restored.study.trials) == [0.3, 0.5, 0.7]
+
+
+def test_a_searched_trial_asked_for_after_the_last_saved_state_is_not_left_running(tmp_path):
+    search = searcher(tmp_path, overlap_space)
+    search.suggest("a")
+    search.save(str(tmp_path / "searcher.pkl"))
+    lost = search.suggest("b")
+    restored = searcher(tmp_path, overlap_space)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("c") == lost
+    assert restored.suggest("d") != lost
+    running = restored.study.get_trials(states=(TrialState.RUNNING,))
+    assert len(running) == 3 and all("duplicate_of" not in trial.user_attrs for trial in running)
