@@ -1,8 +1,8 @@
 """The ``study`` command line.
 
 ``study demo`` runs the embedded default sweep on bundled data; ``study run`` starts a sweep
-over a search space or a preset; ``study resume``, ``study ls`` and ``study export`` manage
-sweeps; ``study report`` draws a sweep's figures and HTML report; ``study ui`` serves the MLflow
+over a search space or a preset; ``study resume``, ``study ls``, ``study sync`` and ``study export``
+manage sweeps; ``study report`` draws a sweep's figures and HTML report; ``study ui`` serves the MLflow
 UI on the tracking store; ``study train`` runs one training without Ray. Bad input exits with code 2 and a message
 naming the field, the value and the valid range, before any cluster work starts.
 """
@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--source", choices=("parquet", "mlflow"), default="parquet", help="read trials from (default: parquet)")
     report.add_argument("--storage", default="runs")
     report.add_argument("--no-log", action="store_true", help="do not log the report to the sweep's parent MLflow run")
+    sync = commands.add_parser("sync", help="replay the tracking writes a sweep kept while MLflow did not answer")
+    sync.add_argument("name")
+    sync.add_argument("--storage", default="runs")
     export = commands.add_parser("export", help="rewrite a sweep's Parquet tables")
     export.add_argument("name")
     export.add_argument("--storage", default="runs")
@@ -234,9 +237,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'name':<48} {'state':<12} {'mode':<7} {'trials':>6} {'best knn_top1':>14}")
             for row in rows:
                 best = "-" if row["best_knn_top1"] is None else f"{row['best_knn_top1']:.4f}"
-                repaired = f"  (closed {row['repaired']} runs left RUNNING)" if row["repaired"] else ""
-                print(f"{row['name']:<48} {row['state']:<12} {row['mode']:<7} {row['trials'] or '-':>6} {best:>14}{repaired}")
+                notes = f"  (closed {row['repaired']} runs left RUNNING)" if row["repaired"] else ""
+                if row["pending_tracking_writes"]:
+                    notes += f"  ({row['pending_tracking_writes']} tracking writes kept: study sync {row['name']})"
+                print(f"{row['name']:<48} {row['state']:<12} {row['mode']:<7} {row['trials'] or '-':>6} {best:>14}{notes}")
             return 0
+        if args.command == "sync":
+            from study.sweep import sync_study
+
+            left = sync_study(args.name, args.storage)
+            print(f"{args.name}: MLflow has every tracking write" if not left else f"{args.name}: {left} tracking writes still kept (MLflow did not take them)")
+            return 0 if not left else 1
         if args.command == "export":
             from study.sweep import export_study
 

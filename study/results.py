@@ -113,6 +113,21 @@ def write_tables(records: list[TrialRecord], max_epochs: int, directory: Path) -
     return paths[0], paths[1]
 
 
+def fill_run_ids(trials_path: Path, run_ids: dict[str, str]) -> int:
+    """Fill the ``mlflow_run_id`` of trials whose run did not exist yet when the table was
+    written (MLflow did not answer); rewritten atomically. Returns how many were filled."""
+    table = pq.read_table(trials_path)
+    before = table["mlflow_run_id"].to_pylist()
+    after = [run_id or run_ids.get(trial_id) for run_id, trial_id in zip(before, table["trial_id"].to_pylist())]
+    filled = sum(1 for old, new in zip(before, after) if old != new)
+    if filled:
+        index = table.schema.get_field_index("mlflow_run_id")
+        partial = trials_path.with_name(trials_path.name + ".partial")
+        pq.write_table(table.set_column(index, "mlflow_run_id", pa.array(after, pa.string())), partial)
+        partial.replace(trials_path)
+    return filled
+
+
 def has_gap(history: list[dict[str, Any]]) -> bool:
     """Whether epochs before the last are missing (a restart from a Tune state older than the
     trial's last report)."""

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
-from mlflow.entities import Metric, RunStatus, RunTag
+from mlflow.entities import RunStatus
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
@@ -30,10 +30,12 @@ from study.layout import (
     this_driver,
     write_state,
 )
+from study.outbox import Outbox, or_else
 from study.results import (
     STATUSES,
     TRIALS_FILE,
     TrialRecord,
+    fill_run_ids,
     format_table,
     has_gap,
     records_from_results,
@@ -46,7 +48,6 @@ from study.tracking import (
     Tracking,
     check_tracking_store,
     close_open_children,
-    log_files,
     logged_epochs,
     resolve_tracking_uri,
     start_sweep,
@@ -125,7 +126,7 @@ def _trainable(study_plan: StudyPlan, config: StudyConfig, directory: Path, trac
     return tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY})
 
 
-def _tuner(study_plan: StudyPlan, config: StudyConfig, directory: Path, tracking: Tracking) -> tune.Tuner:
+def _tuner(study_plan: StudyPlan, config: StudyConfig, directory: Path, tracking: Tracking, outbox: Outbox) -> tune.Tuner:
     searcher = StudySearch(
         study_plan.define,
         max_epochs=study_plan.epochs,
@@ -156,7 +157,7 @@ def _tuner(study_plan: StudyPlan, config: StudyConfig, directory: Path, tracking
             name=study_plan.name,
             storage_path=str(directory.parent),
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
-            callbacks=[MlflowTrialCallback(tracking, study_plan.epochs)],
+            callbacks=[MlflowTrialCallback(outbox, study_plan.epochs, study_plan.base_config.to_dict())],
         ),
     )
 
@@ -171,19 +172,22 @@ def complete_records(records: list[TrialRecord], tracking: Tracking) -> list[Tri
     ]
 
 
-def _finish(result_grid: Any, study_plan: StudyPlan, directory: Path, tracking: Tracking) -> StudyResult:
-    """Export the ResultGrid to Parquet and close the sweep's MLflow runs."""
-    records = complete_records(records_from_results(result_grid, study_plan.base_config, tracking.trial_run_ids()), tracking)
+def _finish(result_grid: Any, study_plan: StudyPlan, directory: Path, tracking: Tracking, outbox: Outbox) -> StudyResult:
+    """Export the ResultGrid to Parquet and close the sweep's MLflow runs (through the outbox:
+    the Parquet tables are written whether MLflow answers or not)."""
+    outbox.flush(force=True)
+    run_ids = or_else(tracking.trial_run_ids, dict(outbox.writer.runs), "the trials' run ids")
+    records = records_from_results(result_grid, study_plan.base_config, run_ids)
+    records = or_else(lambda: complete_records(records, tracking), records, "epochs Tune lost in a restore")
     trials_path, epochs_path = write_tables(records, study_plan.epochs, directory / RESULTS_DIR)
     trials = pq.read_table(trials_path)
-    close_open_children(tracking, RunStatus.to_string(RunStatus.KILLED))
+    outbox.submit("close_open_children", status=RunStatus.to_string(RunStatus.KILLED))
     best = max(
         (row for row in trials.to_pylist() if row["best_knn_top1"] is not None),
         key=lambda row: row["best_knn_top1"],
         default=None,
     )
-    client = tracking.client()
-    log_files(client, tracking.parent_run_id, [trials_path, epochs_path], RESULTS_DIR)
+    outbox.submit("artifacts", paths=[str(trials_path), str(epochs_path)], artifact_path=RESULTS_DIR)
     summary = {
         "trials": trials.num_rows,
         **{f"trials_{status.lower()}": sum(1 for s in trials["status"].to_pylist() if s == status) for status in STATUSES},
@@ -192,24 +196,25 @@ def _finish(result_grid: Any, study_plan: StudyPlan, directory: Path, tracking: 
     if best is not None:
         summary["best_knn_top1"] = best["best_knn_top1"]
         overrides = {key.removeprefix("param."): value for key, value in best.items() if key.startswith("param.") and value is not None}
-        client.log_batch(tracking.parent_run_id, tags=[RunTag("study.best_trial", best["trial_id"]), RunTag("study.best_overrides", json.dumps(overrides))])
-    now = int(time.time() * 1000)
-    client.log_batch(tracking.parent_run_id, metrics=[Metric(key, float(value), now, 0) for key, value in summary.items()])
-    (directory / RESULTS_DIR / "summary.txt").write_text(format_table(trials) + "\n")
-    client.log_artifact(tracking.parent_run_id, str(directory / RESULTS_DIR / "summary.txt"), RESULTS_DIR)
+        outbox.submit("log", tags={"study.best_trial": best["trial_id"], "study.best_overrides": json.dumps(overrides)})
+    outbox.submit("log", metrics=summary, timestamp=int(time.time() * 1000))
+    summary_path = directory / RESULTS_DIR / "summary.txt"
+    summary_path.write_text(format_table(trials) + "\n")
+    outbox.submit("artifacts", paths=[str(summary_path)], artifact_path=RESULTS_DIR)
     return StudyResult(
         study_plan.name, directory, trials_path, epochs_path, trials, best_config,
         best["best_knn_top1"] if best else None, tracking,
     )
 
 
-def _run(tuner_factory, study_plan: StudyPlan, config: StudyConfig, directory: Path, tracking: Tracking, state: dict[str, Any], started_ray: bool) -> StudyResult:
+def _run(tuner_factory, study_plan: StudyPlan, directory: Path, tracking: Tracking, state: dict[str, Any], started_ray: bool) -> StudyResult:
     status = RunStatus.to_string(RunStatus.FAILED)
+    outbox = Outbox(tracking, directory)
     try:
         state.update(state=RUNNING, driver=this_driver())
         write_state(directory, state)
-        result_grid = tuner_factory().fit()
-        result = _finish(result_grid, study_plan, directory, tracking)
+        result_grid = tuner_factory(outbox).fit()
+        result = _finish(result_grid, study_plan, directory, tracking, outbox)
         status = RunStatus.to_string(RunStatus.FINISHED)
         state.update(state="finished", best_knn_top1=result.best_knn_top1, trials=result.trials.num_rows)
         return result
@@ -221,9 +226,15 @@ def _run(tuner_factory, study_plan: StudyPlan, config: StudyConfig, directory: P
         state["state"] = "failed"
         raise
     finally:
+        outbox.submit("close_open_children", status=RunStatus.to_string(RunStatus.KILLED))
+        outbox.submit("close", status=status, keep_finished=False)
+        state["pending_tracking_writes"] = len(outbox.pending)
         write_state(directory, state)
-        close_open_children(tracking, RunStatus.to_string(RunStatus.KILLED))
-        tracking.client().set_terminated(tracking.parent_run_id, status)
+        if state["pending_tracking_writes"]:
+            logger.warning(
+                "MLflow did not answer: %d tracking writes are kept in %s (the Parquet results are complete); "
+                "run `study sync %s` once it is back", state["pending_tracking_writes"], outbox.path, study_plan.name,
+            )
         if started_ray:
             ray.shutdown()
 
@@ -278,7 +289,7 @@ def run_study(config: StudyConfig) -> StudyResult:
         "description": study_plan.description,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    return _run(lambda: _tuner(study_plan, config, directory, tracking), study_plan, config, directory, tracking, state, started_ray)
+    return _run(lambda outbox: _tuner(study_plan, config, directory, tracking, outbox), study_plan, directory, tracking, state, started_ray)
 
 
 def _stored(name: str, storage: str | Path) -> tuple[Path, dict[str, Any], StudyConfig, StudyPlan, Tracking]:
@@ -295,17 +306,34 @@ def resume_study(name: str, storage: str | Path = "runs") -> StudyResult:
     directory = sweep_directory(storage, name)
     if driver_alive(read_state(directory).get("driver")) and read_state(directory).get("state") == RUNNING:
         raise ConfigError("name", name, "a sweep that is not running (its driver is alive)")
+    check_tracking_store(read_state(directory)["config"]["tracking_uri"])
     repair_study(directory)
     directory, state, config, study_plan, tracking = _stored(name, storage)
     started_ray = _ensure_ray(config.address)
     tracking.client().update_run(tracking.parent_run_id, status="RUNNING")
 
-    def restore() -> tune.Tuner:
+    def restore(outbox: Outbox) -> tune.Tuner:
+        # the restored Tuner keeps its pickled callback, whose outbox shares this one's journal
         return tune.Tuner.restore(
             str(directory), trainable=_trainable(study_plan, config, directory, tracking), resume_unfinished=True, resume_errored=True
         )
 
-    return _run(restore, study_plan, config, directory, tracking, state, started_ray)
+    return _run(restore, study_plan, directory, tracking, state, started_ray)
+
+
+def sync_study(name: str, storage: str | Path = "runs") -> int:
+    """Replay the tracking writes a sweep kept while MLflow did not answer; returns how many
+    are still kept (0 once MLflow has them all)."""
+    directory, state, _, _, tracking = _stored(name, storage)
+    check_tracking_store(tracking.tracking_uri)
+    outbox = Outbox(tracking, directory)
+    outbox.flush(force=True)
+    state["pending_tracking_writes"] = len(outbox.pending)
+    write_state(directory, state)
+    trials_path = directory / RESULTS_DIR / TRIALS_FILE
+    if not state["pending_tracking_writes"] and trials_path.is_file():
+        fill_run_ids(trials_path, tracking.trial_run_ids())
+    return state["pending_tracking_writes"]
 
 
 def export_study(name: str, storage: str | Path = "runs") -> tuple[Path, Path]:
@@ -353,5 +381,6 @@ def list_studies(storage: str | Path = "runs", repair: bool = False) -> list[dic
             "created": state.get("created"),
             "results": str(trials_path) if trials_path.is_file() else None,
             "repaired": repaired,
+            "pending_tracking_writes": state.get("pending_tracking_writes", 0),
         })
     return rows

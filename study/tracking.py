@@ -14,12 +14,11 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray.tune import Callback
@@ -35,8 +34,9 @@ from study.layout import (  # noqa: F401 (re-exported)
     local_artifact_root,
     resolve_tracking_uri,
 )
+from study.outbox import Outbox
 from study.search import stop_reason_of, stopped_early
-from trainables.config import flatten
+from trainables.config import TrainConfig, flatten
 from trainables.health import reason_kind
 from trainables.train import CHECKPOINT_FILE, VIEW_STATS_FILE
 from trainables.validation import ConfigError
@@ -55,9 +55,26 @@ BACKBONE_PREFIX = "backbone."
 REACHABILITY_TIMEOUT_S = 10.0
 
 
+CREDENTIALS_FROM_ENV = "MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+
+
+def redacted(uri: str) -> str:
+    """``uri`` with any user and password in it replaced by ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
 def check_tracking_store(uri: str, timeout: float = REACHABILITY_TIMEOUT_S) -> str:
     """Refuse a store the sweep could not log to, before any trial is launched: a tracking
-    server that does not answer, or a sqlite file in a folder that does not exist."""
+    server that does not answer, or a sqlite file in a folder that does not exist. Credentials
+    come from the environment only: a URI with a user or password in it is refused (it would be
+    recorded with the sweep's config), and the message does not repeat them."""
+    if redacted(uri) != uri:
+        raise ConfigError("tracking_uri", redacted(uri), f"a URI without credentials (set {CREDENTIALS_FROM_ENV} in the environment)")
     if uri.startswith(("http://", "https://")):
         import urllib.error
         import urllib.request
@@ -188,61 +205,54 @@ def read_error(trial: Any) -> str:
 
 
 class MlflowTrialCallback(Callback):
-    """Tune callback on the sweep driver: per-epoch metrics and terminal statuses of children."""
+    """Tune callback on the sweep driver: per-epoch metrics and terminal statuses of children,
+    written through the sweep's :class:`~study.outbox.Outbox` so that a tracking server that
+    drops out never stops the sweep."""
 
-    def __init__(self, tracking: Tracking, max_epochs: int) -> None:
-        self.tracking = tracking
+    def __init__(self, outbox: Outbox, max_epochs: int, base_config: dict[str, Any]) -> None:
+        self.outbox = outbox
         self.max_epochs = max_epochs
-        self._runs: dict[str, str] = {}
-        self._last_steps: dict[str, int] = {}
-
-    def _run_id(self, trial: Any) -> str:
-        if trial.trial_id not in self._runs:
-            self._runs[trial.trial_id] = self.tracking.trial_run(trial.trial_id, str(trial))
-        return self._runs[trial.trial_id]
+        self.base_config = base_config
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        """Log the epoch's metrics once: an epoch trained again after a restart (from an earlier
-        checkpoint than the latest) keeps its first record, so each step appears exactly once."""
         step = int(result.get("epoch", result.get("training_iteration", 0)))
-        run_id = self._run_id(trial)
-        if step <= self._last_step(trial, run_id):
-            return
-        self.tracking.client().log_batch(run_id, metrics=metrics_of(result, step, int(time.time() * 1000)))
-        self._last_steps[trial.trial_id] = step
-
-    def _last_step(self, trial: Any, run_id: str) -> int:
-        """The last epoch logged for the trial, read from its run the first time (after a resume)."""
-        if trial.trial_id not in self._last_steps:
-            history = self.tracking.client().get_metric_history(run_id, EVERY_EPOCH_METRIC)
-            self._last_steps[trial.trial_id] = max((metric.step for metric in history), default=0)
-        return self._last_steps[trial.trial_id]
+        metrics = {metric.key: metric.value for metric in metrics_of(result, step, 0)}
+        self.outbox.submit(
+            "metrics", trial=trial.trial_id, name=str(trial), step=step, once_by=EVERY_EPOCH_METRIC,
+            metrics=metrics, timestamp=int(time.time() * 1000),
+        )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        client = self.tracking.client()
-        run_id = self._run_id(trial)
-        if client.get_run(run_id).info.status == RunStatus.to_string(RunStatus.FINISHED):
-            return  # finished before the sweep was interrupted, and run again by the resumed Tune
         reason = stop_reason_of(trial.last_result)
         stopped = stopped_early(trial.last_result, self.max_epochs)
         checkpoint_path = (trial.last_result or {}).get(CHECKPOINT_PATH_KEY)
+        self._ensure_params(trial)
         if checkpoint_path:
-            log_checkpoint_artifacts(client, run_id, checkpoint_path, backbone=not stopped and reason is None)
+            self.outbox.submit(
+                "checkpoint_artifacts", trial=trial.trial_id, name=str(trial), checkpoint=checkpoint_path,
+                backbone=not stopped and reason is None,
+            )
         if reason is not None:
-            client.log_batch(run_id, tags=[RunTag(STOPPED_BY_TAG, reason_kind(reason)), RunTag(STOP_REASON_TAG, reason)])
-            client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+            status, tags = RunStatus.FAILED, {STOPPED_BY_TAG: reason_kind(reason), STOP_REASON_TAG: reason}
         elif stopped:
-            epoch = int(trial.last_result.get("epoch", 0))
-            client.log_batch(run_id, tags=[RunTag(STOPPED_BY_TAG, "asha"), RunTag("study.stopped_at_epoch", str(epoch))])
-            client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+            status, tags = RunStatus.KILLED, {STOPPED_BY_TAG: "asha", "study.stopped_at_epoch": str(int(trial.last_result.get("epoch", 0)))}
         else:
-            client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+            status, tags = RunStatus.FINISHED, {}
+        self.outbox.submit("close", trial=trial.trial_id, name=str(trial), status=RunStatus.to_string(status), tags=tags)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        client = self.tracking.client()
-        run_id = self._run_id(trial)
-        client.set_tag(run_id, ERROR_TAG, read_error(trial)[:MAX_PARAM_LENGTH])
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        self._ensure_params(trial)
+        self.outbox.submit(
+            "close", trial=trial.trial_id, name=str(trial), status=RunStatus.to_string(RunStatus.FAILED),
+            tags={ERROR_TAG: read_error(trial)[:MAX_PARAM_LENGTH]},
+        )
+
+    def _ensure_params(self, trial: Any) -> None:
+        """The trial's params, in case its own start-up logging met an unreachable server
+        (params already logged are left as they are)."""
+        config = TrainConfig.from_dict(self.base_config).replace(**trial.config)
+        params = {param.key: param.value for param in as_params(config.to_dict())}
+        self.outbox.submit("log", trial=trial.trial_id, name=str(trial), params=params)
 
 
 def close_open_children(tracking: Tracking, status: str) -> int:
@@ -254,9 +264,3 @@ def close_open_children(tracking: Tracking, status: str) -> int:
             client.set_terminated(run.info.run_id, status)
             closed += 1
     return closed
-
-
-def log_files(client: MlflowClient, run_id: str, paths: Iterable[Path], artifact_path: str | None = None) -> None:
-    for path in paths:
-        client.log_artifact(run_id, str(path), artifact_path)
-

@@ -10,6 +10,7 @@ from its latest checkpoint.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,12 @@ from mlflow.entities import RunTag
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from study.outbox import quick_failing, unavailable
 from study.tracking import Tracking, as_params
 from trainables.config import TrainConfig
 from trainables.ray_trainable import TrainerSpec, build_trainer
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,17 @@ def log_trial_start(tracking: Tracking, run_id: str, config: TrainConfig, overri
 def run_trial(overrides: dict[str, Any], context: TrialContext) -> None:
     trial_id = tune.get_context().get_trial_id()
     config = trial_config(context.base_config, overrides)
-    run_id = context.tracking.trial_run(trial_id, tune.get_context().get_trial_name())
-    log_trial_start(context.tracking, run_id, config, overrides, context.gallery_pairs)
+    try:
+        with quick_failing():
+            run_id = context.tracking.trial_run(trial_id, tune.get_context().get_trial_name())
+            log_trial_start(context.tracking, run_id, config, overrides, context.gallery_pairs)
+    except Exception as error:
+        if not unavailable(error):
+            raise
+        logger.warning(
+            "MLflow did not answer at the start of trial %s (%s): training goes on; the sweep driver logs its "
+            "params, metrics and status once MLflow is back (its config.yaml and view_pairs.png are not logged)",
+            trial_id, str(error)[:200],
+        )
     trainer = build_trainer(config, context.trainer, name=f"trial-{trial_id}", callbacks=[TuneReportCallback()])
     trainer.fit()
