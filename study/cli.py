@@ -111,6 +111,8 @@ def study_config(args: argparse.Namespace):
             data[field] = value
     if args.grid:
         data["grid"] = True
+    if args.if_exists:
+        data["if_exists"] = args.if_exists
     if args.seeds:
         data["seeds"] = args.seeds
     if args.grid_only:
@@ -187,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--grid-only", action="append", default=[], metavar="KEY=[V1,V2]",
                      help="keep the grid points with these values, e.g. views.params.overlap=[0.2,0.6]; repeatable")
     run.add_argument("--config", type=Path, help="YAML file of study fields (and `overrides:`)")
+    taken = run.add_mutually_exclusive_group()
+    taken.add_argument("--resume", dest="if_exists", action="store_const", const="resume",
+                       help="if a sweep of this --name exists, resume it instead of refusing")
+    taken.add_argument("--overwrite", dest="if_exists", action="store_const", const="overwrite",
+                       help="if a sweep of this --name exists, replace it (its directory is kept under <storage>/.replaced/)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted TrainConfig override, repeatable")
 
     resume = commands.add_parser("resume", help="finish an interrupted sweep")

@@ -24,6 +24,7 @@ DEFAULT_RECIPE = {
     "digits": "digits", "digit-scenes": "digits", "cifar10": "cifar", "cifar100": "cifar",
     "stl10": "cifar", "imagenet100": "imagenet", "coco": "cifar",
 }
+IF_EXISTS = ("refuse", "resume", "overwrite")  # what `study run` does when the sweep name is taken
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -34,7 +35,9 @@ class StudyConfig:
     ``overrides`` are dotted TrainConfig paths applied to the base config of every trial.
     ``grid=True`` runs a space's paper grid (x ``seeds``) instead of a TPE search; ``grid_only``
     keeps the grid points whose value at each dotted key is one of the listed values, e.g.
-    ``{"views.params.overlap": [0.2, 0.6]}``.
+    ``{"views.params.overlap": [0.2, 0.6]}``. ``if_exists`` says what to do when a sweep of that
+    name exists: refuse (the default), ``resume`` it, or ``overwrite`` it (the old sweep's
+    directory is moved aside under ``<storage>/.replaced/``, its MLflow runs stay).
     """
 
     space: str | None = None
@@ -51,6 +54,7 @@ class StudyConfig:
     seed: int = 0
     name: str | None = None
     storage: str = "runs"
+    if_exists: str = "refuse"
     tracking_uri: str = "sqlite:///mlflow.db"
     address: str | None = None
     workers_per_trial: int = 1
@@ -87,6 +91,7 @@ class StudyConfig:
         for value in self.seeds:
             check_range("seeds", value, 0, integer=True)
         check_range("seed", self.seed, 0, integer=True)
+        check_choice("if_exists", self.if_exists, IF_EXISTS)
         if self.name is not None and not NAME_PATTERN.match(self.name):
             raise ConfigError("name", self.name, "1-100 letters, digits, '_', '.' or '-', starting with a letter or digit")
         check_range("workers_per_trial", self.workers_per_trial, 1, integer=True)

@@ -3,6 +3,7 @@ stopped early by ASHA, tracked in MLflow and exported to Parquet."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -243,30 +244,84 @@ def _run(tuner_factory, study_plan: StudyPlan, directory: Path, tracking: Tracki
 class Prepared:
     """A sweep checked against everything knowable before Ray starts."""
 
+    config: StudyConfig
     plan: StudyPlan
     directory: Path
     tracking_uri: str
     local: bool
 
 
+REPLACED_DIR = ".replaced"
+
+
+def with_data_root(config: StudyConfig) -> StudyConfig:
+    """``config`` with ``data.root`` resolved to an absolute path (trials run in other working
+    directories, on other nodes) and checked to hold every split the sweep reads."""
+    from trainables.config import BANK_SPLIT, QUERY_SPLIT
+    from trainables.data import DATASETS, default_data_root, get_dataset
+
+    data = plan(config).base_config.data
+    splits = sorted({(data.dataset, data.train_split), (data.eval_dataset, BANK_SPLIT), (data.eval_dataset, QUERY_SPLIT)})
+    on_disk = [(name, split) for name, split in splits if not DATASETS[name].bundled]
+    if not on_disk:
+        return config
+    root = (Path(data.root).expanduser() if data.root else default_data_root()).resolve()
+    for name, split in on_disk:
+        try:
+            get_dataset(name, root, split)
+        except FileNotFoundError as error:
+            raise ConfigError("data.root", str(root), f"a folder holding {name}'s {split} split ({error})") from error
+    return dataclasses.replace(config, overrides={**config.overrides, "data.root": str(root)})
+
+
+def check_existing(directory: Path, config: StudyConfig, name: str) -> None:
+    """A taken sweep name is refused unless the config says to resume or overwrite that sweep;
+    neither is allowed while the sweep's driver is alive."""
+    if config.if_exists == "refuse":
+        raise ConfigError("name", name, f"a new sweep name: {directory} exists (resume it with `study resume {name}` or "
+                                        "`study run ... --resume`, or replace it with --overwrite)")
+    state = read_state(directory) if (directory / STATE_FILE).is_file() else {}
+    if state.get("state") == RUNNING and driver_alive(state.get("driver")):
+        raise ConfigError("name", name, f"a sweep that is not running ({directory} is being run by {state['driver']})")
+    if config.if_exists == "resume" and not state:
+        raise ConfigError("name", name, f"a sweep to resume ({directory} has no {STATE_FILE})")
+
+
+def set_aside(directory: Path) -> Path:
+    """Move an overwritten sweep's directory under ``<storage>/.replaced/`` (never deleted)."""
+    target = directory.parent / REPLACED_DIR / f"{directory.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    target.parent.mkdir(exist_ok=True)
+    directory.rename(target)
+    logger.warning("sweep %s overwritten: its directory is kept as %s (its MLflow runs are kept too)", directory.name, target)
+    return target
+
+
 def prepare_study(config: StudyConfig) -> Prepared:
-    """Every check that needs no cluster: the configs, the name, the tracking store, and on a
-    local run the GPUs. Raises ConfigError; starts and writes nothing."""
+    """Every check that needs no cluster: the configs, the name, the data, the tracking store,
+    and on a local run the GPUs. Raises ConfigError; starts and writes nothing."""
     study_plan = plan(config)
     directory = sweep_directory(config.storage, study_plan.name)
     if directory.exists():
-        raise ConfigError("name", study_plan.name, f"a new sweep name: {directory} exists (resume it with `study resume {study_plan.name}`)")
+        check_existing(directory, config, study_plan.name)
     tracking_uri = check_tracking_store(resolve_tracking_uri(config.tracking_uri))
+    config = with_data_root(config)
     local = not (config.address or os.environ.get("RAY_ADDRESS")) and not ray.is_initialized()
     if local:
         check_gpus(config, local_gpus())
-    return Prepared(study_plan, directory, tracking_uri, local)
+    return Prepared(config, plan(config), directory, tracking_uri, local)
 
 
 def run_study(config: StudyConfig) -> StudyResult:
-    """Run a sweep. Everything is validated before Ray starts; an existing name is refused."""
+    """Run a sweep. Everything is validated before Ray starts; an existing name is refused,
+    resumed or overwritten as ``config.if_exists`` says."""
     prepared = prepare_study(config)
-    study_plan, directory, tracking_uri, local = prepared.plan, prepared.directory, prepared.tracking_uri, prepared.local
+    config, study_plan, directory, tracking_uri, local = (
+        prepared.config, prepared.plan, prepared.directory, prepared.tracking_uri, prepared.local,
+    )
+    if directory.exists():
+        if config.if_exists == "resume":
+            return resume_study(study_plan.name, config.storage)
+        set_aside(directory)
     started_ray = _ensure_ray(config.address)
     try:
         if not local:

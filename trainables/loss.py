@@ -54,8 +54,10 @@ def normalized_std(z: Tensor) -> Tensor:
     """Per-dimension std of L2-normalised ``z`` over the batch, averaged over dimensions.
 
     About ``1 / sqrt(d)`` for healthy SimSiam outputs, and 0 when they collapse to a constant.
+    Never above ``1 / sqrt(d)``: the population variances of a unit vector's ``d`` coordinates
+    sum to at most 1.
     """
-    return F.normalize(z.detach().float(), dim=-1).std(dim=0).mean()
+    return F.normalize(z.detach().float(), dim=-1).std(dim=0, unbiased=False).mean()
 
 
 MARGIN_MODES = ("none", "fixed", "distance")

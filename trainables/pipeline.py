@@ -131,6 +131,7 @@ def view_batches(
         for start in range(0, usable, batch_size):
             yield transform.batch(images[indices[start : start + batch_size]], generator)
         return
+    share_skip_marks(dataset)
     loader = DataLoader(
         _ViewsOf(dataset, indices[:usable], transform),
         batch_size=batch_size,
@@ -140,6 +141,12 @@ def view_batches(
         persistent_workers=False,
     )
     yield from loader
+
+
+def share_skip_marks(dataset: Dataset) -> None:
+    """Create a folder dataset's unreadable-image marks (shared memory) before DataLoader
+    workers start, so that the files they skip are counted in this process."""
+    getattr(dataset, "unreadable", None)
 
 
 def evaluation_batches(
@@ -154,6 +161,7 @@ def evaluation_batches(
             views = chunk if chunk.shape[-2:] == (size, size) else evaluation_view(chunk, size)
             yield views, labels[start : start + len(chunk)]
         return
+    share_skip_marks(dataset)
     loader = DataLoader(_EvalViewsOf(dataset, count, size), batch_size=batch_size, num_workers=workers)
     for views, labels in loader:
         yield views, torch.as_tensor(labels)

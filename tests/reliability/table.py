@@ -43,10 +43,32 @@ FAULTS = [
      "reaches MLflow (sweep with `max_failures=2`)", "tests/reliability/test_worker_killed.py",
      "the worker died; the trial ends FINISHED with 4 epochs; MLflow `lr`, `knn_top1`, `loss` have steps 1-4 exactly "
      "once; `backbone.pt` logged; the Parquet epochs table has epochs 1-4 once"),
-    ("Sweep driver SIGKILLed, then `study resume`", "`tests/reliability/driver_killed_wip.py` (not collected)", "-",
-     "not yet passing: trials re-run by the restored Tune end FINISHED with each epoch once (MLflow fills epochs Tune "
-     "lost), but a grid trial suggested after Tune's last saved state can be lost"),
-    ("Tracking server drops mid-sweep", "not yet", "-", "not yet covered"),
+    ("Sweep driver SIGKILLed, then resumed", "`study run` (grid of 3, 2 at a time) SIGKILLed once one trial finished "
+     "and another logged an epoch; then `run_study(..., if_exists=\"resume\")` (`study run --resume`)",
+     "tests/reliability/test_driver_killed.py",
+     "the kill left the sweep `running` with a dead driver; after the resume every trial is FINISHED with 3 epochs and "
+     "the 3 grid points each ran once; MLflow has the same 3 runs (none duplicated), each epoch once; finished runs were "
+     "not touched (same end time); unfinished trials have epochs 1-3 once in Parquet; Optuna has 3 COMPLETE trials; "
+     "parent FINISHED; a grid point asked for after Tune's last saved state is adopted by the restored searcher "
+     "(`tests/study/test_search.py`)"),
+    ("Tracking server dies mid-sweep", "`study ui`'s `mlflow server` process group SIGKILLed once a trial's first epoch "
+     "is stored; kept down until the sweep ends; restarted; `study sync`", "tests/reliability/test_tracking_dropped.py",
+     "the sweep ends normally, 3 trials FINISHED with every epoch in Parquet; the missed writes are kept in order in "
+     "`tracking-outbox.jsonl` (`pending_tracking_writes` in the sweep state); after `study sync` MLflow has every run "
+     "FINISHED with params, `backbone.pt` and epochs 1-3 once, the parent's results and status, and the Parquet every "
+     "run id; a `MLFLOW_TRACKING_TOKEN` in the environment is in no param, tag, artifact, sweep file, driver log or Ray "
+     "log"),
+    ("Truncated checkpoint met by a sweep", "the running trial's newest `checkpoint.pt` cut to a third after epoch 2, then "
+     "its Train workers SIGKILLed", "tests/reliability/test_truncated_checkpoint.py",
+     "the cut checkpoint raises CheckpointError; the restarted worker resumed from the epoch-1 checkpoint (readable "
+     "checkpoints hold epochs 1, 2, 3, 4); trial FINISHED; MLflow and Parquet have epochs 1-4 once"),
+    ("Corrupted images met by a sweep", "two of 48 JPEGs of a COCO-layout folder cut to 20 bytes",
+     "tests/reliability/test_corrupted_image.py",
+     "trial FINISHED; `skipped_images` is 2 at every epoch in MLflow and in the Parquet epochs table"),
+    ("Training collapses, on Ray", "a sweep at `health.collapse_ratio=1` (every epoch counts as collapsed), "
+     "`collapse_epochs=2`", "tests/reliability/test_divergence.py::test_a_collapsed_trial_stops_after_collapse_epochs_with_its_reason_everywhere",
+     "COLLAPSED after epoch 2 of 4 with the reason; Parquet epochs 1-2; MLflow FAILED, `study.stopped_by=collapsed`, "
+     "steps 1-2; parent `trials_collapsed=1`; Optuna FAIL with the reason"),
 ]
 
 
@@ -80,6 +102,7 @@ def bad_inputs(scratch: Path) -> list[tuple[str, str]]:
 
     storage = scratch / "runs"
     (storage / "taken").mkdir(parents=True)
+    (scratch / "empty" / "coco" / "train2017").mkdir(parents=True)
     store = f"sqlite:///{scratch / 'mlflow.db'}"
     cases = [
         "--space zoom",
@@ -100,19 +123,23 @@ def bad_inputs(scratch: Path) -> list[tuple[str, str]]:
         "--space overlap --set epochs=ten",
         "--space overlap --set 'batch_size=[1'",
         "--space overlap --grid --grid-only views.params.overlap=[0.35]",
+        "--space overlap --name taken --resume",
+        "--space overlap --set data.dataset=cifar10 --set data.root={scratch}/no-data",
+        "--space overlap --set data.dataset=coco --set data.eval_dataset=digits --set data.root={scratch}/empty",
+        "--space overlap --tracking-uri http://alice:hunter2@127.0.0.1:5000",
     ]
     rows = []
     port = free_port()
     cases.append(f"--space overlap --tracking-uri http://127.0.0.1:{port}")
     for case in cases:
         store_flags = [] if "--tracking-uri" in case else ["--tracking-uri", store]
-        args = build_parser().parse_args(["run", *shlex.split(case), "--storage", str(storage), *store_flags])
+        args = build_parser().parse_args(["run", *shlex.split(case.format(scratch=scratch)), "--storage", str(storage), *store_flags])
         try:
             prepare_study(study_config(args))
             message = "ACCEPTED (not refused!)"
         except ConfigError as error:
             message = str(error).replace(str(scratch), "<tmp>")
-        rows.append((f"study run {case}", message))
+        rows.append((f"study run {case.format(scratch='<tmp>')}", message))
     return [(case.replace(str(port), "<free port>"), message.replace(str(port), "<free port>")) for case, message in rows]
 
 

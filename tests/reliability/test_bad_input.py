@@ -85,3 +85,21 @@ def test_docs_reliability_md_is_current_and_every_bad_input_is_refused():
     table = render()
     assert "ACCEPTED" not in table
     assert (ROOT / "docs" / "reliability.md").read_text() == table, "regenerate: python -m tests.reliability.table > docs/reliability.md"
+
+
+def test_credentials_in_the_tracking_uri_are_refused_without_repeating_them(tmp_path, capsys):
+    error = refused(["--space", "overlap", "--tracking-uri", "https://alice:hunter2@mlflow.example.org"], tmp_path, capsys)
+    assert "hunter2" not in error and "alice" not in error
+    assert "tracking_uri='https://***@mlflow.example.org'" in error and "MLFLOW_TRACKING_TOKEN" in error
+
+
+def test_a_missing_data_root_is_refused_naming_the_expected_layout(tmp_path, capsys):
+    store = ["--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]
+    error = refused(["--space", "overlap", "--set", "data.dataset=cifar10", "--set", f"data.root={tmp_path}/none", *store], tmp_path, capsys)
+    assert f"data.root='{tmp_path}/none'" in error and "cifar-10-batches-py" in error
+
+
+def test_resume_and_overwrite_exclude_each_other(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--space", "overlap", "--resume", "--overwrite"])
+    assert exit_info.value.code == 2 and "not allowed with argument" in capsys.readouterr().err

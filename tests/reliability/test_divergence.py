@@ -15,16 +15,18 @@ from tests.real_sweeps import QUICK
 EPOCHS = 4
 
 
-@pytest.fixture(scope="module")
-def diverged(tmp_path_factory):
-    root = tmp_path_factory.mktemp("diverged")
+def one_trial_sweep(root, name: str, overrides: dict):
     config = StudyConfig(
         space="overlap", grid=True, grid_only={"views.params.overlap": [0.5]}, epochs=EPOCHS, grace_period=EPOCHS,
-        overrides={**QUICK, "optim.base_lr": 1e8}, name="diverges", storage=str(root / "runs"),
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        overrides={**QUICK, **overrides}, name=name, storage=str(root / "runs"), tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
     )
     result = run_study(config)
     return result, MlflowClient(result.tracking.tracking_uri)
+
+
+@pytest.fixture(scope="module")
+def diverged(tmp_path_factory):
+    return one_trial_sweep(tmp_path_factory.mktemp("diverged"), "diverges", {"optim.base_lr": 1e8})
 
 
 def test_the_results_table_says_diverged_after_one_epoch(diverged):
@@ -56,3 +58,25 @@ def test_optuna_is_told_the_trial_failed_and_why(diverged):
     (trial,) = study.trials
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs["stop_reason"].startswith("diverged")
+
+
+@pytest.fixture(scope="module")
+def collapsed(tmp_path_factory):
+    """``z_std * sqrt(d)`` is at most 1 for L2-normalised outputs, so a collapse ratio of 1 makes
+    every epoch count as collapsed: the run must stop after ``collapse_epochs`` of them."""
+    return one_trial_sweep(tmp_path_factory.mktemp("collapsed"), "collapses", {"health.collapse_ratio": 1.0, "health.collapse_epochs": 2})
+
+
+def test_a_collapsed_trial_stops_after_collapse_epochs_with_its_reason_everywhere(collapsed):
+    result, client = collapsed
+    (row,) = pq.read_table(result.trials_path).to_pylist()
+    assert row["status"] == "COLLAPSED" and row["epochs_run"] == 2
+    assert row["stop_reason"].startswith("collapsed")
+    assert pq.read_table(result.epochs_path)["epoch"].to_pylist() == [1, 2]
+    (run,) = result.tracking.child_runs()
+    assert run.info.status == "FAILED" and run.data.tags[STOPPED_BY_TAG] == "collapsed"
+    assert [metric.step for metric in client.get_metric_history(run.info.run_id, "lr")] == [1, 2]
+    assert client.get_run(result.tracking.parent_run_id).data.metrics["trials_collapsed"] == 1
+    study = optuna.load_study(study_name=result.name, storage=f"sqlite:///{result.directory / 'optuna.db'}")
+    (trial,) = study.trials
+    assert trial.state == TrialState.FAIL and trial.user_attrs["stop_reason"].startswith("collapsed")

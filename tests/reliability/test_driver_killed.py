@@ -1,7 +1,9 @@
 """The sweep driver (``study run``) SIGKILLed mid-sweep, then ``study resume``: real processes, a
 real local Ray cluster, a real MLflow store. Finished trials are kept, unfinished ones continue
 from their checkpoints, the searcher's state and the MLflow runs carry on, and a grid point the
-searcher asked for after Tune's last saved state still runs."""
+searcher asked for after Tune's last saved state still runs. The sweep is resumed the way
+``study run ... --resume`` does it (``if_exists="resume"``), which calls ``study resume``'s
+``resume_study``."""
 
 import os
 import signal
@@ -16,8 +18,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from study import StudyConfig, run_study
 from study.layout import read_state
-from study.sweep import resume_study
 
 EPOCHS = 3
 NAME = "killed-driver"
@@ -87,7 +89,10 @@ def resumed(tmp_path_factory):
     os.killpg(driver.pid, signal.SIGKILL) if _group_alive(driver.pid) else None
     wait_for(lambda: not ray_processes(), "the killed driver's Ray to go", timeout=60)
     state_after_kill = read_state(root / "runs" / NAME)
-    result = resume_study(NAME, root / "runs")
+    result = run_study(StudyConfig(  # what `study run ... --resume` does: the same sweep, resumed
+        space="overlap", grid=True, grid_only={"views.params.overlap": [0.3, 0.5, 0.7]}, epochs=EPOCHS, name=NAME,
+        storage=str(root / "runs"), tracking_uri=uri, if_exists="resume",
+    ))
     return result, client, before, [run.info.run_id for run in finished], [run.info.run_id for run in started], state_after_kill
 
 

@@ -39,6 +39,9 @@ class KillWorkerAfterEpoch(threading.Thread):
         self.killed: list[int] = []
         self.done = threading.Event()
 
+    def before_kill(self) -> None:
+        """A further fault to inject just before the kill (none here)."""
+
     def run(self) -> None:
         while not self.done.is_set() and not self.killed:
             experiments = [experiment.experiment_id for experiment in self.client.search_experiments()]
@@ -47,6 +50,7 @@ class KillWorkerAfterEpoch(threading.Thread):
                 steps = [metric.step for metric in self.client.get_metric_history(run.info.run_id, "lr")]
                 if self.epoch in steps:
                     time.sleep(0.5)  # into the next epoch
+                    self.before_kill()
                     for pid in train_workers():
                         os.kill(pid, signal.SIGKILL)
                         self.killed.append(pid)

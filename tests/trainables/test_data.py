@@ -450,7 +450,9 @@ def test_a_corrupted_imagenet_image_is_skipped_and_counted(imagenet_root: Path, 
     assert label == 6 and ds.skipped == {str(broken)}
 
 
-def test_training_counts_the_skipped_images(coco_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("loader_workers", [0, 2])
+def test_training_counts_the_skipped_images(coco_root: Path, tmp_path: Path, loader_workers: int) -> None:
+    """Also when DataLoader worker processes meet the broken files."""
     from trainables.recipes import recipe
     from trainables.train import train
 
@@ -460,7 +462,11 @@ def test_training_counts_the_skipped_images(coco_root: Path, tmp_path: Path) -> 
     _corrupt(folder / "extra_03.jpg")
     _corrupt(folder / "extra_07.jpg")
     config = recipe("digits", **{"data.dataset": "coco", "data.root": str(coco_root), "data.eval_dataset": "digits",
-                                 "data.eval_limit": 50, "epochs": 1, "batch_size": 8, "views.size": 16})
-    with pytest.warns(UnreadableImageWarning):
-        (metrics,) = train(config, workdir=tmp_path / "run")
+                                 "data.eval_limit": 50, "epochs": 1, "batch_size": 8, "views.size": 16,
+                                 "loader_workers": loader_workers})
+    if loader_workers:
+        (metrics,) = train(config, workdir=tmp_path / "run")  # the warnings are the workers'
+    else:
+        with pytest.warns(UnreadableImageWarning):
+            (metrics,) = train(config, workdir=tmp_path / "run")
     assert metrics["skipped_images"] == 2

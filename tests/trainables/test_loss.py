@@ -1,7 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trainables.loss import distance_margin, normalized_std, simsiam_loss, simsiam_loss_terms
@@ -94,3 +94,10 @@ def test_normalized_std_detects_collapse():
     collapsed = torch.ones(256, 64) + 1e-6 * torch.randn(256, 64)
     assert float(normalized_std(collapsed)) < 1e-5
     assert torch.allclose(normalized_std(healthy * 7), normalized_std(F.normalize(healthy, dim=1)))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(2, 64), st.integers(2, 128), st.integers(0, 2**16))
+def test_normalized_std_never_exceeds_one_over_sqrt_d(batch, dim, seed):
+    z = torch.randn(batch, dim, generator=torch.Generator().manual_seed(seed)) * 10 + 3
+    assert float(normalized_std(z)) <= (1 / dim**0.5) * (1 + 1e-5)

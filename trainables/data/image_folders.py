@@ -47,8 +47,8 @@ class UnreadableImageWarning(UserWarning):
 class SkipsUnreadable:
     """Lazily decoded image folders meet broken files (truncated downloads, non-images named
     ``.jpg``) mid-epoch. Such a file is skipped: a warning names it (once), ``skipped`` counts
-    it, and the next readable image takes its place so batches keep their size. Under
-    DataLoader workers each worker holds its own count."""
+    it, and the next readable image takes its place so batches keep their size. The marks live
+    in shared memory, so those made in DataLoader workers count too."""
 
     def _path(self, index: int) -> str:
         raise NotImplementedError
@@ -57,10 +57,16 @@ class SkipsUnreadable:
         raise NotImplementedError
 
     @property
+    def unreadable(self) -> Tensor:
+        """One flag per image; created (in shared memory) on first use, which must precede the
+        DataLoader workers: :func:`trainables.pipeline.view_batches` sees to it."""
+        if "_unreadable" not in self.__dict__:
+            self._unreadable = torch.zeros(len(self), dtype=torch.bool).share_memory_()
+        return self._unreadable
+
+    @property
     def skipped(self) -> set[str]:
-        if "_skipped" not in self.__dict__:
-            self._skipped: set[str] = set()
-        return self._skipped
+        return {self._path(index) for index in self.unreadable.nonzero().flatten().tolist()}
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         for offset in range(len(self)):
@@ -68,10 +74,9 @@ class SkipsUnreadable:
             try:
                 return self._item(candidate)
             except (OSError, ValueError, SyntaxError) as error:  # PIL: UnidentifiedImageError, truncated data
-                path = self._path(candidate)
-                if path not in self.skipped:
-                    self.skipped.add(path)
-                    warnings.warn(f"skipping unreadable image {path}: {error}", UnreadableImageWarning, stacklevel=2)
+                if not self.unreadable[candidate]:
+                    self.unreadable[candidate] = True
+                    warnings.warn(f"skipping unreadable image {self._path(candidate)}: {error}", UnreadableImageWarning, stacklevel=2)
         raise FileNotFoundError(f"none of the {len(self)} images of {type(self).__name__} can be decoded")
 
 

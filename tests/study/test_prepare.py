@@ -1,0 +1,88 @@
+"""What `study run` decides before Ray starts: a taken name, data paths (no Ray is started)."""
+
+import os
+
+import pytest
+import ray
+
+from study import StudyConfig
+from study.layout import read_state, sweep_directory, this_driver, write_state
+from study.sweep import REPLACED_DIR, prepare_study, set_aside
+from trainables.validation import ConfigError
+
+
+def config(tmp_path, **fields):
+    return StudyConfig(space="overlap", name="taken", storage=str(tmp_path / "runs"),
+                       tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", **fields)
+
+
+@pytest.fixture
+def taken(tmp_path):
+    directory = sweep_directory(tmp_path / "runs", "taken")
+    (directory / "results").mkdir(parents=True)
+    (directory / "results" / "trials.parquet").write_bytes(b"kept")
+    write_state(directory, {"name": "taken", "state": "finished", "driver": {"host": "elsewhere", "pid": 1}})
+    return directory
+
+
+def test_a_taken_name_is_refused_by_default_and_says_how_to_go_on(tmp_path, taken):
+    with pytest.raises(ConfigError, match="--resume.*--overwrite"):
+        prepare_study(config(tmp_path))
+    assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize("if_exists", ["resume", "overwrite"])
+def test_resume_or_overwrite_accepts_a_taken_name(tmp_path, taken, if_exists):
+    prepared = prepare_study(config(tmp_path, if_exists=if_exists))
+    assert prepared.directory == taken and (taken / "results" / "trials.parquet").read_bytes() == b"kept"
+
+
+@pytest.mark.parametrize("if_exists", ["resume", "overwrite"])
+def test_a_sweep_whose_driver_is_alive_is_neither_resumed_nor_overwritten(tmp_path, taken, if_exists):
+    write_state(taken, {**read_state(taken), "state": "running", "driver": this_driver()})
+    with pytest.raises(ConfigError, match="is being run by"):
+        prepare_study(config(tmp_path, if_exists=if_exists))
+
+
+def test_overwriting_keeps_the_old_sweep_aside(taken):
+    kept = set_aside(taken)
+    assert not taken.exists()
+    assert kept.parent == taken.parent / REPLACED_DIR and kept.name.startswith("taken-")
+    assert (kept / "results" / "trials.parquet").read_bytes() == b"kept"
+
+
+def test_if_exists_is_checked(tmp_path):
+    with pytest.raises(ConfigError, match="if_exists='replace'.*'overwrite'"):
+        config(tmp_path, if_exists="replace")
+
+
+def test_a_relative_data_root_is_made_absolute_for_the_trials(tmp_path, monkeypatch):
+    folder = tmp_path / "data" / "coco" / "train2017"
+    folder.mkdir(parents=True)
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(folder / "000000000001.jpg")
+    monkeypatch.chdir(tmp_path)
+    prepared = prepare_study(config(tmp_path, overrides={"data.dataset": "coco", "data.eval_dataset": "digits", "data.root": "data"}))
+    assert prepared.plan.base_config.data.root == str(tmp_path / "data")
+    assert os.path.isabs(prepared.config.overrides["data.root"])
+
+
+def test_bundled_data_needs_no_root(tmp_path):
+    prepared = prepare_study(config(tmp_path, dataset="digits"))
+    assert prepared.plan.base_config.data.root is None
+
+
+def test_local_ray_serves_its_dashboard_on_loopback_only():
+    import psutil
+
+    from study.sweep import _ensure_ray
+
+    assert _ensure_ray(None), "a local Ray was started"
+    try:
+        host, _, port = ray._private.worker.get_dashboard_url().rpartition(":")
+        assert host == "127.0.0.1"
+        listening = [c.laddr.ip for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == int(port)]
+        assert listening and set(listening) == {"127.0.0.1"}
+    finally:
+        ray.shutdown()
