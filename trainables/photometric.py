@@ -169,11 +169,17 @@ def color_jitter(images: Tensor, config: PhotometricConfig, generator: torch.Gen
         ),
         dim=1,
     )
-    order = torch.rand(count, 4, generator=generator).argsort(dim=1)
-    selected_by_device = order.to(images.device)
+    order = torch.rand(count, 4, generator=generator).argsort(dim=1).to(images.device)
+    factors = factors.to(images.device)
     for position in range(4):
+        # at each position every image gets exactly one of the four operations: fill a fresh
+        # tensor operation by operation instead of copying the batch for each
+        adjusted = torch.empty_like(images)
         for index, operation in enumerate(JITTER_OPERATIONS):
-            images = _apply(images, selected_by_device[:, position] == index, operation, factors[:, index].to(images.device))
+            selected = order[:, position] == index
+            if selected.any():
+                adjusted[selected] = operation(images[selected], factors[selected, index])
+        images = adjusted
     return images
 
 

@@ -113,3 +113,21 @@ def test_single_view_equals_batch_of_one():
     single, flipped = augment(view, config, torch.Generator().manual_seed(9))
     batch, flips = augment_batch(view[None], config, torch.Generator().manual_seed(9))
     assert torch.equal(single, batch[0]) and flipped == bool(flips[0])
+
+
+@given(seed=st.integers(0, 10_000))
+def test_color_jitter_applies_each_image_its_own_factors_in_its_own_order(seed):
+    """The batched jitter equals torchvision's adjustments applied image by image, with the
+    factors and the random order drawn from the same generator."""
+    batch = float_images(seed, count=5, side=12)
+    config = PhotometricConfig()
+    jittered = P.color_jitter(batch, config, torch.Generator().manual_seed(seed))
+    draws = torch.Generator().manual_seed(seed)
+    ranges = [(0.6, 1.4), (0.6, 1.4), (0.6, 1.4), (-0.1, 0.1)]
+    factors = torch.stack([low + (high - low) * torch.rand(5, generator=draws) for low, high in ranges], dim=1)
+    order = torch.rand(5, 4, generator=draws).argsort(dim=1)
+    reference_operations = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+    for image, image_factors, image_order, result in zip(batch, factors, order, jittered):
+        for index in image_order.tolist():
+            image = reference_operations[index](image, float(image_factors[index]))
+        assert torch.allclose(result, image, atol=1e-5)
