@@ -41,7 +41,7 @@ RUN_OPTIONS = {
     "--recipe": ("recipe", str, f"base recipe: {', '.join(RECIPES)}"),
     "--num-samples": ("num_samples", int, "trials of a search (grids run every point x seed)"),
     "--epochs": ("epochs", int, "epochs per trial (ASHA's max_t)"),
-    "--gpus-per-trial": ("gpus_per_trial", float, "GPUs per trial, fractional to pack trials on a GPU"),
+    "--gpus-per-trial": ("gpus_per_trial", float, "GPUs per trial, fractional to pack trials on a GPU (default: by backbone and view size, 0 without GPUs)"),
     "--workers-per-trial": ("workers_per_trial", int, "DDP workers per trial"),
     "--cpus-per-worker": ("cpus_per_worker", float, "CPUs per DDP worker"),
     "--max-concurrent-trials": ("max_concurrent_trials", int, "default: what the cluster fits"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable
@@ -35,7 +36,8 @@ class StudyConfig:
     ``overrides`` are dotted TrainConfig paths applied to the base config of every trial.
     ``grid=True`` runs a space's paper grid (x ``seeds``) instead of a TPE search; ``grid_only``
     keeps the grid points whose value at each dotted key is one of the listed values, e.g.
-    ``{"views.params.overlap": [0.2, 0.6]}``. ``if_exists`` says what to do when a sweep of that
+    ``{"views.params.overlap": [0.2, 0.6]}``. ``gpus_per_trial=None`` packs trials on the
+    cluster's GPUs by :func:`default_gpus_per_trial` (none on a cluster without GPUs). ``if_exists`` says what to do when a sweep of that
     name exists: refuse (the default), ``resume`` it, or ``overwrite`` it (the old sweep's
     directory is moved aside under ``<storage>/.replaced/``, its MLflow runs stay).
     """
@@ -59,7 +61,7 @@ class StudyConfig:
     address: str | None = None
     workers_per_trial: int = 1
     cpus_per_worker: float = 1.0
-    gpus_per_trial: float = 0.0
+    gpus_per_trial: float | None = None
     max_concurrent_trials: int | None = None
     grace_period: int = 1
     reduction_factor: int = 2
@@ -96,7 +98,8 @@ class StudyConfig:
             raise ConfigError("name", self.name, "1-100 letters, digits, '_', '.' or '-', starting with a letter or digit")
         check_range("workers_per_trial", self.workers_per_trial, 1, integer=True)
         check_range("cpus_per_worker", self.cpus_per_worker, 0)
-        check_range("gpus_per_trial", self.gpus_per_trial, 0)
+        if self.gpus_per_trial is not None:
+            check_range("gpus_per_trial", self.gpus_per_trial, 0)
         if self.max_concurrent_trials is not None:
             check_range("max_concurrent_trials", self.max_concurrent_trials, 1, integer=True)
         check_range("grace_period", self.grace_period, 1, integer=True)
@@ -205,3 +208,32 @@ def plan(config: StudyConfig) -> StudyPlan:
         base.replace(**point)
     name = config.name or default_name(label, base.data.dataset)
     return StudyPlan(name, base, define, points, samples, description)
+
+
+GPU_SHARES: dict[str, tuple[tuple[int, float], ...]] = {
+    # backbone -> (largest view size in px, GPUs per DDP worker), smallest size first. A SimSiam
+    # step at CIFAR size keeps a modern GPU busy for well under a quarter of its time or memory,
+    # so small-image trials share a GPU; 224 px ResNets take a GPU each.
+    "small": ((64, 0.125), (96, 0.25)),
+    "resnet18-cifar": ((32, 0.25), (96, 0.5)),
+    "resnet18": ((32, 0.25), (96, 0.5)),
+    "resnet50": ((32, 0.5),),
+}
+
+
+def default_gpus_per_trial(base: TrainConfig, workers_per_trial: int, cluster_gpus: float) -> float:
+    """GPUs per trial when the user gives none: 0 without GPUs or with ``device=cpu``; else the
+    backbone's share at the trial's view size (a whole GPU per worker beyond the table), times
+    the trial's workers."""
+    if cluster_gpus <= 0 or base.device == "cpu":
+        return 0.0
+    shares = GPU_SHARES.get(base.model.backbone, ())
+    per_worker = next((share for size, share in shares if base.views.size <= size), 1.0)
+    return min(per_worker * workers_per_trial, cluster_gpus) if per_worker < 1 else float(workers_per_trial)
+
+
+def with_gpus(config: StudyConfig, base: TrainConfig, cluster_gpus: float) -> StudyConfig:
+    """``config`` with ``gpus_per_trial`` resolved against the cluster (kept when given)."""
+    if config.gpus_per_trial is not None:
+        return config
+    return dataclasses.replace(config, gpus_per_trial=default_gpus_per_trial(base, config.workers_per_trial, cluster_gpus))

@@ -19,7 +19,7 @@ from mlflow.entities import RunStatus
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from study.config import METRIC, MODE, StudyConfig, StudyPlan, plan
+from study.config import METRIC, MODE, StudyConfig, StudyPlan, plan, with_gpus
 from study.layout import (
     RESULTS_DIR,
     RUNNING,
@@ -53,8 +53,8 @@ from study.tracking import (
     resolve_tracking_uri,
     start_sweep,
 )
-from study.trial import TrialContext, run_trial
-from trainables.ray_trainable import ScalingSpec, TrainerSpec
+from study.trial import TimelineCallback, TrialContext, run_trial
+from trainables.ray_trainable import DatasetShare, ScalingSpec, TrainerSpec
 from trainables.validation import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -83,10 +83,13 @@ def local_gpus() -> int:
     return torch.cuda.device_count()
 
 
-def check_gpus(config: StudyConfig, available: int) -> None:
-    """A trial asking for more GPUs than the cluster has would wait forever: refuse it."""
+def check_gpus(config: StudyConfig, study_plan: StudyPlan, available: float) -> StudyConfig:
+    """``config`` with its GPUs per trial resolved (:func:`~study.config.with_gpus`); a trial asking
+    for more GPUs than the cluster has would wait forever: refuse it."""
+    config = with_gpus(config, study_plan.base_config, available)
     if config.gpus_per_trial > available:
-        raise ConfigError("gpus_per_trial", config.gpus_per_trial, f"at most {available}, the GPUs of the cluster")
+        raise ConfigError("gpus_per_trial", config.gpus_per_trial, f"at most {available:g}, the GPUs of the cluster")
+    return config
 
 
 def _ensure_ray(address: str | None) -> bool:
@@ -117,11 +120,12 @@ def _trainable(study_plan: StudyPlan, config: StudyConfig, directory: Path, trac
         scaling=ScalingSpec(
             num_workers=config.workers_per_trial,
             cpus_per_worker=config.cpus_per_worker,
-            gpus_per_worker=config.gpus_per_trial / config.workers_per_trial,
+            gpus_per_worker=(config.gpus_per_trial or 0.0) / config.workers_per_trial,
         ),
         storage_path=str(directory / "train"),
         checkpoints_to_keep=config.checkpoints_to_keep,
         max_failures=config.max_failures,
+        datasets=DatasetShare.remote(),
     )
     context = TrialContext(base_config=study_plan.base_config.to_dict(), trainer=spec, tracking=tracking)
     return tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY})
@@ -158,7 +162,7 @@ def _tuner(study_plan: StudyPlan, config: StudyConfig, directory: Path, tracking
             name=study_plan.name,
             storage_path=str(directory.parent),
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
-            callbacks=[MlflowTrialCallback(outbox, study_plan.epochs, study_plan.base_config.to_dict())],
+            callbacks=[MlflowTrialCallback(outbox, study_plan.epochs, study_plan.base_config.to_dict()), TimelineCallback()],
         ),
     )
 
@@ -307,7 +311,7 @@ def prepare_study(config: StudyConfig) -> Prepared:
     config = with_data_root(config)
     local = not (config.address or os.environ.get("RAY_ADDRESS")) and not ray.is_initialized()
     if local:
-        check_gpus(config, local_gpus())
+        config = check_gpus(config, study_plan, local_gpus())
     return Prepared(config, plan(config), directory, tracking_uri, local)
 
 
@@ -325,7 +329,7 @@ def run_study(config: StudyConfig) -> StudyResult:
     started_ray = _ensure_ray(config.address)
     try:
         if not local:
-            check_gpus(config, int(ray.cluster_resources().get("GPU", 0)))
+            config = check_gpus(config, study_plan, ray.cluster_resources().get("GPU", 0))
         directory.mkdir(parents=True)
         tracking = start_sweep(tracking_uri, study_plan.name, study_plan.name, {
             **config.to_dict(), "mode": study_plan.mode, "num_trials": study_plan.num_samples, "epochs": study_plan.epochs,

@@ -1,8 +1,8 @@
 """One Tune trial: a function that runs one Ray Train ``TorchTrainer`` (Train V2's pattern).
 
 It builds the trial's TrainConfig from the sweep's base config and the searcher's dotted
-overrides, records the child MLflow run's params and artifacts (config YAML, a grid of sampled
-view pairs), trains with :class:`TuneReportCallback` relaying each epoch to Tune. (The final backbone
+overrides, creates the child MLflow run and, in the background while Train starts its workers,
+records its params and artifacts (config YAML, a grid of sampled view pairs); it trains with :class:`TuneReportCallback` relaying each epoch to Tune. (The final backbone
 weights are logged by the sweep driver's callback: ASHA stops a trial at ``max_t`` as soon as
 the last epoch is reported, before this function returns.) The Train run is named after the trial, so a restarted trial resumes
 from its latest checkpoint.
@@ -12,21 +12,26 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from mlflow.entities import RunTag
 from ray import tune
+from ray.tune import Callback
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from study.outbox import quick_failing, unavailable
 from study.tracking import Tracking, as_params
 from trainables.config import TrainConfig
 from trainables.ray_trainable import TrainerSpec, build_trainer
+from trainables.timeline import mark
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,12 +68,32 @@ def log_trial_start(tracking: Tracking, run_id: str, config: TrainConfig, overri
 
 
 def run_trial(overrides: dict[str, Any], context: TrialContext) -> None:
+    mark("trial.enter")
     trial_id = tune.get_context().get_trial_id()
     config = trial_config(context.base_config, overrides)
+    run_id = tracked(lambda: context.tracking.trial_run(trial_id, tune.get_context().get_trial_name()), trial_id)
+    trainer = build_trainer(config, context.trainer, name=f"trial-{trial_id}", callbacks=[TuneReportCallback()])
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial-start-logging") as background:
+        if run_id is not None:  # params, config.yaml and the view gallery, while Train starts its workers
+            logging_start = background.submit(
+                tracked, lambda: log_trial_start(context.tracking, run_id, config, overrides, context.gallery_pairs), trial_id
+            )
+            logging_start.add_done_callback(warn_on_error)
+        mark("trial.tracked")
+        trainer.fit()
+
+
+def warn_on_error(done: Future) -> None:
+    if done.exception() is not None:
+        logger.warning("logging the start of a trial to MLflow failed; training goes on", exc_info=done.exception())
+
+
+def tracked(write: Callable[[], T], trial_id: str) -> T | None:
+    """``write()``, or None with a warning when MLflow does not answer: training goes on, and the
+    sweep driver logs the trial's params, metrics and status once MLflow is back."""
     try:
         with quick_failing():
-            run_id = context.tracking.trial_run(trial_id, tune.get_context().get_trial_name())
-            log_trial_start(context.tracking, run_id, config, overrides, context.gallery_pairs)
+            return write()
     except Exception as error:
         if not unavailable(error):
             raise
@@ -77,5 +102,15 @@ def run_trial(overrides: dict[str, Any], context: TrialContext) -> None:
             "params, metrics and status once MLflow is back (its config.yaml and view_pairs.png are not logged)",
             trial_id, str(error)[:200],
         )
-    trainer = build_trainer(config, context.trainer, name=f"trial-{trial_id}", callbacks=[TuneReportCallback()])
-    trainer.fit()
+        return None
+
+
+class TimelineCallback(Callback):
+    """Marks when Tune starts each trial and when its results arrive (the driver's side of the
+    trial timeline; see :mod:`trainables.timeline`)."""
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        mark("trial.start", trial=trial.trial_id)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        mark("trial.result", trial=trial.trial_id, epoch=result.get("epoch"))

@@ -9,7 +9,6 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torchvision import models
 
 from trainables.validation import check_choice, check_range
 
@@ -25,7 +24,7 @@ def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]
     return add
 
 
-def _headless(net: models.ResNet) -> tuple[nn.Module, int]:
+def _headless(net: nn.Module) -> tuple[nn.Module, int]:
     features = net.fc.in_features
     net.fc = nn.Identity()
     return net, features
@@ -33,17 +32,23 @@ def _headless(net: models.ResNet) -> tuple[nn.Module, int]:
 
 @register_backbone("resnet18")
 def resnet18() -> tuple[nn.Module, int]:
+    from torchvision import models
+
     return _headless(models.resnet18(weights=None))
 
 
 @register_backbone("resnet50")
 def resnet50() -> tuple[nn.Module, int]:
+    from torchvision import models
+
     return _headless(models.resnet50(weights=None))
 
 
 @register_backbone("resnet18-cifar")
 def resnet18_cifar() -> tuple[nn.Module, int]:
     """ResNet-18 with a 3x3 stride-1 stem and no max-pool, for 32 px images."""
+    from torchvision import models
+
     net = models.resnet18(weights=None)
     net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
     net.maxpool = nn.Identity()

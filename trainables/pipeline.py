@@ -46,8 +46,15 @@ class TwoViewTransform:
         return ViewBatch(view1, view2, geometry, torch.stack((flip1, flip2), dim=1))
 
     def __call__(self, image: Tensor, generator: torch.Generator | None = None) -> ViewBatch:
-        """Views of one image ``(3, H, W)``, as a batch of one (for DataLoader workers)."""
-        return self.batch(image.unsqueeze(0), generator)
+        """Views of one image ``(3, H, W)``, as a batch of one (for DataLoader workers).
+
+        Renders with the sampler's per-sample path (images of any size); same views as
+        ``batch`` for the same geometry.
+        """
+        view1, view2, geometry = self.sampler(image, generator)
+        view1, flip1 = augment_batch(view1.unsqueeze(0), self.photometric, generator)
+        view2, flip2 = augment_batch(view2.unsqueeze(0), self.photometric, generator)
+        return ViewBatch(view1, view2, ViewGeometry.stack([geometry]), torch.stack((flip1, flip2), dim=1))
 
 
 def collate_view_batches(items: Sequence[ViewBatch]) -> ViewBatch:

@@ -1,26 +1,32 @@
 """The training function as a Ray Train V2 ``TorchTrainer``: DDP workers, per-epoch reports
 with checkpoints, and resumption from ``ray.train.get_checkpoint()``.
 
-Ray is imported here only; the science core stays importable without it.
+Ray is imported here only; the science core stays importable without it. This module is what
+Train's controller unpickles to find ``train_loop_per_worker``, so it imports the science core
+(torchvision and all) inside the functions that run on the workers, not at import time.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray.train
 import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from trainables.config import TrainConfig
-from trainables.train import CheckpointError, load_checkpoint, train
+from trainables.timeline import mark
 from trainables.validation import check_range
+
+if TYPE_CHECKING:
+    from trainables.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +65,14 @@ class ScalingSpec:
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Runs on every Train worker: SimSiam from the config, reporting each epoch to Ray Train."""
+    mark("worker.enter")
+    from trainables.config import TrainConfig
+    from trainables.data import get_dataset
+    from trainables.train import train
+
     config = TrainConfig.from_dict(loop_config["config"])
+    share = loop_config.get("datasets")
+    load_dataset = shared_loader(share) if share is not None else get_dataset
     if torch.cuda.is_available() and config.device != "cpu":
         torch.cuda.set_device(ray.train.torch.get_device())
     is_chief = ray.train.get_context().get_world_rank() == 0
@@ -71,13 +84,66 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory(prefix="simsiam-") as workdir:
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
-            train(config, report, workdir=workdir)
+            train(config, report, workdir=workdir, load_dataset=load_dataset)
             return
         with checkpoint.as_directory() as latest:
-            train(config, report, resume_from=readable_checkpoint(resume_candidates(checkpoint, Path(latest))), workdir=workdir)
+            resume_from = readable_checkpoint(resume_candidates(checkpoint, Path(latest)))
+            train(config, report, resume_from=resume_from, workdir=workdir, load_dataset=load_dataset)
+
+
+@ray.remote(num_cpus=0)
+class DatasetShare:
+    """The in-memory datasets a sweep has loaded, as objects in Ray's object store, by
+    ``(name, root, split)``. The first trial to need one loads it and hands it to this actor, which
+    puts it in the store (owning it, so that it outlives that trial); every later trial maps the copy its node already
+    holds (Ray fetches an object to a node once, and its processes share that copy), instead of
+    parsing the files again. The actor, and with it the objects, ends with the sweep's driver."""
+
+    def __init__(self) -> None:
+        self.refs: dict[str, ray.ObjectRef] = {}
+        self.loads = 0
+
+    def find(self, key: str) -> list[ray.ObjectRef]:
+        return [self.refs[key]] if key in self.refs else []  # in a list, so Ray hands back the ref
+
+    def add(self, key: str, dataset: tuple) -> list[ray.ObjectRef]:
+        if key not in self.refs:
+            self.refs[key] = ray.put(dataset)
+            self.loads += 1
+        return [self.refs[key]]
+
+    def stats(self) -> dict[str, int]:
+        return {"datasets": len(self.refs), "loads": self.loads}
+
+
+def shared_loader(share: ray.actor.ActorHandle):
+    """A ``load_dataset(name, root, split)`` for :func:`trainables.train.train` that goes through
+    the sweep's :class:`DatasetShare`; image-folder datasets (files read lazily) load as usual."""
+    from trainables.data import get_dataset
+    from trainables.data.in_memory import TensorImageDataset
+
+    def load(name: str, root: str | Path | None, split: str):
+        key = f"{name}|{split}|{root}"
+        try:
+            found = ray.get(share.find.remote(key))
+        except ray.exceptions.RayActorError:  # the share is gone (a resumed sweep's old handle): load here
+            logger.warning("the sweep's dataset share is unavailable; loading %s (%s) in this trial", name, split)
+            return get_dataset(name, root, split)
+        if not found:
+            dataset = get_dataset(name, root, split)
+            if not isinstance(dataset, TensorImageDataset):
+                return dataset
+            found = ray.get(share.add.remote(key, (dataset.images.numpy(), dataset.labels.numpy(), dataset.classes)))
+        images, labels, classes = ray.get(found[0])
+        with warnings.catch_warnings():  # the store's arrays are read-only; the training code never writes them
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return TensorImageDataset(torch.from_numpy(images), torch.from_numpy(labels), tuple(classes))
+
+    return load
 
 
 CHECKPOINT_PREFIX = "checkpoint_"
+POLL_INTERVAL_VARIABLE = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 
 
 def resume_candidates(checkpoint: Checkpoint, latest: Path) -> list[Path]:
@@ -92,6 +158,8 @@ def resume_candidates(checkpoint: Checkpoint, latest: Path) -> list[Path]:
 
 def readable_checkpoint(candidates: list[Path]) -> Path:
     """The first candidate that loads; each unreadable one is skipped with a warning naming it."""
+    from trainables.train import CheckpointError, load_checkpoint
+
     problems = []
     for candidate in candidates:
         try:
@@ -111,6 +179,14 @@ class TrainerSpec:
     storage_path: str | None = None
     checkpoints_to_keep: int = 2
     max_failures: int = 1
+    poll_interval_s: float = 0.2
+    """How often Train's controller polls its workers for reports and health (Ray's default is
+    2 s: each start-up step and each report waits up to that long)."""
+    datasets: Any = None
+    """A :class:`DatasetShare` handle: the sweep's trials load each dataset once per node."""
+
+    def __post_init__(self) -> None:
+        check_range("poll_interval_s", self.poll_interval_s, 0.01, 60)
 
 
 def build_trainer(
@@ -118,9 +194,12 @@ def build_trainer(
 ) -> TorchTrainer:
     """A TorchTrainer for ``config``. Re-running with the same ``name`` and ``storage_path``
     restores the run and resumes its workers from the latest checkpoint."""
+    # Train V2 reads the poll interval from the environment of the process that calls fit()
+    # and passes it on to the controller it starts.
+    os.environ[POLL_INTERVAL_VARIABLE] = str(spec.poll_interval_s)
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": config.to_dict()},
+        train_loop_config={"config": config.to_dict(), "datasets": spec.datasets},
         scaling_config=spec.scaling.scaling_config(),
         run_config=RunConfig(
             name=name,

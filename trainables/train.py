@@ -23,9 +23,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import Dataset
 
 from trainables.config import BANK_SPLIT, QUERY_SPLIT, TrainConfig
 from trainables.data import DATASETS, get_dataset
+from trainables.data.in_memory import TensorImageDataset
 from trainables.health import STOP_REASON_KEY, stop_reason
 from trainables.knn import knn_topk_accuracy
 from trainables.loss import normalized_std, simsiam_loss_terms
@@ -37,10 +39,13 @@ from trainables.pipeline import (
     normalize,
     view_batches,
 )
+from trainables.timeline import mark
 
 Metrics = dict[str, float | str]
 """An epoch's numbers, and ``stop_reason`` (a string) on the last epoch of a run that stopped itself."""
 Reporter = Callable[[Metrics, Path], None]
+DatasetLoader = Callable[[str, "str | Path | None", str], Dataset]
+"""``(name, root, split) -> Dataset``, like :func:`~trainables.data.get_dataset`."""
 CHECKPOINT_FILE = "checkpoint.pt"
 VIEW_STATS_FILE = "view_stats.json"
 METRICS_FILE = "metrics.json"
@@ -233,12 +238,12 @@ class KnnEvaluator:
     """kNN top-1/top-5 of the backbone's features: bank from the eval dataset's train split,
     queries from its test split (always labelled splits)."""
 
-    def __init__(self, config: TrainConfig) -> None:
+    def __init__(self, config: TrainConfig, load: DatasetLoader = get_dataset, device: torch.device | None = None) -> None:
         data = config.data
         info = DATASETS[data.eval_dataset]
         self.num_classes = info.num_classes
-        self.bank = get_dataset(data.eval_dataset, root=data.root, split=BANK_SPLIT)
-        self.queries = get_dataset(data.eval_dataset, root=data.root, split=QUERY_SPLIT)
+        self.bank = resident(load(data.eval_dataset, data.root, BANK_SPLIT), device)
+        self.queries = resident(load(data.eval_dataset, data.root, QUERY_SPLIT), device)
         self.config = config
 
     def _count(self, dataset) -> int:
@@ -258,11 +263,19 @@ class KnnEvaluator:
         return {"knn_top1": accuracy[1], "knn_top5": accuracy[5]}
 
 
+def resident(dataset: Dataset, device: torch.device | None) -> Dataset:
+    """An in-memory dataset as one uint8 tensor on ``device`` (views are then cut and coloured
+    there, batch by batch); any other dataset as it is."""
+    if device is None or not isinstance(dataset, TensorImageDataset):
+        return dataset
+    return dataset.to(device)
+
+
 def untrained_knn(config: TrainConfig) -> Metrics:
     """kNN accuracy of the encoder that :func:`train` starts from: the baseline to beat."""
     runtime = Runtime.detect(config.device)
     torch.manual_seed(config.seed)
-    return KnnEvaluator(config)(SimSiam(config.model).to(runtime.device), runtime)
+    return KnnEvaluator(config, device=runtime.device)(SimSiam(config.model).to(runtime.device), runtime)
 
 
 def save_checkpoint(directory: Path, model: SimSiam, optimizer: torch.optim.Optimizer, epoch: int, config: TrainConfig) -> Path:
@@ -315,14 +328,20 @@ def train(
     *,
     resume_from: Path | str | None = None,
     workdir: Path | str | None = None,
+    load_dataset: DatasetLoader = get_dataset,
 ) -> list[Metrics]:
-    """Train SimSiam per ``config``; returns the metrics of every epoch run by this call."""
+    """Train SimSiam per ``config``; returns the metrics of every epoch run by this call.
+
+    ``load_dataset(name, root, split)`` loads each dataset (a sweep passes one that shares them
+    between the trials of a node). In-memory datasets are moved to the training device once.
+    """
     runtime = Runtime.detect(config.device)
     torch.manual_seed(config.seed)
     model = SimSiam(config.model).to(runtime.device)
     if runtime.cuda:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config)
+    mark("model.built")
     first_epoch = 0
     if resume_from is not None:
         state = load_checkpoint(resume_from, runtime.device)
@@ -338,12 +357,13 @@ def train(
         else:
             net = nn.parallel.DistributedDataParallel(model)
 
-    dataset = get_dataset(config.data.dataset, root=config.data.root, split=config.data.train_split)
+    dataset = resident(load_dataset(config.data.dataset, config.data.root, config.data.train_split), runtime.device)
     count = len(dataset) if config.data.limit is None else min(config.data.limit, len(dataset))
     transform = TwoViewTransform(config.views.build(), config.photometric)
-    evaluate = KnnEvaluator(config) if runtime.is_chief else None
+    evaluate = KnnEvaluator(config, load_dataset, runtime.device) if runtime.is_chief else None
     batch_size = max(1, config.batch_size // runtime.world_size)
     workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="simsiam-"))
+    mark("data.ready")
 
     history: list[Metrics] = []
     realised = ViewHistograms.load(resume_from)
@@ -353,11 +373,13 @@ def train(
             report(json.loads(saved.read_text()), Path(resume_from))
     previous: Path | None = None
     for epoch in range(first_epoch, config.epochs):
+        mark("epoch.start", epoch=epoch + 1)
         lr = set_learning_rate(optimizer, config, epoch)
         generator = epoch_generator(config.seed, epoch, runtime.rank)
         order = _shard(torch.randperm(count, generator=generator), runtime)
         batches = view_batches(dataset, order, transform, batch_size, generator, config.loader_workers)
         metrics, epoch_counts = train_epoch(net, optimizer, batches, config, runtime)
+        mark("epoch.trained", epoch=epoch + 1)
         realised.add_epoch(epoch_counts)
         metrics.update(epoch=epoch + 1, lr=lr, skipped_images=float(len(getattr(dataset, "skipped", ()))))
         reason = agreed(stop_reason([*history, metrics], config.model.projector_dim, config.health), runtime)
@@ -367,13 +389,16 @@ def train(
             metrics.update(knn_top1=float("nan"), knn_top5=float("nan"))
         elif evaluate is not None and (reason is not None or (epoch + 1) % config.knn.every == 0 or epoch + 1 == config.epochs):
             metrics.update(evaluate(model, runtime))
+        mark("epoch.evaluated", epoch=epoch + 1)
         checkpoint = None
         if runtime.is_chief:
             checkpoint = save_checkpoint(workdir / f"epoch_{epoch + 1:04d}", model, optimizer, epoch + 1, config)
             realised.save(checkpoint)
             (checkpoint / METRICS_FILE).write_text(json.dumps(metrics))
+        mark("epoch.saved", epoch=epoch + 1)
         if report is not None:
             report(metrics, checkpoint)
+        mark("epoch.reported", epoch=epoch + 1)
         if previous is not None:
             shutil.rmtree(previous, ignore_errors=True)
         previous = checkpoint

@@ -37,3 +37,55 @@ def test_view_benchmark_covers_every_family_at_both_sizes():
         (size, pipeline) for size in ("32 px", "224 px") for pipeline in ("reference (torchvision, PIL)", *FAMILIES)
     ]
     assert all(float(rate.replace(",", "")) > 0 for _, _, rate, _ in rows)
+
+
+def test_training_benchmark_compares_the_full_step_with_the_model_only_step():
+    from bench.training import SMOKE_SETTINGS
+
+    rows = table_rows(run_benchmark("bench.training", "--device", "cpu"))
+    assert [(name, backbone) for name, backbone, *_ in rows] == [(setting.name, "small") for setting in SMOKE_SETTINGS]
+    for _, _, views, batch, full, model, ratio, compiled in rows:
+        assert views.endswith(" px") and int(batch) > 0
+        full, model = float(full.replace(",", "")), float(model.replace(",", ""))
+        assert full > 0 and model > 0
+        assert float(ratio) == pytest.approx(full / model, rel=0.05, abs=0.02)
+        assert compiled == "-"
+
+
+def tables(output: str) -> list[list[list[str]]]:
+    """Every markdown table of the output: its rows (header and rule left out)."""
+    found: list[list[str]] = []
+    blocks, current = [], []
+    for line in [*output.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            blocks.append(current)
+            current = []
+    for block in blocks:
+        found.append([[cell.strip() for cell in line.strip("|").split("|")] for line in block[2:]])
+    return found
+
+
+def test_trial_overhead_benchmark_breaks_down_each_trial_and_measures_rays_floor():
+    from bench.trial_overhead import PHASES
+
+    output = run_benchmark("bench.trial_overhead")
+    phases, side_by_side = tables(output)
+    names = [row[0] for row in phases]
+    assert names[: len(PHASES)] == [name for name, _, _ in PHASES]
+    by_name = {row[0]: [float(value) for value in row[1:]] for row in phases}
+    for total, compute, overhead in zip(by_name["start to first report"], by_name["compute (excluded)"], by_name["overhead"]):
+        assert overhead == pytest.approx(total - compute, abs=0.02) and overhead > 0
+    assert [row[0] for row in side_by_side] == ["1", "2", "median"]
+    assert all(float(row[2]) > 0 for row in side_by_side), "the empty TorchTrainer's start to first report"
+
+
+def test_search_efficiency_benchmark_compares_asha_tpe_with_the_grid():
+    output = run_benchmark("bench.search_efficiency")
+    (rows,) = tables(output)
+    grid, search = rows
+    assert grid[0].startswith("grid") and search[0].startswith("ASHA + TPE")
+    assert grid[1:3] == ["2", "2"], "two grid points, one epoch each"
+    assert int(search[2]) <= 2
+    assert grid[4] != "not reached", "the grid reaches its own best"

@@ -6,8 +6,10 @@ import pytest
 import ray
 
 from study import StudyConfig
+from study.config import default_gpus_per_trial, with_gpus
 from study.layout import read_state, sweep_directory, this_driver, write_state
-from study.sweep import REPLACED_DIR, prepare_study, set_aside
+from study.sweep import REPLACED_DIR, local_gpus, prepare_study, set_aside
+from trainables.recipes import recipe
 from trainables.validation import ConfigError
 
 
@@ -86,3 +88,27 @@ def test_local_ray_serves_its_dashboard_on_loopback_only():
         assert listening and set(listening) == {"127.0.0.1"}
     finally:
         ray.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("recipe_name", "workers", "expected"),
+    [("cifar", 1, 0.25), ("cifar", 2, 0.5), ("digits", 1, 0.125), ("imagenet", 1, 1.0), ("imagenet", 4, 4.0)],
+)
+def test_trials_share_a_gpu_by_backbone_and_view_size(recipe_name, workers, expected):
+    base = recipe(recipe_name)
+    assert default_gpus_per_trial(base, workers, cluster_gpus=8) == expected
+
+
+def test_no_gpus_are_asked_for_on_a_cpu_cluster_or_for_cpu_trials():
+    assert default_gpus_per_trial(recipe("cifar"), 1, cluster_gpus=0) == 0.0
+    assert default_gpus_per_trial(recipe("cifar", device="cpu"), 1, cluster_gpus=8) == 0.0
+
+
+def test_the_packing_default_is_resolved_before_ray_and_an_explicit_share_is_kept(tmp_path):
+    config = StudyConfig(space="overlap", dataset="digits", storage=str(tmp_path), tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    assert config.gpus_per_trial is None
+    prepared = prepare_study(config)
+    assert prepared.config.gpus_per_trial == default_gpus_per_trial(prepared.plan.base_config, 1, local_gpus())
+    base = recipe("cifar")
+    assert with_gpus(StudyConfig(space="overlap", gpus_per_trial=0.5), base, cluster_gpus=8).gpus_per_trial == 0.5
+    assert with_gpus(StudyConfig(space="overlap"), base, cluster_gpus=8).gpus_per_trial == 0.25

@@ -46,6 +46,22 @@ def test_image_folder_batches_handle_images_of_different_sizes(tmp_path):
     assert all(torch.allclose(batch.geometry.overlap, torch.tensor(0.2, dtype=torch.float64)) for batch in batches)
 
 
+def test_one_image_transform_renders_per_sample_what_batch_renders(monkeypatch):
+    image = torch.randint(0, 256, (3, 45, 70), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    for family, params in (("overlap", {"overlap": 0.3}), ("cutout", {"hole": 0.3, "fill": "blur"})):
+        flip_only = PhotometricConfig(jitter_p=0.0, grayscale_p=0.0, flip_p=0.5)
+        transform = TwoViewTransform(make_views(family, size=24, **params), flip_only)
+        batched = transform.batch(image[None], torch.Generator().manual_seed(3))
+        with monkeypatch.context() as patched:
+            patched.setattr("trainables.views.families.crop_resize", None)  # per-sample path only
+            single = transform(image, torch.Generator().manual_seed(3))
+        assert torch.equal(single.geometry.boxes, batched.geometry.boxes)
+        assert torch.equal(single.flipped, batched.flipped) and len(single) == 1
+        for got, want in ((single.view1, batched.view1), (single.view2, batched.view2)):
+            assert got.shape == want.shape == (1, 3, 24, 24) and got.dtype == torch.uint8
+            assert (got.int() - want.int()).abs().max() <= 1
+
+
 def test_evaluation_view_is_the_centred_square():
     image = torch.arange(6 * 10, dtype=torch.float32).view(1, 1, 6, 10).expand(1, 3, 6, 10)
     view = evaluation_view(image, 6)

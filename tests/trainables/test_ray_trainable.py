@@ -1,12 +1,23 @@
 """The training function under Ray Train V2: DDP over two CPU workers, and resumption."""
 
+import os
 from pathlib import Path
 
 import pytest
 import ray
 import torch
+from PIL import Image
+from ray.train.v2._internal.constants import get_env_vars_to_propagate
 
-from trainables.ray_trainable import ScalingSpec, TrainerSpec, build_trainer
+from trainables.data import get_dataset
+from trainables.ray_trainable import (
+    POLL_INTERVAL_VARIABLE,
+    DatasetShare,
+    ScalingSpec,
+    TrainerSpec,
+    build_trainer,
+    shared_loader,
+)
 from trainables.recipes import recipe
 from trainables.train import CheckpointError, load_checkpoint
 from trainables.validation import ConfigError
@@ -52,6 +63,50 @@ def test_scaling_spec_validates_and_packs_gpus():
         ScalingSpec(num_workers=0)
     with pytest.raises(ConfigError, match="gpus_per_worker=1.5"):
         ScalingSpec(gpus_per_worker=1.5)
+
+
+def test_the_controller_poll_interval_reaches_train_through_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv(POLL_INTERVAL_VARIABLE, raising=False)
+    build_trainer(quick(1), TrainerSpec(storage_path=str(tmp_path), poll_interval_s=0.5), name="poll")
+    assert os.environ[POLL_INTERVAL_VARIABLE] == "0.5"
+    assert POLL_INTERVAL_VARIABLE in get_env_vars_to_propagate(), "Train hands it on to its controller"
+    with pytest.raises(ConfigError, match="poll_interval_s=0"):
+        TrainerSpec(poll_interval_s=0)
+
+
+@ray.remote(num_cpus=0)
+def load_through(share, name, root, split):
+    dataset = shared_loader(share)(name, root, split)
+    images = getattr(dataset, "images", None)
+    return type(dataset).__name__, None if images is None else (images.numpy().copy(), mapping_of(images.data_ptr()))
+
+
+def mapping_of(address: int) -> str:
+    """The file backing the memory at ``address`` in this process ('' for private memory)."""
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        span, _, _, _, _, *path = line.split()
+        low, high = (int(end, 16) for end in span.split("-"))
+        if low <= address < high:
+            return " ".join(path)
+    return ""
+
+
+def test_trials_share_one_stored_copy_of_each_in_memory_dataset(local_ray, tmp_path):
+    share = DatasetShare.remote()
+    first, second = ray.get([load_through.remote(share, "digits", None, "train") for _ in range(2)])
+    assert ray.get(share.stats.remote()) == {"datasets": 1, "loads": 1}
+    expected = get_dataset("digits", split="train").images.numpy()
+    for kind, (images, mapping) in (first, second):
+        assert kind == "TensorImageDataset" and (images == expected).all()
+        assert "plasma" in mapping, "mapped from the node's object store, not a private copy"
+    ray.get(load_through.remote(share, "digits", None, "test"))
+    assert ray.get(share.stats.remote()) == {"datasets": 2, "loads": 2}
+
+    folder = tmp_path / "coco" / "train2017"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (40, 30)).save(folder / "0001.jpg")
+    kind, _ = ray.get(load_through.remote(share, "coco", str(tmp_path), "train"))
+    assert kind == "UnlabelledImageFolder" and ray.get(share.stats.remote())["datasets"] == 2, "files stay on disk"
 
 
 def test_a_truncated_latest_checkpoint_resumes_from_the_previous_one(local_ray, tmp_path):

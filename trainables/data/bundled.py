@@ -14,8 +14,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from trainables.data.in_memory import UNLABELLED, TensorImageDataset
@@ -63,6 +61,9 @@ def _to_uint8(images: Tensor) -> Tensor:
 @functools.lru_cache(maxsize=None)
 def _digits(split: str) -> tuple[Tensor, Tensor]:
     """``uint8 [N, 3, 32, 32]`` images and labels of the fixed stratified split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     bunch = load_digits()
     pixels = torch.from_numpy(bunch.images).unsqueeze(1) * (255 / DIGIT_MAX_VALUE)
     images = _to_uint8(_resize(pixels, DIGIT_SIZE)).expand(-1, 3, -1, -1)

@@ -31,5 +31,11 @@ class TensorImageDataset(Dataset[tuple[Tensor, int]]):
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def to(self, device: torch.device | str) -> TensorImageDataset:
+        """The same dataset with its images (and labels) on ``device``; itself if already there."""
+        if self.images.device == torch.device(device):
+            return self
+        return TensorImageDataset(self.images.to(device), self.labels.to(device), self.classes)
+
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         return self.images[index], int(self.labels[index])

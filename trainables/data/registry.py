@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -9,9 +10,6 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from trainables.data.binary_sets import load_cifar10, load_cifar100, load_stl10
-from trainables.data.bundled import load_digit_scenes, load_digits_split
-from trainables.data.image_folders import load_coco, load_imagenet100
 from trainables.validation import ConfigError, check_choice
 
 DATA_ROOT_VARIABLE = "STUDY_DATA_ROOT"
@@ -27,7 +25,9 @@ class DatasetInfo:
     ``labelled_splits`` are the splits whose labels are real (usable as a kNN memory bank or
     queries). ``default_eval`` names the labelled dataset on which a model trained on this one
     is evaluated by kNN. ``bundled`` datasets need no files and ignore ``root``.
-    ``split_aliases`` maps accepted extra split names onto entries of ``splits``.
+    ``split_aliases`` maps accepted extra split names onto entries of ``splits``. ``loader`` is
+    ``"module:function"``, imported on first use: the parsers pull in torchvision and sklearn,
+    which a process that only validates configs (a trial driver, the Train controller) never needs.
     """
 
     name: str
@@ -37,13 +37,18 @@ class DatasetInfo:
     scene_centric: bool
     default_eval: str | None
     bundled: bool
-    load: Loader = field(repr=False, compare=False)
+    loader: str = field(repr=False, compare=False)
     split_aliases: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def resolve_split(self, split: str) -> str:
         """The canonical split for ``split``; :class:`ConfigError` if it is not accepted."""
         check_choice("split", split, (*self.splits, *self.split_aliases))
         return self.split_aliases.get(split, split)
+
+    def load(self, root: Path, split: str, download: bool) -> Dataset:
+        module, function = self.loader.split(":")
+        load: Loader = getattr(importlib.import_module(module), function)
+        return load(root, split, download)
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -57,7 +62,7 @@ DATASETS: dict[str, DatasetInfo] = {
             scene_centric=False,
             default_eval="cifar10",
             bundled=False,
-            load=load_cifar10,
+            loader="trainables.data.binary_sets:load_cifar10",
         ),
         DatasetInfo(
             name="cifar100",
@@ -67,7 +72,7 @@ DATASETS: dict[str, DatasetInfo] = {
             scene_centric=False,
             default_eval="cifar100",
             bundled=False,
-            load=load_cifar100,
+            loader="trainables.data.binary_sets:load_cifar100",
         ),
         DatasetInfo(
             name="stl10",
@@ -77,7 +82,7 @@ DATASETS: dict[str, DatasetInfo] = {
             scene_centric=False,
             default_eval="stl10",
             bundled=False,
-            load=load_stl10,
+            loader="trainables.data.binary_sets:load_stl10",
         ),
         DatasetInfo(
             name="imagenet100",
@@ -87,7 +92,7 @@ DATASETS: dict[str, DatasetInfo] = {
             scene_centric=False,
             default_eval="imagenet100",
             bundled=False,
-            load=load_imagenet100,
+            loader="trainables.data.image_folders:load_imagenet100",
             split_aliases={"test": "val"},
         ),
         DatasetInfo(
@@ -98,7 +103,7 @@ DATASETS: dict[str, DatasetInfo] = {
             scene_centric=True,
             default_eval="cifar10",
             bundled=False,
-            load=load_coco,
+            loader="trainables.data.image_folders:load_coco",
         ),
         DatasetInfo(
             name="digits",
@@ -108,7 +113,7 @@ DATASETS: dict[str, DatasetInfo] = {
             scene_centric=False,
             default_eval="digits",
             bundled=True,
-            load=load_digits_split,
+            loader="trainables.data.bundled:load_digits_split",
         ),
         DatasetInfo(
             name="digit-scenes",
@@ -118,7 +123,7 @@ DATASETS: dict[str, DatasetInfo] = {
             scene_centric=True,
             default_eval="digits",
             bundled=True,
-            load=load_digit_scenes,
+            loader="trainables.data.bundled:load_digit_scenes",
         ),
     )
 }

@@ -15,7 +15,13 @@ from torch import Tensor
 from trainables.validation import ConfigError, check_choice, check_range
 from trainables.views import boxes as B
 from trainables.views.geometry import ViewGeometry
-from trainables.views.render import blur_kernel_size, crop_resize, fill_holes, hole_mask
+from trainables.views.render import (
+    blur_kernel_size,
+    crop_resize,
+    crop_resize_one,
+    fill_holes,
+    hole_mask,
+)
 
 RATIO = (3 / 4, 4 / 3)
 
@@ -40,8 +46,10 @@ def _check_ratio(field: str, ratio: tuple[float, float]) -> None:
 class ViewSampler(ABC):
     """Samples two spatial views of an image. Spatial only: photometric changes come later.
 
-    ``geometry``/``sample`` draw boxes; ``render`` turns boxes into pixels; calling the
-    sampler does both for one image: ``view1, view2, geometry = sampler(image, generator)``.
+    ``geometry``/``sample`` draw boxes; ``render`` turns boxes into pixels for a batch of
+    same-sized images and ``render_one`` for one image of any size (the per-sample path; both
+    give the same views for the same geometry). Calling the sampler does both for one image:
+    ``view1, view2, geometry = sampler(image, generator)``.
     """
 
     size: int = 32
@@ -84,6 +92,12 @@ class ViewSampler(ABC):
         view2 = crop_resize(images, geometry.boxes[:, 1], self.size)
         return view1, view2
 
+    def render_one(self, image: Tensor, geometry: ViewGeometry) -> tuple[Tensor, Tensor]:
+        """Render one image ``(C, H, W)`` with a single geometry (``boxes`` is ``(2, 4)``)."""
+        view1 = crop_resize_one(image, geometry.boxes[0], self.size)
+        view2 = crop_resize_one(image, geometry.boxes[1], self.size)
+        return view1, view2
+
     def batch(
         self, images: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor, ViewGeometry]:
@@ -94,8 +108,9 @@ class ViewSampler(ABC):
     def __call__(
         self, image: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor, ViewGeometry]:
-        view1, view2, geometry = self.batch(image.unsqueeze(0), generator)
-        return view1[0], view2[0], geometry[0]
+        """Sample and render the views of one image ``(C, H, W)`` with the per-sample path."""
+        geometry = self.geometry(image.shape[-2], image.shape[-1], generator)
+        return (*self.render_one(image, geometry), geometry)
 
 
 @register("random_crop")
@@ -289,8 +304,15 @@ class Cutout(ViewSampler):
 
     def render(self, images, geometry):
         view1, view2 = super().render(images, geometry)
-        mask = hole_mask(geometry.hole, geometry.boxes[:, 0], self.size)
-        return fill_holes(view1, mask, self.fill, self.blur_sigma), view2
+        return self.fill_hole(view1, geometry.hole, geometry.boxes[:, 0]), view2
+
+    def render_one(self, image, geometry):
+        view1, view2 = super().render_one(image, geometry)
+        return self.fill_hole(view1[None], geometry.hole[None], geometry.boxes[None, 0])[0], view2
+
+    def fill_hole(self, views: Tensor, holes: Tensor, frames: Tensor) -> Tensor:
+        """Fill each ``(B, 4)`` hole of views ``(B, C, size, size)`` cut from ``frames``."""
+        return fill_holes(views, hole_mask(holes, frames, self.size), self.fill, self.blur_sigma)
 
 
 def _clip_to_image(boxes: Tensor, height: int, width: int) -> Tensor:

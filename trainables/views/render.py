@@ -1,10 +1,16 @@
-"""Rendering boxes to pixels: sub-pixel crop-and-resize and cutout fills, batched."""
+"""Rendering boxes to pixels: sub-pixel crop-and-resize and cutout fills.
+
+Two crop-and-resize paths give the same views for the same boxes: ``crop_resize`` renders a batch
+of same-sized images with ``roi_align``; ``crop_resize_one`` renders one image of any size with
+``grid_sample`` (DataLoader workers, tests, small images).
+"""
 
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import roi_align
 from torchvision.transforms.v2 import functional as TF
@@ -42,6 +48,48 @@ def crop_resize(images: Tensor, boxes: Tensor, size: int) -> Tensor:
         aligned=True,
     )
     return like_input(crops, images)
+
+
+def _bin_samples(low: Tensor, high: Tensor, size: int) -> tuple[Tensor, int]:
+    """Sample positions along one axis of a box, as roi_align(aligned=True, sampling_ratio=-1)
+    places them: bin ``j`` of ``[low, high]`` averages ``n = ceil(bin width)`` (at least 1)
+    samples at ``low + bin * (j + (i + 0.5) / n)``. Returns the ``size * n`` positions, bin-major,
+    in continuous coordinates (pixel ``k`` is centred at ``k + 0.5``), and ``n``.
+
+    ``n`` is computed in the dtype of ``low``, with roi_align's arithmetic (the box shifted by
+    half a pixel), so that both paths take the same number of samples for the same box.
+    """
+    shifted_width = ((high - 0.5) - (low - 0.5)) / size
+    count = max(1, math.ceil(float(shifted_width)))
+    low, high = low.double(), high.double()
+    bins = torch.arange(size, dtype=torch.float64, device=low.device)
+    within = (torch.arange(count, dtype=torch.float64, device=low.device) + 0.5) / count
+    return low + (high - low) / size * (bins[:, None] + within[None, :]).flatten(), count
+
+
+def crop_resize_one(image: Tensor, box: Tensor, size: int) -> Tensor:
+    """Crop ``box`` from one image ``(C, H, W)`` and resize it to ``(C, size, size)``.
+
+    The per-sample counterpart of ``crop_resize``, with the same definition of an output pixel
+    (the mean of bilinear samples inside its bin) but its own implementation: bilinear
+    ``grid_sample`` at every sample position, then a mean over each bin's ``n_y x n_x``
+    samples. Boxes lie inside the image, where clamping samples to the border pixels
+    (``padding_mode="border"``) is what roi_align does.
+    """
+    source = to_float(image)
+    height, width = source.shape[-2:]
+    corners = box.to(device=source.device, dtype=source.dtype)
+    xs, count_x = _bin_samples(corners[0], corners[2], size)
+    ys, count_y = _bin_samples(corners[1], corners[3], size)
+    # grid_sample(align_corners=False) reads the normalised g at continuous x = (g + 1) * W / 2.
+    grid_x = (2 * xs / width - 1).to(source.dtype)
+    grid_y = (2 * ys / height - 1).to(source.dtype)
+    grid = torch.stack(torch.meshgrid(grid_y, grid_x, indexing="ij")[::-1], dim=-1)
+    samples = F.grid_sample(
+        source[None], grid[None], mode="bilinear", padding_mode="border", align_corners=False
+    )
+    crop = F.avg_pool2d(samples, kernel_size=(count_y, count_x))[0]
+    return like_input(crop, image)
 
 
 def _axis_coverage(low: Tensor, high: Tensor, size: int) -> Tensor:
