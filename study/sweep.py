@@ -115,7 +115,8 @@ def _concurrency(config: StudyConfig) -> int:
     return max(1, by_cpu)
 
 
-def _trainable(study_plan: StudyPlan, config: StudyConfig, directory: Path, tracking: Tracking):
+def _trainable(study_plan: StudyPlan, config: StudyConfig, directory: Path, tracking: Tracking, training: bool = True):
+    """The trial function with its resources; ``training=False`` (reading results back) starts no actor."""
     spec = TrainerSpec(
         scaling=ScalingSpec(
             num_workers=config.workers_per_trial,
@@ -125,7 +126,7 @@ def _trainable(study_plan: StudyPlan, config: StudyConfig, directory: Path, trac
         storage_path=str(directory / "train"),
         checkpoints_to_keep=config.checkpoints_to_keep,
         max_failures=config.max_failures,
-        datasets=DatasetShare.remote(),
+        datasets=DatasetShare.remote() if training else None,
     )
     context = TrialContext(base_config=study_plan.base_config.to_dict(), trainer=spec, tracking=tracking)
     return tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY})
@@ -398,7 +399,7 @@ def sync_study(name: str, storage: str | Path = "runs") -> int:
 def export_study(name: str, storage: str | Path = "runs") -> tuple[Path, Path]:
     """Rewrite a sweep's Parquet tables from its Tune experiment state."""
     directory, _, config, study_plan, tracking = _stored(name, storage)
-    result_grid = tune.Tuner.restore(str(directory), trainable=_trainable(study_plan, config, directory, tracking)).get_results()
+    result_grid = tune.Tuner.restore(str(directory), trainable=_trainable(study_plan, config, directory, tracking, training=False)).get_results()
     records = complete_records(records_from_results(result_grid, study_plan.base_config, tracking.trial_run_ids()), tracking)
     return write_tables(records, study_plan.epochs, directory / RESULTS_DIR)
 
