@@ -38,6 +38,7 @@ from dashboards.search import (
 )
 from dashboards.sweeps import FINISHED, SweepData, combine, load_sweep, view_stats
 from study.layout import REPORT_DIR, sweep_directory
+from study.storage import SweepStorage
 
 REPORT_FILE = "report.html"
 GALLERY_SETTINGS = 6
@@ -272,6 +273,7 @@ def report_sweep(name: str, storage: str | Path = "runs", source: str = "parquet
     sweeps = [load_sweep(each, storage, source) for each in (name, *with_sweeps)]
     sweep = combine(sweeps)
     report = write_report(sweep, sweep_directory(storage, name) / REPORT_DIR, [each.name for each in sweeps])
+    SweepStorage(str(storage)).push(name)
     if log and sweep.tracking_uri and sweep.parent_run_id:
         log_report(report, sweep.tracking_uri, sweep.parent_run_id)
     return report

@@ -29,8 +29,8 @@ from study.layout import (
     STOPPED_BY_TAG,
     TRIAL_TAG,
     read_state,
-    sweep_directory,
 )
+from study.storage import SweepStorage
 from trainables.config import flatten
 from trainables.health import STOP_REASONS
 from trainables.train import VIEW_STATS_FILE
@@ -167,7 +167,7 @@ def read_mlflow(tracking_uri: str, experiment_id: str, parent_run_id: str, name:
 def load_sweep(name: str, storage: str | Path = "runs", source: str = "parquet") -> SweepData:
     """A stored sweep (``storage/name``) from its Parquet export or its MLflow runs."""
     check_choice("source", source, SOURCES)
-    directory = sweep_directory(storage, name)
+    directory = SweepStorage(str(storage)).pull(name)
     state = read_state(directory)
     tracking_uri = state["config"]["tracking_uri"]
     max_epochs = int(state.get("epochs") or _planned_epochs(state))

@@ -199,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="finish an interrupted sweep")
     resume.add_argument("name")
     resume.add_argument("--storage", default="runs")
+    resume.add_argument("--address", help="Ray cluster to finish it on (default: RAY_ADDRESS, else the sweep's own)")
     listing = commands.add_parser("ls", help="sweeps with their status and best result")
     listing.add_argument("--storage", default="runs")
     listing.add_argument("--repair", action="store_true", help="close the runs of sweeps whose driver died (left RUNNING by a hard kill)")
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "resume":
             from study.sweep import resume_study
 
-            print_result(resume_study(args.name, args.storage))
+            print_result(resume_study(args.name, args.storage, args.address))
             return 0
         if args.command == "demo":
             from study.config import StudyConfig, default_name

@@ -27,14 +27,15 @@ ROLE_TAG = "study.role"
 STOPPED_BY_TAG = "study.stopped_by"  # asha, diverged or collapsed
 STOP_REASON_TAG = "study.stop_reason"
 ERROR_TAG = "study.error"
+NODES_TAG = "study.nodes"  # the Ray node IDs a trial's workers ran on
 
 
 def sweep_directory(storage: str | Path, name: str) -> Path:
-    root = Path(storage).resolve()
-    directory = (root / name).resolve()
-    if directory.parent != root:
-        raise ConfigError("name", name, f"a plain name inside the storage root {root}")
-    return directory
+    """Sweep ``name``'s folder on this machine (for object storage, its local mirror:
+    :mod:`study.storage`)."""
+    from study.storage import SweepStorage
+
+    return SweepStorage(str(storage)).directory(name)
 
 
 def write_state(directory: Path, state: dict[str, Any]) -> None:

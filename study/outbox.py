@@ -126,7 +126,7 @@ def _checkpoint_artifacts(writer: Writer, operation: dict[str, Any]) -> None:
 
     run_id = writer.run_id(operation)
     if not _finished(writer, run_id):
-        log_checkpoint_artifacts(writer.client, run_id, operation["checkpoint"], operation["backbone"])
+        log_checkpoint_artifacts(writer.client, run_id, operation["checkpoint"], operation["backbone"], operation.get("storage"))
 
 
 def _close(writer: Writer, operation: dict[str, Any]) -> None:

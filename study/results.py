@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from study.search import stop_reason_of, stopped_early
 from trainables.health import reason_kind
+from trainables.ray_trainable import NODES_KEY
 
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
@@ -49,6 +50,12 @@ class TrialRecord:
     def stop_reason(self) -> str | None:
         return stop_reason_of(self.history[-1]) if self.history else None
 
+    @property
+    def nodes(self) -> str | None:
+        """The Ray nodes the trial's workers ran on, in order of first use, comma-joined."""
+        seen = dict.fromkeys(node for row in self.history for node in str(row.get(NODES_KEY) or "").split(",") if node)
+        return ",".join(seen) or None
+
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
@@ -72,6 +79,7 @@ def trials_table(records: Iterable[TrialRecord], max_epochs: int) -> pa.Table:
         "mlflow_run_id": pa.array([r.run_id for r in records], pa.string()),
         "error": pa.array([r.error for r in records], pa.string()),
         "stop_reason": pa.array([r.stop_reason for r in records], pa.string()),
+        NODES_KEY: pa.array([r.nodes for r in records], pa.string()),
         "config_json": pa.array([json.dumps(r.config, sort_keys=True) for r in records], pa.string()),
     }
     for key in keys:
@@ -98,6 +106,7 @@ def epochs_table(records: Iterable[TrialRecord]) -> pa.Table:
     for metric in EPOCH_COLUMNS:
         values = [_number(row.get(metric)) for _, row in rows]
         columns[metric] = pa.array([None if v is None else int(v) for v in values], pa.int64()) if metric == "epoch" else pa.array(values, pa.float64())
+    columns[NODES_KEY] = pa.array([row.get(NODES_KEY) if isinstance(row.get(NODES_KEY), str) else None for _, row in rows], pa.string())
     return pa.table(columns)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,9 @@ import ray
 from mlflow.entities import RunStatus
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from study.cluster import check_cluster, cluster_address, connect
 from study.config import METRIC, MODE, StudyConfig, StudyPlan, plan, with_gpus
 from study.layout import (
     RESULTS_DIR,
@@ -27,7 +28,6 @@ from study.layout import (
     driver_alive,
     optuna_storage,
     read_state,
-    sweep_directory,
     this_driver,
     write_state,
 )
@@ -44,6 +44,7 @@ from study.results import (
     write_tables,
 )
 from study.search import StudySearch
+from study.storage import SweepStorage
 from study.tracking import (
     MlflowTrialCallback,
     Tracking,
@@ -92,18 +93,6 @@ def check_gpus(config: StudyConfig, study_plan: StudyPlan, available: float) -> 
     return config
 
 
-def _ensure_ray(address: str | None) -> bool:
-    """Connect to ``address`` (or RAY_ADDRESS), else start local Ray. True if we started it."""
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
-        return False
-    ray.init(include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False)
-    return True
-
-
 def _concurrency(config: StudyConfig) -> int:
     if config.max_concurrent_trials is not None:
         return config.max_concurrent_trials
@@ -115,7 +104,16 @@ def _concurrency(config: StudyConfig) -> int:
     return max(1, by_cpu)
 
 
-def _trainable(study_plan: StudyPlan, config: StudyConfig, directory: Path, tracking: Tracking, training: bool = True):
+def dataset_share() -> ray.actor.ActorHandle:
+    """The sweep's :class:`DatasetShare`, on the driver's node: it lives as long as the sweep,
+    whichever worker nodes come and go."""
+    if ray.util.client.ray.is_connected():  # Ray Client: this process is no node of the cluster
+        return DatasetShare.remote()
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    return DatasetShare.options(scheduling_strategy=here).remote()
+
+
+def _trainable(study_plan: StudyPlan, config: StudyConfig, storage: SweepStorage, tracking: Tracking, training: bool = True):
     """The trial function with its resources; ``training=False`` (reading results back) starts no actor."""
     spec = TrainerSpec(
         scaling=ScalingSpec(
@@ -123,16 +121,17 @@ def _trainable(study_plan: StudyPlan, config: StudyConfig, directory: Path, trac
             cpus_per_worker=config.cpus_per_worker,
             gpus_per_worker=(config.gpus_per_trial or 0.0) / config.workers_per_trial,
         ),
-        storage_path=str(directory / "train"),
+        storage_path=storage.remote(study_plan.name, "train"),
         checkpoints_to_keep=config.checkpoints_to_keep,
         max_failures=config.max_failures,
-        datasets=DatasetShare.remote() if training else None,
+        datasets=dataset_share() if training else None,
     )
     context = TrialContext(base_config=study_plan.base_config.to_dict(), trainer=spec, tracking=tracking)
     return tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY})
 
 
-def _tuner(study_plan: StudyPlan, config: StudyConfig, directory: Path, tracking: Tracking, outbox: Outbox) -> tune.Tuner:
+def _tuner(study_plan: StudyPlan, config: StudyConfig, storage: SweepStorage, tracking: Tracking, outbox: Outbox) -> tune.Tuner:
+    directory = storage.directory(study_plan.name)
     searcher = StudySearch(
         study_plan.define,
         max_epochs=study_plan.epochs,
@@ -150,7 +149,7 @@ def _tuner(study_plan: StudyPlan, config: StudyConfig, directory: Path, tracking
         max_t=study_plan.epochs,
     )
     return tune.Tuner(
-        _trainable(study_plan, config, directory, tracking),
+        _trainable(study_plan, config, storage, tracking),
         tune_config=tune.TuneConfig(
             metric=METRIC,
             mode=MODE,
@@ -161,9 +160,13 @@ def _tuner(study_plan: StudyPlan, config: StudyConfig, directory: Path, tracking
         ),
         run_config=tune.RunConfig(
             name=study_plan.name,
-            storage_path=str(directory.parent),
+            storage_path=storage.tune_root,
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
-            callbacks=[MlflowTrialCallback(outbox, study_plan.epochs, study_plan.base_config.to_dict()), TimelineCallback()],
+            callbacks=[
+                MlflowTrialCallback(outbox, study_plan.epochs, study_plan.base_config.to_dict(), storage.location),
+                TimelineCallback(),
+                PushCallback(storage.location, study_plan.name),
+            ],
         ),
     )
 
@@ -213,12 +216,14 @@ def _finish(result_grid: Any, study_plan: StudyPlan, directory: Path, tracking: 
     )
 
 
-def _run(tuner_factory, study_plan: StudyPlan, directory: Path, tracking: Tracking, state: dict[str, Any], started_ray: bool) -> StudyResult:
+def _run(tuner_factory, study_plan: StudyPlan, storage: SweepStorage, tracking: Tracking, state: dict[str, Any], started_ray: bool) -> StudyResult:
     status = RunStatus.to_string(RunStatus.FAILED)
+    directory = storage.directory(study_plan.name)
     outbox = Outbox(tracking, directory)
     try:
         state.update(state=RUNNING, driver=this_driver())
         write_state(directory, state)
+        storage.push(study_plan.name)
         result_grid = tuner_factory(outbox).fit()
         result = _finish(result_grid, study_plan, directory, tracking, outbox)
         status = RunStatus.to_string(RunStatus.FINISHED)
@@ -236,6 +241,7 @@ def _run(tuner_factory, study_plan: StudyPlan, directory: Path, tracking: Tracki
         outbox.submit("close", status=status, keep_finished=False)
         state["pending_tracking_writes"] = len(outbox.pending)
         write_state(directory, state)
+        pushed(storage, study_plan.name)
         if state["pending_tracking_writes"]:
             logger.warning(
                 "MLflow did not answer: %d tracking writes are kept in %s (the Parquet results are complete); "
@@ -251,7 +257,9 @@ class Prepared:
 
     config: StudyConfig
     plan: StudyPlan
+    storage: SweepStorage
     directory: Path
+    exists: bool
     tracking_uri: str
     local: bool
 
@@ -282,6 +290,9 @@ def with_data_root(config: StudyConfig) -> StudyConfig:
 def check_existing(directory: Path, config: StudyConfig, name: str) -> None:
     """A taken sweep name is refused unless the config says to resume or overwrite that sweep;
     neither is allowed while the sweep's driver is alive."""
+    if config.if_exists == "overwrite" and SweepStorage(config.storage).is_uri:
+        raise ConfigError("if_exists", "overwrite", f"refuse or resume with object storage ({config.storage}): sweep {name} is "
+                                                    "kept there; choose another --name")
     if config.if_exists == "refuse":
         raise ConfigError("name", name, f"a new sweep name: {directory} exists (resume it with `study resume {name}` or "
                                         "`study run ... --resume`, or replace it with --overwrite)")
@@ -305,31 +316,34 @@ def prepare_study(config: StudyConfig) -> Prepared:
     """Every check that needs no cluster: the configs, the name, the data, the tracking store,
     and on a local run the GPUs. Raises ConfigError; starts and writes nothing."""
     study_plan = plan(config)
-    directory = sweep_directory(config.storage, study_plan.name)
-    if directory.exists():
-        check_existing(directory, config, study_plan.name)
+    storage = SweepStorage(config.storage)
+    directory = storage.directory(study_plan.name)
+    exists = storage.exists(study_plan.name)
+    if exists:
+        check_existing(storage.pull(study_plan.name), config, study_plan.name)
     tracking_uri = check_tracking_store(resolve_tracking_uri(config.tracking_uri))
     config = with_data_root(config)
-    local = not (config.address or os.environ.get("RAY_ADDRESS")) and not ray.is_initialized()
+    local = not cluster_address(config.address) and not ray.is_initialized()
     if local:
         config = check_gpus(config, study_plan, local_gpus())
-    return Prepared(config, plan(config), directory, tracking_uri, local)
+    return Prepared(config, plan(config), storage, directory, exists, tracking_uri, local)
 
 
 def run_study(config: StudyConfig) -> StudyResult:
     """Run a sweep. Everything is validated before Ray starts; an existing name is refused,
     resumed or overwritten as ``config.if_exists`` says."""
     prepared = prepare_study(config)
-    config, study_plan, directory, tracking_uri, local = (
-        prepared.config, prepared.plan, prepared.directory, prepared.tracking_uri, prepared.local,
+    config, study_plan, storage, directory, tracking_uri, local = (
+        prepared.config, prepared.plan, prepared.storage, prepared.directory, prepared.tracking_uri, prepared.local,
     )
-    if directory.exists():
-        if config.if_exists == "resume":
-            return resume_study(study_plan.name, config.storage)
+    if prepared.exists and config.if_exists == "resume":
+        return resume_study(study_plan.name, config.storage, config.address)
+    if directory.exists():  # overwritten, or a URI's stale mirror: kept aside
         set_aside(directory)
-    started_ray = _ensure_ray(config.address)
+    started_ray = connect(config.address)
     try:
         if not local:
+            check_cluster(storage.shared_folder, study_plan.base_config.data.root, tracking_uri, study_plan.name)
             config = check_gpus(config, study_plan, ray.cluster_resources().get("GPU", 0))
         directory.mkdir(parents=True)
         tracking = start_sweep(tracking_uri, study_plan.name, study_plan.name, {
@@ -349,42 +363,52 @@ def run_study(config: StudyConfig) -> StudyResult:
         "description": study_plan.description,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    return _run(lambda outbox: _tuner(study_plan, config, directory, tracking, outbox), study_plan, directory, tracking, state, started_ray)
+    return _run(lambda outbox: _tuner(study_plan, config, storage, tracking, outbox), study_plan, storage, tracking, state, started_ray)
 
 
-def _stored(name: str, storage: str | Path) -> tuple[Path, dict[str, Any], StudyConfig, StudyPlan, Tracking]:
-    directory = sweep_directory(storage, name)
+def _stored(name: str, storage: str | Path) -> tuple[SweepStorage, Path, dict[str, Any], StudyConfig, StudyPlan, Tracking]:
+    """A stored sweep (pulled into this machine's mirror first, for object storage)."""
+    location = SweepStorage(str(storage))
+    directory = location.pull(name)
     state = read_state(directory)
     config = StudyConfig.from_dict(state["config"])
     tracking = Tracking(config.tracking_uri, state["tracking"]["experiment_id"], state["tracking"]["parent_run_id"], name)
-    return directory, state, config, plan(config), tracking
+    return location, directory, state, config, plan(config), tracking
 
 
-def resume_study(name: str, storage: str | Path = "runs") -> StudyResult:
+def resume_study(name: str, storage: str | Path = "runs", address: str | None = None) -> StudyResult:
     """Finish an interrupted sweep with ``Tuner.restore``: finished trials are kept, unfinished
-    ones continue from their checkpoints and the searcher's state is restored."""
-    directory = sweep_directory(storage, name)
-    if driver_alive(read_state(directory).get("driver")) and read_state(directory).get("state") == RUNNING:
+    ones continue from their checkpoints and the searcher's state is restored. ``address``
+    (else ``RAY_ADDRESS``, else the sweep's own) is the cluster to finish it on."""
+    location, directory, state, config, study_plan, tracking = _stored(name, storage)
+    if state.get("state") == RUNNING and driver_alive(state.get("driver")):
         raise ConfigError("name", name, "a sweep that is not running (its driver is alive)")
-    check_tracking_store(read_state(directory)["config"]["tracking_uri"])
-    repair_study(directory)
-    directory, state, config, study_plan, tracking = _stored(name, storage)
-    started_ray = _ensure_ray(config.address)
+    check_tracking_store(tracking.tracking_uri)
+    if repair_study(directory):
+        state = read_state(directory)
+    started_ray = connect(cluster_address(address) or config.address)
+    try:
+        check_cluster(location.shared_folder, study_plan.base_config.data.root, tracking.tracking_uri, name)
+    except BaseException:
+        if started_ray:
+            ray.shutdown()
+        raise
     tracking.client().update_run(tracking.parent_run_id, status="RUNNING")
 
     def restore(outbox: Outbox) -> tune.Tuner:
         # the restored Tuner keeps its pickled callback, whose outbox shares this one's journal
         return tune.Tuner.restore(
-            str(directory), trainable=_trainable(study_plan, config, directory, tracking), resume_unfinished=True, resume_errored=True
+            location.remote(name), trainable=_trainable(study_plan, config, location, tracking),
+            resume_unfinished=True, resume_errored=True,
         )
 
-    return _run(restore, study_plan, directory, tracking, state, started_ray)
+    return _run(restore, study_plan, location, tracking, state, started_ray)
 
 
 def sync_study(name: str, storage: str | Path = "runs") -> int:
     """Replay the tracking writes a sweep kept while MLflow did not answer; returns how many
     are still kept (0 once MLflow has them all)."""
-    directory, state, _, _, tracking = _stored(name, storage)
+    location, directory, state, _, _, tracking = _stored(name, storage)
     check_tracking_store(tracking.tracking_uri)
     outbox = Outbox(tracking, directory)
     outbox.flush(force=True)
@@ -393,15 +417,43 @@ def sync_study(name: str, storage: str | Path = "runs") -> int:
     trials_path = directory / RESULTS_DIR / TRIALS_FILE
     if not state["pending_tracking_writes"] and trials_path.is_file():
         fill_run_ids(trials_path, tracking.trial_run_ids())
+    location.push(name)
     return state["pending_tracking_writes"]
 
 
 def export_study(name: str, storage: str | Path = "runs") -> tuple[Path, Path]:
     """Rewrite a sweep's Parquet tables from its Tune experiment state."""
-    directory, _, config, study_plan, tracking = _stored(name, storage)
-    result_grid = tune.Tuner.restore(str(directory), trainable=_trainable(study_plan, config, directory, tracking, training=False)).get_results()
+    location, directory, _, config, study_plan, tracking = _stored(name, storage)
+    trainable = _trainable(study_plan, config, location, tracking, training=False)
+    result_grid = tune.Tuner.restore(location.remote(name), trainable=trainable).get_results()
     records = complete_records(records_from_results(result_grid, study_plan.base_config, tracking.trial_run_ids()), tracking)
-    return write_tables(records, study_plan.epochs, directory / RESULTS_DIR)
+    paths = write_tables(records, study_plan.epochs, directory / RESULTS_DIR)
+    location.push(name)
+    return paths
+
+
+def pushed(storage: SweepStorage, name: str) -> None:
+    """Push the driver's files to object storage; a failure is a warning (the mirror keeps them)."""
+    try:
+        storage.push(name)
+    except OSError as error:
+        logger.warning("could not copy sweep %s's files to %s (%s): they are kept in %s; the next push retries",
+                       name, storage.location, error, storage.directory(name))
+
+
+class PushCallback(tune.Callback):
+    """Pushes the driver's files (study state, Optuna RDB, outbox) to object storage whenever a
+    trial ends, so that another machine can resume the sweep from there."""
+
+    def __init__(self, location: str, name: str) -> None:
+        self.storage = SweepStorage(location)
+        self.name = name
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self.storage.is_uri:
+            pushed(self.storage, self.name)
+
+    on_trial_error = on_trial_complete
 
 
 def repair_study(directory: Path) -> int:
@@ -426,10 +478,13 @@ def repair_study(directory: Path) -> int:
 
 
 def list_studies(storage: str | Path = "runs", repair: bool = False) -> list[dict[str, Any]]:
-    root = Path(storage).resolve()
+    location = SweepStorage(str(storage))
     rows = []
-    for path in sorted(root.glob(f"*/{STATE_FILE}")):
+    for name in location.names():
+        path = location.pull(name) / STATE_FILE
         repaired = repair_study(path.parent) if repair else 0
+        if repaired:
+            location.push(name)
         state = json.loads(path.read_text())
         trials_path = path.parent / RESULTS_DIR / TRIALS_FILE
         rows.append({

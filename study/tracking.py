@@ -26,6 +26,7 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
 from study.layout import (  # noqa: F401 (re-exported)
     ERROR_TAG,
+    NODES_TAG,
     ROLE_TAG,
     STOP_REASON_TAG,
     STOPPED_BY_TAG,
@@ -38,6 +39,7 @@ from study.outbox import Outbox
 from study.search import stop_reason_of, stopped_early
 from trainables.config import TrainConfig, flatten
 from trainables.health import reason_kind
+from trainables.ray_trainable import NODES_KEY
 from trainables.train import CHECKPOINT_FILE, VIEW_STATS_FILE
 from trainables.validation import ConfigError
 
@@ -181,13 +183,18 @@ def backbone_state(checkpoint_dir: Path) -> dict[str, Any]:
     return {key[len(BACKBONE_PREFIX):]: value for key, value in state.items() if key.startswith(BACKBONE_PREFIX)}
 
 
-def log_checkpoint_artifacts(client: MlflowClient, run_id: str, checkpoint_path: str, backbone: bool) -> None:
+def log_checkpoint_artifacts(client: MlflowClient, run_id: str, checkpoint_path: str, backbone: bool, storage: str | None = None) -> None:
     """Log a checkpoint's realised-view histograms (``view_stats.json``) and, if ``backbone``,
-    its backbone weights as ``backbone.pt``."""
+    its backbone weights as ``backbone.pt``. ``checkpoint_path`` is a path in the filesystem of
+    the sweep's ``storage`` (downloaded first from object storage)."""
     import torch
     from ray.train import Checkpoint
 
-    with Checkpoint(checkpoint_path).as_directory() as directory, tempfile.TemporaryDirectory() as scratch:
+    from study.storage import SweepStorage
+
+    filesystem = SweepStorage(storage).filesystem()[0] if storage and SweepStorage(storage).is_uri else None
+    checkpoint = Checkpoint(checkpoint_path, filesystem=filesystem)
+    with checkpoint.as_directory() as directory, tempfile.TemporaryDirectory() as scratch:
         view_stats = Path(directory) / VIEW_STATS_FILE
         if view_stats.is_file():
             client.log_artifact(run_id, str(view_stats))
@@ -209,10 +216,12 @@ class MlflowTrialCallback(Callback):
     written through the sweep's :class:`~study.outbox.Outbox` so that a tracking server that
     drops out never stops the sweep."""
 
-    def __init__(self, outbox: Outbox, max_epochs: int, base_config: dict[str, Any]) -> None:
+    def __init__(self, outbox: Outbox, max_epochs: int, base_config: dict[str, Any], storage: str | None = None) -> None:
         self.outbox = outbox
         self.max_epochs = max_epochs
         self.base_config = base_config
+        self.storage = storage
+        self.nodes: dict[str, list[str]] = {}
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         step = int(result.get("epoch", result.get("training_iteration", 0)))
@@ -221,6 +230,15 @@ class MlflowTrialCallback(Callback):
             "metrics", trial=trial.trial_id, name=str(trial), step=step, once_by=EVERY_EPOCH_METRIC,
             metrics=metrics, timestamp=int(time.time() * 1000),
         )
+        self._tag_nodes(trial, str(result.get(NODES_KEY) or ""))
+
+    def _tag_nodes(self, trial: Any, reported: str) -> None:
+        """``study.nodes``: every Ray node the trial's workers ran on, updated when it moves."""
+        seen = self.nodes.setdefault(trial.trial_id, [])
+        new = [node for node in reported.split(",") if node and node not in seen]
+        if new:
+            seen.extend(new)
+            self.outbox.submit("log", trial=trial.trial_id, name=str(trial), tags={NODES_TAG: ",".join(seen)})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         reason = stop_reason_of(trial.last_result)
@@ -230,7 +248,7 @@ class MlflowTrialCallback(Callback):
         if checkpoint_path:
             self.outbox.submit(
                 "checkpoint_artifacts", trial=trial.trial_id, name=str(trial), checkpoint=checkpoint_path,
-                backbone=not stopped and reason is None,
+                backbone=not stopped and reason is None, storage=self.storage,
             )
         if reason is not None:
             status, tags = RunStatus.FAILED, {STOPPED_BY_TAG: reason_kind(reason), STOP_REASON_TAG: reason}

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import ray
 import yaml
 from mlflow.entities import RunTag
 from ray import tune
@@ -81,6 +83,42 @@ def run_trial(overrides: dict[str, Any], context: TrialContext) -> None:
             logging_start.add_done_callback(warn_on_error)
         mark("trial.tracked")
         trainer.fit()
+        await_relayed_results()
+
+
+RELAY_SETTLE_S = 2.0
+RELAY_LIMIT_S = 120.0
+
+
+def await_relayed_results(settle_s: float = RELAY_SETTLE_S, limit_s: float = RELAY_LIMIT_S) -> None:
+    """Return once Tune has taken every result ``TuneReportCallback`` relayed, or Tune stops the trial.
+
+    Train's controller relays each epoch through a queue that the Tune trial's main thread
+    drains, and ``fit()`` can return before the last epoch is drained. If the trial function
+    then returned at once, Ray would queue its end-of-function marker in the one-slot result
+    queue while the main thread still holds that epoch, and the main thread would block forever
+    putting it there (a trial stuck RUNNING, seen in this project's CI). So wait until both
+    queues have been empty for ``settle_s``."""
+    from ray.train._internal.session import get_session
+
+    session = get_session()
+    relay = getattr(session, "_inter_actor_queue", None) if session is not None else None
+    if relay is None:
+        return
+    deadline = time.monotonic() + limit_s
+    quiet_since = None
+    while time.monotonic() < deadline and not session.stop_event.is_set():
+        try:
+            drained = relay.empty() and session.result_queue.empty()
+        except ray.exceptions.RayError:  # the relay's queue actor is gone: nothing left to take
+            return
+        if drained:
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= settle_s:
+                return
+        else:
+            quiet_since = None
+        time.sleep(0.05)
 
 
 def warn_on_error(done: Future) -> None:
@@ -88,21 +126,31 @@ def warn_on_error(done: Future) -> None:
         logger.warning("logging the start of a trial to MLflow failed; training goes on", exc_info=done.exception())
 
 
-def tracked(write: Callable[[], T], trial_id: str) -> T | None:
-    """``write()``, or None with a warning when MLflow does not answer: training goes on, and the
-    sweep driver logs the trial's params, metrics and status once MLflow is back."""
-    try:
-        with quick_failing():
-            return write()
-    except Exception as error:
-        if not unavailable(error):
-            raise
-        logger.warning(
-            "MLflow did not answer at the start of trial %s (%s): training goes on; the sweep driver logs its "
-            "params, metrics and status once MLflow is back (its config.yaml and view_pairs.png are not logged)",
-            trial_id, str(error)[:200],
-        )
-        return None
+START_ATTEMPTS = 3
+START_RETRY_S = 3.0
+
+
+def tracked(write: Callable[[], T], trial_id: str, attempts: int = START_ATTEMPTS) -> T | None:
+    """``write()`` (idempotent), tried ``attempts`` times a few seconds apart while MLflow does not
+    answer (a busy server times out); then None with a warning: training goes on, and the sweep
+    driver logs the trial's params, metrics and status once MLflow is back."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with quick_failing():
+                return write()
+        except Exception as error:
+            if not unavailable(error):
+                raise
+            if attempt < attempts:
+                time.sleep(START_RETRY_S)
+                continue
+            text = str(error)
+            logger.warning(
+                "MLflow did not answer at the start of trial %s after %d attempts (%s): training goes on; the sweep driver "
+                "logs its params, metrics and status once MLflow is back (its config.yaml and view_pairs.png are not logged)",
+                trial_id, attempts, text if len(text) <= 400 else f"{text[:150]} ... {text[-250:]}",
+            )
+    return None
 
 
 class TimelineCallback(Callback):

@@ -224,8 +224,13 @@ def start(tracking_uri: str, port: int) -> Server:
     does not (or on Ctrl-C while waiting)."""
     check_port(port)
     uri = store_uri(tracking_uri)
-    process, output = launch(server_command(uri, port))
-    server = Server(f"http://{HOST}:{port}", uri, process, output)
+    return start_command(server_command(uri, port), f"http://{HOST}:{port}", uri)
+
+
+def start_command(command: list[str], url: str, tracking_uri: str) -> Server:
+    """Run a server ``command`` and wait until ``url`` answers; stopped again if it does not."""
+    process, output = launch(command)
+    server = Server(url, tracking_uri, process, output)
     try:
         wait_until_ready(server)
     except BaseException:

@@ -34,3 +34,12 @@ def figure_sweeps(tmp_path_factory):
     from tests.real_sweeps import figure_sweeps as run
 
     return run(tmp_path_factory.mktemp("figure-sweeps"))
+
+
+@pytest.fixture
+def s3():
+    """A storage URI on a real S3 API served on 127.0.0.1 (see tests/s3.py)."""
+    from tests.s3 import s3_server
+
+    with s3_server() as uri:
+        yield uri

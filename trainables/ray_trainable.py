@@ -76,10 +76,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if torch.cuda.is_available() and config.device != "cpu":
         torch.cuda.set_device(ray.train.torch.get_device())
     is_chief = ray.train.get_context().get_world_rank() == 0
+    nodes = ",".join(worker_nodes())
 
     def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         checkpoint = Checkpoint.from_directory(checkpoint_dir) if is_chief and checkpoint_dir else None
-        ray.train.report(metrics, checkpoint=checkpoint)
+        ray.train.report({**metrics, NODES_KEY: nodes}, checkpoint=checkpoint)
 
     with tempfile.TemporaryDirectory(prefix="simsiam-") as workdir:
         checkpoint = ray.train.get_checkpoint()
@@ -89,6 +90,20 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as latest:
             resume_from = readable_checkpoint(resume_candidates(checkpoint, Path(latest)))
             train(config, report, resume_from=resume_from, workdir=workdir, load_dataset=load_dataset)
+
+
+NODES_KEY = "nodes"
+"""Reported with every epoch: the Ray node IDs of the trial's workers, rank order, comma-joined."""
+
+
+def worker_nodes() -> list[str]:
+    """The node ID of every worker of this Train run, by rank (one all-gather at start-up)."""
+    here = ray.get_runtime_context().get_node_id()
+    if ray.train.get_context().get_world_size() == 1 or not torch.distributed.is_initialized():
+        return [here]
+    nodes: list[str | None] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(nodes, here)
+    return [str(node) for node in nodes]
 
 
 @ray.remote(num_cpus=0)
@@ -126,15 +141,16 @@ def shared_loader(share: ray.actor.ActorHandle):
         key = f"{name}|{split}|{root}"
         try:
             found = ray.get(share.find.remote(key))
-        except ray.exceptions.RayActorError:  # the share is gone (a resumed sweep's old handle): load here
+            if not found:
+                dataset = get_dataset(name, root, split)
+                if not isinstance(dataset, TensorImageDataset):
+                    return dataset
+                found = ray.get(share.add.remote(key, (dataset.images.numpy(), dataset.labels.numpy(), dataset.classes)))
+            images, labels, classes = ray.get(found[0])
+        except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError):
+            # the share or its copy is gone (a resumed sweep's old handle, a lost node): load here
             logger.warning("the sweep's dataset share is unavailable; loading %s (%s) in this trial", name, split)
             return get_dataset(name, root, split)
-        if not found:
-            dataset = get_dataset(name, root, split)
-            if not isinstance(dataset, TensorImageDataset):
-                return dataset
-            found = ray.get(share.add.remote(key, (dataset.images.numpy(), dataset.labels.numpy(), dataset.classes)))
-        images, labels, classes = ray.get(found[0])
         with warnings.catch_warnings():  # the store's arrays are read-only; the training code never writes them
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             return TensorImageDataset(torch.from_numpy(images), torch.from_numpy(labels), tuple(classes))

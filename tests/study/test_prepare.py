@@ -78,9 +78,9 @@ def test_bundled_data_needs_no_root(tmp_path):
 def test_local_ray_serves_its_dashboard_on_loopback_only():
     import psutil
 
-    from study.sweep import _ensure_ray
+    from study.cluster import connect
 
-    assert _ensure_ray(None), "a local Ray was started"
+    assert connect(None), "a local Ray was started"
     try:
         host, _, port = ray._private.worker.get_dashboard_url().rpartition(":")
         assert host == "127.0.0.1"

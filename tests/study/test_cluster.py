@@ -1,0 +1,199 @@
+"""A sweep across a multi-node Ray cluster simulated on this machine: a head node without CPUs
+and three worker nodes of one CPU each (``ray.cluster_utils.Cluster``: separate raylets, object
+stores and resources, one GCS), a storage folder all of them share, and an MLflow tracking
+server on 127.0.0.1 that takes the artifacts itself (``--artifacts-destination``), as
+docs/cluster.md sets one up.
+
+While the sweep runs, the node training one of its trials is removed (its raylet and every
+process on it killed): the trial resumes from its last checkpoint on another node and
+finishes. A second sweep runs one trial whose two DDP workers span both nodes.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import ray
+from mlflow.tracking import MlflowClient
+from ray.cluster_utils import Cluster
+
+from study import StudyConfig, run_study
+from study.layout import NODES_TAG, TRIAL_TAG
+from study.ui import Server, start_command
+from tests.reliability.test_tracking_dropped import free_port, steps, trial_runs
+from trainables.validation import ConfigError
+
+EPOCHS = 5
+OVERLAPS = [0.3, 0.5, 0.7]
+REMOVE_AFTER_EPOCH = 2
+WORKER_NODES = 3  # two trials at a time, and a spare for the one whose node is removed
+NODE = {"num_cpus": 1, "object_store_memory": 200 * 1024**2}
+DATA = {"data.limit": 512, "data.eval_limit": 200}
+TIMEOUT_S = 600
+
+
+def tracking_server(root: Path) -> Server:
+    """``mlflow server`` as docs/cluster.md starts it: artifacts go through the server."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination", str(root / "mlflow-artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]
+    return start_command(command, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}")
+
+
+class RemoveNodeMidTrial(threading.Thread):
+    """Once a trial has logged epoch ``REMOVE_AFTER_EPOCH``, removes the node its worker runs on
+    (no graceful drain). (Nodes can only be added from the main thread, so the cluster starts
+    with a spare.)"""
+
+    def __init__(self, cluster: Cluster, tracking_uri: str) -> None:
+        super().__init__(daemon=True)
+        self.cluster = cluster
+        self.client = MlflowClient(tracking_uri)
+        self.removed: tuple[str, str] | None = None  # (trial id, node id)
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            deadline = time.monotonic() + TIMEOUT_S
+            while not self.stop.is_set() and time.monotonic() < deadline and self.removed is None:
+                for run in trial_runs(self.client):
+                    node_id = run.data.tags.get(NODES_TAG, "").split(",")[-1]
+                    if node_id and REMOVE_AFTER_EPOCH in steps(self.client, run.info.run_id):
+                        self.remove(run.data.tags[TRIAL_TAG], node_id)
+                        break
+                time.sleep(0.5)
+        except BaseException as error:  # surfaced by the test
+            self.error = error
+
+    def remove(self, trial_id: str, node_id: str) -> None:
+        node = next(node for node in self.cluster.worker_nodes if node.node_id == node_id)
+        self.cluster.remove_node(node, allow_graceful=False)
+        self.removed = (trial_id, node_id)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    assert not ray.is_initialized()
+    root = tmp_path_factory.mktemp("cluster")
+    server = tracking_server(root)
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "object_store_memory": NODE["object_store_memory"], "include_dashboard": True,
+                        "dashboard_host": "127.0.0.1"},
+    )
+    try:
+        for _ in range(WORKER_NODES):
+            cluster.add_node(**NODE)
+        cluster.wait_for_nodes()
+        yield {"cluster": cluster, "root": root, "server": server}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        server.stop()
+
+
+def sweep_config(root: Path, server: Server, cluster: Cluster, name: str, **fields) -> StudyConfig:
+    return StudyConfig(**{
+        "space": "overlap", "grid": True, "epochs": EPOCHS, "grace_period": EPOCHS, "max_concurrent_trials": 2,
+        "max_failures": 2, "overrides": dict(DATA), "name": name, "storage": str(root / "shared-runs"),
+        "tracking_uri": server.tracking_uri, "address": cluster.address, **fields,
+    })
+
+
+@pytest.fixture(scope="module")
+def moved(cluster):
+    """A 3-trial grid whose running trial loses its node after epoch 2."""
+    remover = RemoveNodeMidTrial(cluster["cluster"], cluster["server"].tracking_uri)
+    remover.start()
+    try:
+        result = run_study(sweep_config(
+            cluster["root"], cluster["server"], cluster["cluster"], "across-nodes",
+            grid_only={"views.params.overlap": OVERLAPS},
+        ))
+    finally:
+        remover.stop.set()
+        remover.join()
+    assert remover.error is None, remover.error
+    assert not ray.is_initialized(), "the driver disconnected from the cluster"
+    return {"result": result, "removed": remover.removed, "client": MlflowClient(cluster["server"].tracking_uri)}
+
+
+def test_trials_ran_on_more_than_one_node(moved):
+    trials = pq.read_table(moved["result"].trials_path).to_pylist()
+    assert sorted(row["status"] for row in trials) == ["FINISHED"] * len(OVERLAPS)
+    nodes = {node for row in trials for node in row["nodes"].split(",")}
+    assert len(nodes) >= 2, nodes
+
+
+def test_a_trial_resumed_on_another_node_after_its_node_was_removed(moved):
+    assert moved["removed"] is not None, "a node was removed while a trial ran on it"
+    trial_id, removed_node = moved["removed"]
+    trial = next(row for row in pq.read_table(moved["result"].trials_path).to_pylist() if row["trial_id"] == trial_id)
+    assert trial["status"] == "FINISHED" and trial["epochs_run"] == EPOCHS
+    ran_on = trial["nodes"].split(",")
+    assert ran_on[0] == removed_node and len(ran_on) >= 2, ran_on
+    epochs = [row for row in pq.read_table(moved["result"].epochs_path).to_pylist() if row["trial_id"] == trial_id]
+    assert [row["epoch"] for row in epochs] == list(range(1, EPOCHS + 1)), "each epoch once, none lost"
+    assert epochs[-1]["nodes"] != removed_node, "the last epochs ran on another node"
+    assert epochs[0]["nodes"] == removed_node
+
+
+def test_every_trials_metrics_and_artifacts_reached_the_server(moved):
+    client = moved["client"]
+    runs = trial_runs(client)
+    assert len(runs) == len(OVERLAPS)
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert steps(client, run.info.run_id, "knn_top1") == list(range(1, EPOCHS + 1)), "every epoch exactly once"
+        assert run.data.tags[NODES_TAG]
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:"), "artifacts went through the server"
+        artifacts = {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
+        assert {"config.yaml", "view_pairs.png", "view_stats.json", "backbone.pt"} <= artifacts, artifacts
+        downloaded = Path(client.download_artifacts(run.info.run_id, "config.yaml"))
+        assert "overlap" in downloaded.read_text()
+
+
+def test_one_trials_ddp_workers_span_two_nodes(cluster, moved):
+    result = run_study(sweep_config(
+        cluster["root"], cluster["server"], cluster["cluster"], "ddp-across-nodes", grid_only={"views.params.overlap": [0.5]},
+        workers_per_trial=2, epochs=2, grace_period=2,
+    ))
+    (trial,) = pq.read_table(result.trials_path).to_pylist()
+    assert trial["status"] == "FINISHED"
+    assert len(set(trial["nodes"].split(","))) == 2, trial["nodes"]
+
+
+def test_a_store_on_the_drivers_disk_is_refused_on_a_cluster(cluster, moved, tmp_path):
+    config = sweep_config(tmp_path, cluster["server"], cluster["cluster"], "refused")
+    local_store = StudyConfig.from_dict({**config.to_dict(), "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    with pytest.raises(ConfigError, match="tracking_uri=.*an MLflow tracking server every node reaches"):
+        run_study(local_store)
+    assert not (tmp_path / "shared-runs" / "refused").exists()
+    assert not ray.is_initialized()
+
+
+def test_artifacts_kept_on_one_machines_disk_are_refused_on_a_cluster(cluster, moved, tmp_path):
+    MlflowClient(cluster["server"].tracking_uri).create_experiment("file-artifacts", artifact_location=(tmp_path / "a").as_uri())
+    config = sweep_config(tmp_path, cluster["server"], cluster["cluster"], "file-artifacts")
+    with pytest.raises(ConfigError, match="tracking_uri=.*stores them in file:"):
+        run_study(config)
+    assert not (tmp_path / "shared-runs" / "file-artifacts").exists()
+    assert not ray.is_initialized()
+
+
+def test_the_address_flag_wins_over_ray_address(monkeypatch):
+    from study.cluster import cluster_address
+
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert cluster_address("auto") == "auto"
+    assert cluster_address(None) == "10.0.0.1:6379"
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert cluster_address(None) is None
