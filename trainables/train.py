@@ -367,10 +367,12 @@ def train(
 
     history: list[Metrics] = []
     realised = ViewHistograms.load(resume_from)
-    if resume_from is not None and first_epoch >= config.epochs and report is not None:
-        saved = Path(resume_from) / METRICS_FILE
-        if saved.is_file():  # a finished run restarted (a sweep resumed from an older state): report its end again
-            report(json.loads(saved.read_text()), Path(resume_from))
+    if resume_from is not None and report is not None and (Path(resume_from) / METRICS_FILE).is_file():
+        # Report the checkpoint's epoch again: its first report may have been lost with a driver or
+        # node that died after the checkpoint was written (consumers keep each epoch once). A
+        # finished run restarted (a sweep resumed from an older state) reports its end this way.
+        finished = first_epoch >= config.epochs
+        report(json.loads((Path(resume_from) / METRICS_FILE).read_text()), Path(resume_from) if finished else None)
     previous: Path | None = None
     for epoch in range(first_epoch, config.epochs):
         mark("epoch.start", epoch=epoch + 1)

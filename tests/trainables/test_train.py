@@ -28,7 +28,7 @@ class Recorder:
         self.reports = []
 
     def __call__(self, metrics, checkpoint):
-        assert (checkpoint / "checkpoint.pt").is_file()
+        assert checkpoint is None or (checkpoint / "checkpoint.pt").is_file()
         self.reports.append((dict(metrics), checkpoint))
 
 
@@ -78,6 +78,9 @@ def test_resume_continues_exactly_where_the_checkpoint_left_off(tmp_path):
     recorder = Recorder()
     resumed = train(config, recorder, resume_from=tmp_path / "crashed" / "epoch_0002", workdir=tmp_path / "resumed")
     assert [metrics["epoch"] for metrics in resumed] == [3]
+    assert [(metrics["epoch"], checkpoint is None) for metrics, checkpoint in recorder.reports] == [(2, True), (3, False)], (
+        "the checkpoint's epoch is reported again first (its report may have been lost), without a new checkpoint"
+    )
     assert resumed[0]["loss"] == pytest.approx(uninterrupted[2]["loss"], rel=1e-4)
     assert resumed[0]["knn_top1"] == pytest.approx(uninterrupted[2]["knn_top1"], abs=0.01)
     full_counts = ViewHistograms.load(tmp_path / "full" / "epoch_0003")
