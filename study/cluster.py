@@ -11,9 +11,12 @@ restarted on another node resumes from the checkpoints its first node wrote.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,11 @@ AUTH_HINT = (
     "RAY_AUTH_TOKEN=... or RAY_AUTH_TOKEN_PATH=<file>), or run driver and cluster with the same RAY_AUTH_MODE"
 )
 CONNECT_TIMEOUT_S = 10
-AUTH_REFUSAL = "InvalidAuthToken"  # the GCS's status when a token is missing or wrong
+AUTH_REFUSALS = (
+    "InvalidAuthToken",  # the GCS's status when a token is missing or wrong
+    "Invalid or missing authentication token",  # the Ray Client server's, which Ray Client only logs at debug level
+)
+CLIENT_LOGGER = "ray.util.client.worker"
 CLIENT_PREFIX = "ray://"  # Ray Client: Tune then runs the sweep's driver loop on the cluster's head node
 SERVER_SCHEMES = ("http://", "https://", "databricks")
 LOOK_TIMEOUT_S = 120
@@ -57,13 +64,15 @@ def connect(address: str | None) -> bool:
     if unreachable is not None:
         raise ConfigError("address", address, f"the address of a running Ray cluster: `ray start --head` prints it, `auto` finds one "
                                               f"started on this machine, ray://host:10001 reaches its client server ({unreachable})")
+    client_log: list[str] = []
     try:
-        ray.init(address=address, **({} if address.startswith(CLIENT_PREFIX) else {"configure_logging": False}))
+        with _recorded(CLIENT_LOGGER, client_log):
+            ray.init(address=address, **({} if address.startswith(CLIENT_PREFIX) else {"configure_logging": False}))
         return True
     except ray.exceptions.AuthenticationError as error:
         raise ConfigError("address", address, f"a Ray cluster that accepts this driver's token ({error.message}). {AUTH_HINT}") from error
     except (ConnectionError, RuntimeError) as error:
-        refused = _auth_refusal(error)
+        refused = _auth_refusal(error, client_log)
         if refused is not None:
             raise ConfigError("address", address, f"a Ray cluster that accepts this driver's token ({refused}). {AUTH_HINT}") from error
         if not isinstance(error, ConnectionError):
@@ -85,15 +94,45 @@ def _unreachable(address: str) -> str | None:
         return f"nothing answers at {host}:{port}: {error}"
 
 
-def _auth_refusal(error: BaseException) -> str | None:
+def _auth_refusal(error: BaseException, client_log: list[str]) -> str | None:
     """The cluster's refusal of this driver's token, from anywhere in ``error``'s causes (Ray
-    wraps the GCS's InvalidAuthToken in a RuntimeError, then in a ConnectionError)."""
+    wraps the GCS's InvalidAuthToken in a RuntimeError, then in a ConnectionError) or in what
+    Ray Client logged while it tried (it reports only "ray client connection timeout")."""
+    lines = list(client_log)
     while error is not None:
-        for line in str(error).splitlines():
-            if AUTH_REFUSAL in line:
-                return line.strip()[:300]
+        lines += str(error).splitlines()
         error = error.__cause__ or error.__context__
-    return None
+    return next((line.strip()[:300] for line in lines if any(refusal in line for refusal in AUTH_REFUSALS)), None)
+
+
+class _Tap(logging.Filter):
+    """Records every message of a logger, debug level included, and lets through only what the
+    logger's own level let through before."""
+
+    def __init__(self, records: list[str], level: int) -> None:
+        super().__init__()
+        self.records = records
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record.getMessage())
+        return record.levelno >= self.level
+
+
+@contextmanager
+def _recorded(logger_name: str, records: list[str]) -> Iterator[None]:
+    """Append everything ``logger_name`` logs, debug level included, to ``records``; what its
+    handlers and its ancestors' handlers see is unchanged."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    tap = _Tap(records, logger.getEffectiveLevel())
+    logger.addFilter(tap)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        logger.removeFilter(tap)
 
 
 def _first_line(error: BaseException) -> str:

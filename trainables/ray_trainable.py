@@ -76,24 +76,24 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if torch.cuda.is_available() and config.device != "cpu":
         torch.cuda.set_device(ray.train.torch.get_device())
     is_chief = ray.train.get_context().get_world_rank() == 0
-    nodes = ",".join(worker_nodes())
 
     def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         checkpoint = Checkpoint.from_directory(checkpoint_dir) if is_chief and checkpoint_dir else None
-        ray.train.report({**metrics, NODES_KEY: nodes}, checkpoint=checkpoint)
+        ray.train.report(metrics, checkpoint=checkpoint)
 
+    labels = {NODES_KEY: ",".join(worker_nodes())}
     with tempfile.TemporaryDirectory(prefix="simsiam-") as workdir:
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
-            train(config, report, workdir=workdir, load_dataset=load_dataset)
+            train(config, report, workdir=workdir, load_dataset=load_dataset, labels=labels)
             return
         with checkpoint.as_directory() as latest:
             resume_from = readable_checkpoint(resume_candidates(checkpoint, Path(latest)))
-            train(config, report, resume_from=resume_from, workdir=workdir, load_dataset=load_dataset)
+            train(config, report, resume_from=resume_from, workdir=workdir, load_dataset=load_dataset, labels=labels)
 
 
 NODES_KEY = "nodes"
-"""Reported with every epoch: the Ray node IDs of the trial's workers, rank order, comma-joined."""
+"""Recorded with every epoch: the Ray node IDs of the workers that trained it, rank order, comma-joined."""
 
 
 def worker_nodes() -> list[str]:

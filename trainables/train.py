@@ -15,7 +15,7 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -329,11 +329,15 @@ def train(
     resume_from: Path | str | None = None,
     workdir: Path | str | None = None,
     load_dataset: DatasetLoader = get_dataset,
+    labels: Mapping[str, str] | None = None,
 ) -> list[Metrics]:
     """Train SimSiam per ``config``; returns the metrics of every epoch run by this call.
 
     ``load_dataset(name, root, split)`` loads each dataset (a sweep passes one that shares them
     between the trials of a node). In-memory datasets are moved to the training device once.
+    ``labels`` are facts about this run recorded with every epoch it trains, checkpoint included
+    (a sweep passes the Ray nodes it runs on), so that an epoch reported again from its checkpoint
+    keeps the labels of the run that trained it.
     """
     runtime = Runtime.detect(config.device)
     torch.manual_seed(config.seed)
@@ -383,7 +387,7 @@ def train(
         metrics, epoch_counts = train_epoch(net, optimizer, batches, config, runtime)
         mark("epoch.trained", epoch=epoch + 1)
         realised.add_epoch(epoch_counts)
-        metrics.update(epoch=epoch + 1, lr=lr, skipped_images=float(len(getattr(dataset, "skipped", ()))))
+        metrics.update(epoch=epoch + 1, lr=lr, skipped_images=float(len(getattr(dataset, "skipped", ()))), **(labels or {}))
         reason = agreed(stop_reason([*history, metrics], config.model.projector_dim, config.health), runtime)
         if reason is not None:
             metrics[STOP_REASON_KEY] = reason

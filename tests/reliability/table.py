@@ -69,12 +69,16 @@ FAULTS = [
      "`collapse_epochs=2`", "tests/reliability/test_divergence.py::test_a_collapsed_trial_stops_after_collapse_epochs_with_its_reason_everywhere",
      "COLLAPSED after epoch 2 of 4 with the reason; Parquet epochs 1-2; MLflow FAILED, `study.stopped_by=collapsed`, "
      "steps 1-2; parent `trials_collapsed=1`; Optuna FAIL with the reason"),
-    ("Cluster node lost mid-trial", "a 3-node `ray.cluster_utils.Cluster` (head + 2 one-CPU workers), shared storage "
-     "folder, MLflow server; the node under a running trial removed (no drain) after its epoch 2, a new node added",
-     "tests/study/test_cluster.py::test_a_trial_resumed_on_another_node_after_its_node_was_removed",
-     "the trial ends FINISHED with epochs 1-5 once in Parquet; its `nodes` start with the removed node and go on on "
-     "another; its last epochs ran elsewhere; every trial's MLflow run FINISHED with `knn_top1` steps 1-5 once and "
-     "`config.yaml`, `view_pairs.png`, `view_stats.json`, `backbone.pt` through the server"),
+    ("Cluster node lost mid-trial", "a `ray.cluster_utils.Cluster` (head + 3 one-CPU workers, one spare), shared "
+     "storage folder, MLflow server; the node under a running trial removed (no drain) once the trial checkpointed "
+     "its epoch 2", "tests/study/test_cluster.py::test_a_trial_resumed_on_another_node_after_its_node_was_removed",
+     "the trial ends FINISHED with epochs 1-5 once in Parquet; the epochs it checkpointed before the removal record "
+     "the removed node, the rest another (also in `study.nodes`); every trial's MLflow run FINISHED with `knn_top1` "
+     "steps 1-5 once and `config.yaml`, `view_pairs.png`, `view_stats.json`, `backbone.pt` through the server"),
+    ("Token refused by the Ray Client server", "`study run --address ray://...` with a wrong `RAY_AUTH_TOKEN`",
+     "tests/study/test_cluster_cli.py::test_a_wrong_token_is_refused_by_the_ray_client_server",
+     "exits 2: `address=... expected a Ray cluster that accepts this driver's token (Received when checking init: "
+     "Invalid or missing authentication token)` (Ray Client alone says `ray client connection timeout`); nothing written"),
     ("Node that cannot see the storage", "a 3rd `ray start` node inside its own mount namespace with a tmpfs over the "
      "storage folder", "tests/study/test_cluster_cli.py::test_a_node_that_does_not_see_the_storage_is_named_and_nothing_starts",
      "`study run` exits 2: `storage=... expected a folder shared by every node of the 3-node cluster ... do not see it`; "

@@ -11,6 +11,7 @@ finishes. A second sweep runs one trial whose two DDP workers span both nodes.
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -48,15 +49,18 @@ def tracking_server(root: Path) -> Server:
 
 
 class RemoveNodeMidTrial(threading.Thread):
-    """Once a trial has logged epoch ``REMOVE_AFTER_EPOCH``, removes the node its worker runs on
-    (no graceful drain). (Nodes can only be added from the main thread, so the cluster starts
+    """Once a trial has checkpointed epoch ``REMOVE_AFTER_EPOCH`` (and has epochs left), removes
+    the node its worker runs on (no graceful drain). It reads the Train controller's checkpoint
+    snapshots on the shared storage, which hold each checkpoint's reported metrics and nodes as
+    soon as it is registered; the MLflow runs lag behind by Tune's relay and the driver, by as much
+    as a whole short trial. (Nodes can only be added from the main thread, so the cluster starts
     with a spare.)"""
 
-    def __init__(self, cluster: Cluster, tracking_uri: str) -> None:
+    def __init__(self, cluster: Cluster, train_root: Path) -> None:
         super().__init__(daemon=True)
         self.cluster = cluster
-        self.client = MlflowClient(tracking_uri)
-        self.removed: tuple[str, str] | None = None  # (trial id, node id)
+        self.train_root = train_root
+        self.removed: tuple[str, str, int] | None = None  # (trial id, node id, last checkpointed epoch)
         self.error: BaseException | None = None
         self.stop = threading.Event()
 
@@ -64,19 +68,30 @@ class RemoveNodeMidTrial(threading.Thread):
         try:
             deadline = time.monotonic() + TIMEOUT_S
             while not self.stop.is_set() and time.monotonic() < deadline and self.removed is None:
-                for run in trial_runs(self.client):
-                    node_id = run.data.tags.get(NODES_TAG, "").split(",")[-1]
-                    if node_id and REMOVE_AFTER_EPOCH in steps(self.client, run.info.run_id):
-                        self.remove(run.data.tags[TRIAL_TAG], node_id)
+                for trial_id, metrics in self.checkpointed():
+                    if REMOVE_AFTER_EPOCH <= metrics["epoch"] < EPOCHS:
+                        self.remove(trial_id, metrics["nodes"].split(",")[-1], metrics["epoch"])
                         break
-                time.sleep(0.5)
+                time.sleep(0.05)
         except BaseException as error:  # surfaced by the test
             self.error = error
 
-    def remove(self, trial_id: str, node_id: str) -> None:
+    def checkpointed(self) -> list[tuple[str, dict]]:
+        """(trial id, metrics of its latest checkpoint) for each trial that has one."""
+        found = []
+        for snapshot in self.train_root.glob("trial-*/checkpoint_manager_snapshot.json"):
+            try:
+                latest = json.loads(snapshot.read_text())["latest_checkpoint_result"]
+            except (OSError, ValueError, KeyError):  # being rewritten
+                continue
+            if latest:
+                found.append((snapshot.parent.name.removeprefix("trial-"), latest["metrics"]))
+        return found
+
+    def remove(self, trial_id: str, node_id: str, epoch: int) -> None:
         node = next(node for node in self.cluster.worker_nodes if node.node_id == node_id)
         self.cluster.remove_node(node, allow_graceful=False)
-        self.removed = (trial_id, node_id)
+        self.removed = (trial_id, node_id, epoch)
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +126,12 @@ def sweep_config(root: Path, server: Server, cluster: Cluster, name: str, **fiel
 @pytest.fixture(scope="module")
 def moved(cluster):
     """A 3-trial grid whose running trial loses its node after epoch 2."""
-    remover = RemoveNodeMidTrial(cluster["cluster"], cluster["server"].tracking_uri)
+    name = "across-nodes"
+    remover = RemoveNodeMidTrial(cluster["cluster"], cluster["root"] / "shared-runs" / name / "train")
     remover.start()
     try:
         result = run_study(sweep_config(
-            cluster["root"], cluster["server"], cluster["cluster"], "across-nodes",
+            cluster["root"], cluster["server"], cluster["cluster"], name,
             grid_only={"views.params.overlap": OVERLAPS},
         ))
     finally:
@@ -135,15 +151,20 @@ def test_trials_ran_on_more_than_one_node(moved):
 
 def test_a_trial_resumed_on_another_node_after_its_node_was_removed(moved):
     assert moved["removed"] is not None, "a node was removed while a trial ran on it"
-    trial_id, removed_node = moved["removed"]
+    trial_id, removed_node, checkpointed = moved["removed"]
     trial = next(row for row in pq.read_table(moved["result"].trials_path).to_pylist() if row["trial_id"] == trial_id)
     assert trial["status"] == "FINISHED" and trial["epochs_run"] == EPOCHS
     ran_on = trial["nodes"].split(",")
     assert ran_on[0] == removed_node and len(ran_on) >= 2, ran_on
     epochs = [row for row in pq.read_table(moved["result"].epochs_path).to_pylist() if row["trial_id"] == trial_id]
     assert [row["epoch"] for row in epochs] == list(range(1, EPOCHS + 1)), "each epoch once, none lost"
-    assert epochs[-1]["nodes"] != removed_node, "the last epochs ran on another node"
-    assert epochs[0]["nodes"] == removed_node
+    on_removed = [row["nodes"] == removed_node for row in epochs]
+    resumed_at = on_removed.index(False)
+    assert resumed_at >= checkpointed and not any(on_removed[resumed_at:]), (
+        f"epochs 1-{checkpointed} (checkpointed before the removal) trained on the removed node, the rest elsewhere: {on_removed}"
+    )
+    (run,) = [run for run in trial_runs(moved["client"]) if run.data.tags[TRIAL_TAG] == trial_id]
+    assert run.data.tags[NODES_TAG].split(",") == ran_on
 
 
 def test_every_trials_metrics_and_artifacts_reached_the_server(moved):

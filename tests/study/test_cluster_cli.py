@@ -1,9 +1,11 @@
 """docs/cluster.md's shell walkthrough, on one machine: ``ray start --head``, ``ray
 get-auth-token``, ``ray start --address`` for a worker node, ``mlflow server``, ``study run
---address``, ``study ls``, ``study resume``, ``study export``, ``study report``, then the
-refusals: a wrong token, an address where no cluster answers, and a node (started inside its own
-mount namespace, with a private folder mounted over the storage path) that does not see the
-storage. ``ray stop`` ends it. Every process is a real CLI call."""
+--address``, ``ray status``, ``study ls``, ``study resume``, ``study export``, ``study report``, a
+sweep submitted as a Ray Job (``ray job submit``) and one driven over Ray Client
+(``--address ray://host:port``), then the refusals: a wrong token (at the GCS and at the Ray Client
+server), an address where no cluster answers, and a node (started inside its own mount
+namespace, with a private folder mounted over the storage path) that does not see the storage.
+``ray stop`` ends it. Every process is a real CLI call."""
 
 from __future__ import annotations
 
@@ -61,19 +63,21 @@ def walkthrough(tmp_path_factory):
     (root / "home").mkdir()
     env.update(HOME=str(root / "home"), RAY_AUTH_MODE="token", PYTHONUNBUFFERED="1")  # the token: $HOME/.ray/auth_token
     shell = Shell(env, root)
-    port = free_port()
+    port, dashboard_port, client_port = free_port(), free_port(), free_port()
     address = f"127.0.0.1:{port}"
     server = tracking_server(root)
     try:
         shell("ray", "get-auth-token", "--generate")
         shell("ray", "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=0",
-              "--dashboard-host=127.0.0.1", f"--dashboard-port={free_port()}", f"--object-store-memory={200 * 1024**2}")
+              "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}", f"--ray-client-server-port={client_port}",
+              f"--object-store-memory={200 * 1024**2}")
         token = shell("ray", "get-auth-token").stdout.strip().splitlines()[-1]
         shell.env["RAY_AUTH_TOKEN"] = token
         shell("ray", "start", f"--address={address}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
               f"--object-store-memory={200 * 1024**2}")
         yield {"shell": shell, "root": root, "address": address, "token": token, "server": server,
-               "storage": root / "shared-runs"}
+               "storage": root / "shared-runs", "dashboard": f"http://127.0.0.1:{dashboard_port}",
+               "client": f"ray://127.0.0.1:{client_port}"}
     finally:
         shell("ray", "stop", "--force", check=False)
         server.stop()
@@ -87,6 +91,7 @@ def ran(walkthrough):
                 "--tracking-uri", tracking, "--name", "cli-sweep")
     return {
         "run": run,
+        "status": shell("ray", "status", f"--address={walkthrough['address']}"),
         "ls": shell("study", "ls", "--storage", storage),
         "resume": shell("study", "resume", "cli-sweep", "--storage", storage, RAY_ADDRESS=walkthrough["address"]),
         "export": shell("study", "export", "cli-sweep", "--storage", storage),
@@ -105,6 +110,8 @@ def test_the_documented_commands_run_a_sweep_on_the_cluster(walkthrough, ran):
         str(walkthrough["storage"] / "cli-sweep" / "results" / name) for name in ("trials.parquet", "epochs.parquet")
     ]
     assert "report.html" in ran["report"].stdout
+    active = ran["status"].stdout.split("Active:")[1].split("Pending:")[0]
+    assert active.count("node_") == 2, ran["status"].stdout
     runs = MlflowClient(walkthrough["server"].tracking_uri).search_runs(
         [MlflowClient(walkthrough["server"].tracking_uri).get_experiment_by_name("cli-sweep").experiment_id],
         filter_string="tags.`study.role` = 'trial'",
@@ -131,6 +138,49 @@ def test_an_address_without_a_cluster_is_refused(walkthrough, ran):
     assert f"address='{nowhere}' is invalid: expected the address of a running Ray cluster" in refused.stderr
 
 
+def one_trial_sweep(walkthrough, name: str) -> list[str]:
+    return [
+        "study", "run", "--space", "overlap", "--grid", "--grid-only", "views.params.overlap=[0.5]", "--epochs", "2",
+        "--grace-period", "2", "--set", "data.limit=192", "--set", "data.eval_limit=200", "--storage",
+        str(walkthrough["storage"]), "--tracking-uri", walkthrough["server"].tracking_uri, "--name", name,
+    ]
+
+
+def finished_trials(walkthrough, name: str) -> list[dict]:
+    trials = pq.read_table(walkthrough["storage"] / name / "results" / "trials.parquet").to_pylist()
+    client = MlflowClient(walkthrough["server"].tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id], filter_string="tags.`study.role` = 'trial'")
+    assert [run.info.status for run in runs] == ["FINISHED"] * len(trials)
+    return [row for row in trials if row["status"] == "FINISHED" and row["nodes"]]
+
+
+def test_a_sweep_submitted_as_a_ray_job(walkthrough, ran):
+    """``ray job submit --address http://<head>:8265 -- study run ...``: the driver runs on the head."""
+    submitted = walkthrough["shell"]("ray", "job", "submit", "--address", walkthrough["dashboard"], "--",
+                                     str(BIN / "study"), *one_trial_sweep(walkthrough, "job-sweep")[1:])
+    assert "succeeded" in submitted.stdout + submitted.stderr
+    assert "sweep job-sweep: 1 trials" in submitted.stdout
+    assert len(finished_trials(walkthrough, "job-sweep")) == 1
+
+
+def test_a_sweep_driven_over_ray_client(walkthrough, ran):
+    """``--address ray://<head>:10001``: Tune's driver loop runs on the cluster, the sweep's files
+    and results are where ``--storage`` says."""
+    driven = walkthrough["shell"](*one_trial_sweep(walkthrough, "client-sweep"), "--address", walkthrough["client"])
+    assert "TunerInternal" in driven.stdout + driven.stderr, "the Tuner ran as an actor on the cluster"
+    assert len(finished_trials(walkthrough, "client-sweep")) == 1
+
+
+def test_a_wrong_token_is_refused_by_the_ray_client_server(walkthrough, ran):
+    refused = walkthrough["shell"](*one_trial_sweep(walkthrough, "client-refused"), "--address", walkthrough["client"],
+                                   check=False, RAY_AUTH_TOKEN="0" * 32)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert (f"address='{walkthrough['client']}' is invalid: expected a Ray cluster that accepts this driver's token "
+            "(Received when checking init: Invalid or missing authentication token)") in refused.stderr
+    assert not (walkthrough["storage"] / "client-refused").exists()
+
+
+# last: it adds a node that does not see the storage, which refuses any later sweep
 @pytest.mark.skipif(not can_unshare(), reason="needs root and unshare(1) to give one node a private mount namespace")
 def test_a_node_that_does_not_see_the_storage_is_named_and_nothing_starts(walkthrough, ran):
     shell, storage = walkthrough["shell"], walkthrough["storage"]

@@ -74,12 +74,16 @@ def test_resume_continues_exactly_where_the_checkpoint_left_off(tmp_path):
     config = quick(epochs=3)
     uninterrupted = train(config, workdir=tmp_path / "full")
     with pytest.raises(Crash):
-        train(config, crash_after(2), workdir=tmp_path / "crashed")
+        train(config, crash_after(2), workdir=tmp_path / "crashed", labels={"nodes": "first-node"})
     recorder = Recorder()
-    resumed = train(config, recorder, resume_from=tmp_path / "crashed" / "epoch_0002", workdir=tmp_path / "resumed")
+    resumed = train(config, recorder, resume_from=tmp_path / "crashed" / "epoch_0002", workdir=tmp_path / "resumed",
+                    labels={"nodes": "second-node"})
     assert [metrics["epoch"] for metrics in resumed] == [3]
     assert [(metrics["epoch"], checkpoint is None) for metrics, checkpoint in recorder.reports] == [(2, True), (3, False)], (
         "the checkpoint's epoch is reported again first (its report may have been lost), without a new checkpoint"
+    )
+    assert [metrics["nodes"] for metrics, _ in recorder.reports] == ["first-node", "second-node"], (
+        "an epoch reported again keeps the labels of the run that trained it"
     )
     assert resumed[0]["loss"] == pytest.approx(uninterrupted[2]["loss"], rel=1e-4)
     assert resumed[0]["knn_top1"] == pytest.approx(uninterrupted[2]["knn_top1"], abs=0.01)
