@@ -182,15 +182,14 @@ def complete_records(records: list[TrialRecord], tracking: Tracking) -> list[Tri
 
 
 def _finish(result_grid: Any, study_plan: StudyPlan, directory: Path, tracking: Tracking, outbox: Outbox) -> StudyResult:
-    """Export the ResultGrid to Parquet and close the sweep's MLflow runs (through the outbox:
-    the Parquet tables are written whether MLflow answers or not)."""
+    """Export the ResultGrid to Parquet and log the results to the sweep's MLflow run (through the
+    outbox: the Parquet tables are written whether MLflow answers or not); :func:`_run` closes the runs."""
     outbox.flush(force=True)
     run_ids = or_else(tracking.trial_run_ids, dict(outbox.writer.runs), "the trials' run ids")
     records = records_from_results(result_grid, study_plan.base_config, run_ids)
     records = or_else(lambda: complete_records(records, tracking), records, "epochs Tune lost in a restore")
     trials_path, epochs_path = write_tables(records, study_plan.epochs, directory / RESULTS_DIR)
     trials = pq.read_table(trials_path)
-    outbox.submit("close_open_children", status=RunStatus.to_string(RunStatus.KILLED))
     best = max(
         (row for row in trials.to_pylist() if row["best_knn_top1"] is not None),
         key=lambda row: row["best_knn_top1"],
