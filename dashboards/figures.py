@@ -6,9 +6,13 @@ against the runs directly) and a function drawing it on a :class:`~matplotlib.fi
 with a message naming what is missing and what the sweep has, rather than drawing an empty plot.
 
 Scores are each trial's final ``knn_top1``; the paper figures average the trials that ran every
-epoch over their seed repeats (mean ± sample std, error bars only where there are repeats) and
-show trials that ASHA stopped early as grey crosses at their last score. Drawn artists carry gids
-(``mean:<series>``, ``best:<series>``, ``stopped:<series>``, ``trial:<id>``) so tests can find them.
+epoch over their seed repeats (the mean and its 95% Student-t interval,
+:func:`dashboards.statistics.mean_interval`, drawn only where there are repeats) and show trials
+that ASHA stopped early as grey crosses at their last score. Every kNN figure draws the sweep's
+baselines (untrained encoder, raw pixels) as horizontal reference lines (:func:`draw_baselines`).
+Drawn artists carry gids (``mean:<series>``, ``ci:<series>``, ``best:<series>``,
+``stopped:<series>``, ``trial:<id>``, ``baseline:untrained``, ``baseline:pixels``) so tests can
+find them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from dashboards.statistics import mean_interval
 from dashboards.sweeps import FAILED, FINISHED, STOPPED, SweepData
+from trainables.baselines import BASELINE_LABELS, PIXELS, UNTRAINED, Baselines
 
 DPI = 130
 SCORE = "final_knn_top1"
@@ -36,6 +42,7 @@ MARGIN_NAMES = {"none": "vanilla", "fixed": "fixed margin", "distance": "distanc
 STATUS_STYLES = {FINISHED: ("-", "o"), STOPPED: ("--", "x"), FAILED: (":", "v")}
 STOPPED_COLOUR = "0.55"
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+BASELINE_STYLES = {UNTRAINED: ("0.15", "-."), PIXELS: ("#bcbd22", (0, (2, 2)))}
 
 
 class MissingData(ValueError):
@@ -44,13 +51,21 @@ class MissingData(ValueError):
 
 @dataclass(frozen=True)
 class Series:
-    """Mean ± std of the score at each x over repeats (``count`` trials each)."""
+    """The mean score at each x over repeats (``count`` trials each), its 95% t-interval
+    ``low``–``high`` (NaN at a single trial) and sample std."""
 
     label: str
     x: np.ndarray
     mean: np.ndarray
     std: np.ndarray
     count: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+    @property
+    def yerr(self) -> np.ndarray | None:
+        """The interval as error bar lengths below and above the mean; None without repeats."""
+        return np.array([self.mean - self.low, self.high - self.mean]) if (self.count > 1).any() else None
 
     @property
     def best(self) -> tuple[float, float]:
@@ -85,12 +100,23 @@ def repeats(trials: pd.DataFrame, by: Sequence[str], x: str) -> dict[Any, Series
     finished = trials[(trials["status"] == FINISHED) & trials[SCORE].notna()]
     series = {}
     for key, group in finished.groupby(list(by), sort=True):
-        stats = group.groupby(x)[SCORE].agg(["mean", "std", "count"]).sort_index()
+        stats = interval_table(group, x, SCORE)
         label = key[0] if len(by) == 1 else key
         series[label] = Series(
-            str(label), stats.index.to_numpy(dtype=float), stats["mean"].to_numpy(), stats["std"].fillna(0.0).to_numpy(), stats["count"].to_numpy()
+            str(label), stats.index.to_numpy(dtype=float), stats["mean"].to_numpy(), stats["std"].to_numpy(), stats["count"].to_numpy(),
+            stats["low"].to_numpy(), stats["high"].to_numpy(),
         )
     return series
+
+
+def interval_table(rows: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
+    """Per value of ``by`` (sorted), mean, std (0 at one row), count and the 95% t-interval low/high of ``value``."""
+    table = {}
+    for key, values in rows.groupby(by, sort=True)[value]:
+        interval = mean_interval(values.to_numpy())
+        spread = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        table[key] = {"mean": interval.mean, "std": spread, "count": interval.count, "low": interval.low, "high": interval.high}
+    return pd.DataFrame.from_dict(table, orient="index", columns=["mean", "std", "count", "low", "high"]).sort_index()
 
 
 def _stopped(trials: pd.DataFrame) -> pd.DataFrame:
@@ -98,12 +124,14 @@ def _stopped(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def _draw_series(axes: Axes, series: Series, colour: str) -> None:
-    has_repeats = bool((series.count > 1).any())
+    has_repeats = series.yerr is not None
     container = axes.errorbar(
-        series.x, series.mean, yerr=series.std if has_repeats else None, color=colour, marker="o", capsize=3,
-        label=f"{series.label} ({_repeat_counts(series.count)} per point)" if has_repeats else series.label,
+        series.x, series.mean, yerr=series.yerr, color=colour, marker="o", capsize=3,
+        label=f"{series.label} ({_repeat_counts(series.count)} per point, 95% t-interval)" if has_repeats else series.label,
     )
     container.lines[0].set_gid(f"mean:{series.label}")
+    if has_repeats:
+        container.lines[2][0].set_gid(f"ci:{series.label}")
     best_x, best_y = series.best
     axes.plot([best_x], [best_y], marker="*", markersize=16, color=colour, markeredgecolor="black", linestyle="none", gid=f"best:{series.label}")
     right_half = best_x > (series.x.min() + series.x.max()) / 2
@@ -111,6 +139,23 @@ def _draw_series(axes: Axes, series: Series, colour: str) -> None:
         f"best {best_x:.3g}: {best_y:.3f}", (best_x, best_y), textcoords="offset points", xytext=(-8 if right_half else 8, 8),
         ha="right" if right_half else "left", fontsize=8, color=colour,
     )
+
+
+def draw_baselines(axes: Axes, baselines: Baselines) -> None:
+    """The untrained encoder (mean over its seeds) and the raw pixels as horizontal reference
+    lines, gids ``baseline:untrained`` and ``baseline:pixels``. Sweeps drawn together that were
+    evaluated differently get one pair per evaluation setting, labelled and gid-suffixed with it."""
+    groups = baselines.by_setting()
+    for (dataset, size, k, limit), group in groups.items():
+        setting = "" if len(groups) == 1 else f"kNN {dataset} {size} px k={k}" + (f" {limit} images" if limit else "")
+        for kind, value in ((UNTRAINED, group.untrained_mean), (PIXELS, group.pixels)):
+            if value is None:
+                continue
+            colour, linestyle = BASELINE_STYLES[kind]
+            axes.axhline(
+                value, color=colour, linestyle=linestyle, linewidth=1.2, gid=f"baseline:{kind}" + (f":{setting}" if setting else ""),
+                label=BASELINE_LABELS[kind] + (f" ({setting})" if setting else ""),
+            )
 
 
 def _repeat_counts(count: np.ndarray) -> str:
@@ -142,6 +187,7 @@ def parameter_figure(sweep: SweepData, family: str, param: str, xlabel: str, tit
     for colour, (dataset, line) in zip(COLOURS, series.items()):
         _draw_series(axes, line, colour)
         _draw_stopped(axes, _stopped(trials[trials[DATASET] == dataset]), param, dataset)
+    draw_baselines(axes, sweep.baselines)
     axes.set(xlabel=xlabel, ylabel=SCORE_LABEL, title=title)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
@@ -170,6 +216,13 @@ class BestOf:
     mean: float
     std: float
     count: int
+    low: float = float("nan")
+    high: float = float("nan")
+
+    @property
+    def yerr(self) -> tuple[float, float]:
+        """The 95% t-interval as error bar lengths (none at a single trial)."""
+        return (self.mean - self.low, self.high - self.mean) if self.count > 1 else (float("nan"), float("nan"))
 
 
 def best_settings(sweep: SweepData, families: dict[str, str], figure_name: str) -> list[BestOf]:
@@ -179,7 +232,10 @@ def best_settings(sweep: SweepData, families: dict[str, str], figure_name: str) 
         trials = family_trials(sweep.trials, family, figure_name, param)
         for dataset, series in repeats(trials, [DATASET], param).items():
             index = int(np.nanargmax(series.mean))
-            best.append(BestOf(dataset, family, float(series.x[index]), float(series.mean[index]), float(series.std[index]), int(series.count[index])))
+            best.append(BestOf(
+                dataset, family, float(series.x[index]), float(series.mean[index]), float(series.std[index]), int(series.count[index]),
+                float(series.low[index]), float(series.high[index]),
+            ))
     if not best:
         raise _no_finished(figure_name, sweep.trials)
     return best
@@ -197,10 +253,12 @@ def overlap_vs_patch_figure(sweep: SweepData) -> Figure:
         positions = [index + (offset - 0.5) * width for index, dataset in enumerate(datasets) if dataset in items]
         chosen = [items[dataset] for dataset in datasets if dataset in items]
         bars = axes.bar(
-            positions, [item.mean for item in chosen], width, yerr=[item.std if item.count > 1 else 0 for item in chosen],
+            positions, [item.mean for item in chosen], width, yerr=np.array([item.yerr for item in chosen]).T.reshape(2, -1),
             color=colour, capsize=3, label=f"best {family}", gid=f"mean:{family}",
         )
+        bars.errorbar.lines[2][0].set_gid(f"ci:{family}")
         axes.bar_label(bars, [f"{family} {item.value:g}\n{item.mean:.3f}" for item in chosen], fontsize=7, padding=2)
+    draw_baselines(axes, sweep.baselines)
     axes.set_xticks(range(len(datasets)), datasets)
     axes.set(xlabel="dataset", ylabel=SCORE_LABEL, title=title)
     axes.set_ylim(0, 1.12)
@@ -224,10 +282,13 @@ def cutout_figure(sweep: SweepData) -> Figure:
         for offset, fill in enumerate(fills):
             line = series[(dataset, fill)]
             positions = [holes.index(float(x)) + (offset - (len(fills) - 1) / 2) * width for x in line.x]
-            axes.bar(
-                positions, line.mean, width, yerr=line.std if (line.count > 1).any() else None, capsize=3,
+            bars = axes.bar(
+                positions, line.mean, width, yerr=line.yerr, capsize=3,
                 color=COLOURS[offset], label=FILL_NAMES[fill], gid=f"mean:{dataset}:{fill}",
             )
+            if bars.errorbar is not None:
+                bars.errorbar.lines[2][0].set_gid(f"ci:{dataset}:{fill}")
+        draw_baselines(axes, sweep.baselines)
         axes.set_xticks(range(len(holes)), [f"{hole:g}" for hole in holes])
         axes.set(xlabel="cutout size (fraction of the image)", ylabel=SCORE_LABEL, title=f"{title}\n{dataset}")
         axes.set_ylim(0, 1.05)
@@ -236,14 +297,12 @@ def cutout_figure(sweep: SweepData) -> Figure:
 
 
 def epoch_curves(sweep: SweepData, by: str, trials: pd.DataFrame | None = None) -> dict[Any, pd.DataFrame]:
-    """Per value of ``by``, mean/std/count of ``knn_top1`` at each epoch over the finished trials."""
+    """Per value of ``by``, mean/std/count and 95% t-interval low/high of ``knn_top1`` at each
+    epoch over the finished trials."""
     trials = sweep.trials if trials is None else trials
     finished = trials[trials["status"] == FINISHED][["trial_id", by]]
     history = sweep.epochs.dropna(subset=["knn_top1"]).merge(finished, on="trial_id")
-    return {
-        key: group.groupby("epoch")["knn_top1"].agg(["mean", "std", "count"]).fillna({"std": 0.0}).sort_index()
-        for key, group in history.groupby(by, sort=True)
-    }
+    return {key: interval_table(group, "epoch", "knn_top1") for key, group in history.groupby(by, sort=True)}
 
 
 def _pairs(trials: pd.DataFrame) -> list[tuple[str, str]]:
@@ -277,10 +336,13 @@ def margin_figure(sweep: SweepData) -> Figure:
         if mode not in curves:
             continue
         curve = curves[mode]
-        epochs, mean, std = curve.index.to_numpy(), curve["mean"].to_numpy(), curve["std"].to_numpy()
-        axes.plot(epochs, mean, marker="o", color=colour, label=f"{MARGIN_NAMES[mode]} (n={int(curve['count'].max())})", gid=f"mean:{mode}")
-        if (curve["count"] > 1).any():
-            axes.fill_between(epochs, mean - std, mean + std, color=colour, alpha=0.2)
+        epochs, mean = curve.index.to_numpy(), curve["mean"].to_numpy()
+        repeated = bool((curve["count"] > 1).any())
+        shaded = ", 95% t-interval shaded" if repeated else ""
+        axes.plot(epochs, mean, marker="o", color=colour, label=f"{MARGIN_NAMES[mode]} (n={int(curve['count'].max())}{shaded})", gid=f"mean:{mode}")
+        if repeated:
+            axes.fill_between(epochs, curve["low"].to_numpy(), curve["high"].to_numpy(), color=colour, alpha=0.2, gid=f"ci:{mode}")
+    draw_baselines(axes, sweep.baselines)
     setting = ", ".join(f"{family} views on {dataset}" for family, dataset in _pairs(trials))
     axes.set(xlabel="epoch", ylabel=SCORE_LABEL, title=f"{title}\n{setting}")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -306,6 +368,7 @@ def learning_curves_figure(sweep: SweepData) -> Figure:
         epochs, scores = rows["epoch"].to_numpy(), rows["knn_top1"].to_numpy()
         axes.plot(epochs, scores, linestyle=linestyle, color=colour, alpha=0.85, label=label, gid=f"trial:{trial_id}")
         axes.plot(epochs[-1:], scores[-1:], marker=marker, color=colour, linestyle="none")
+    draw_baselines(axes, sweep.baselines)
     axes.axvline(sweep.max_epochs, color="0.3", linestyle=":", linewidth=1)
     axes.annotate("max epochs", (sweep.max_epochs, axes.get_ylim()[0]), fontsize=8, rotation=90, va="bottom", ha="right")
     counts = ", ".join(f"{count} {name.lower()}" for name, count in sweep.trials["status"].value_counts().items())

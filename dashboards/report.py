@@ -1,7 +1,9 @@
 """A sweep's report: every figure as PNG, and one self-contained HTML page putting them in context.
 
 The page states the sweep's question (its space or preset description), the space searched, the
-best configuration and the table of trials, then shows each figure (inlined as ``data:`` PNGs,
+best configuration and how far it is above the baselines (:mod:`dashboards.baselines`), the
+paired comparisons of the arms each paper figure compares (:mod:`dashboards.comparisons`), whether early stopping was safe (:mod:`dashboards.early_stopping`)
+and the table of trials, then shows each figure (inlined as ``data:`` PNGs,
 with a Content-Security-Policy that forbids any network fetch) and lists the figures this sweep
 has no data for, with the reason. The files are also logged to the sweep's parent MLflow run
 under ``report/``.
@@ -21,6 +23,9 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from dashboards.baselines import baselines_html
+from dashboards.comparisons import comparisons_html
+from dashboards.early_stopping import early_stopping_html, stopping_text
 from dashboards.figures import (
     DPI,
     FAMILY,
@@ -193,7 +198,7 @@ def space_html(sweep: SweepData) -> str:
     mode = sweep.state.get("mode", "?")
     return (
         f"<p>{html.escape(str(mode))} over <code>{html.escape(str(what))}</code>, {sweep.max_epochs} epochs per trial, "
-        f"ASHA grace period {config.get('grace_period', '?')}, reduction factor {config.get('reduction_factor', '?')}.</p>"
+        f"{html.escape(stopping_text(sweep))}.</p>"
         f"<ul>{''.join(items) or '<li>one configuration</li>'}</ul>"
     )
 
@@ -242,6 +247,9 @@ def render_html(sweep: SweepData, entries: Sequence[FigureEntry], sweeps: Sequen
 <h2>Question</h2><p>{html.escape(str(question))}</p>
 <h2>Space</h2>{space_html(sweep)}
 <h2>Best configuration</h2>{best_html(sweep.trials)}
+<h2>Baselines</h2>{baselines_html(sweep, best_trial(sweep.trials), SCORE)}
+<h2>Comparisons</h2>{comparisons_html(sweep)}
+<h2>Early stopping</h2>{early_stopping_html(sweep)}
 <h2>Figures</h2>{figures}
 <h2>Not drawn for this sweep</h2><ul>{missing or "<li>every figure was drawn</li>"}</ul>
 <h2>Trials</h2>{trials_table_html(sweep.trials)}

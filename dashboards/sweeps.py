@@ -21,16 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 import yaml
 
 from study.layout import (
+    BASELINES_FILE,
     OPTUNA_FILE,
+    PIXELS_METRIC,
     RESULTS_DIR,
     STOPPED_BY_TAG,
     TRIAL_TAG,
+    UNTRAINED_METRIC,
     read_state,
 )
 from study.storage import SweepStorage
+from trainables.baselines import PIXELS, UNTRAINED, Baselines, BaselineScore
 from trainables.config import flatten
 from trainables.health import STOP_REASONS
 from trainables.train import VIEW_STATS_FILE
@@ -56,6 +61,8 @@ class SweepData:
     state: dict[str, Any] = field(default_factory=dict)
     directory: Path | None = None
     tracking_uri: str | None = None
+    baselines: Baselines = Baselines()
+    """The untrained encoder's and the raw pixels' kNN scores (none for sweeps run before them)."""
 
     @property
     def optuna_storage(self) -> str | None:
@@ -106,7 +113,9 @@ def read_parquet(directory: Path, name: str, max_epochs: int, **context: Any) ->
         [exported[["trial_id", "status", "mlflow_run_id"]].rename(columns={"mlflow_run_id": "run_id"}), _config_rows(exported)],
         axis=1,
     )
-    return from_tables(name, trials, epochs, max_epochs, "parquet", directory=directory, **context)
+    baselines_path = results / BASELINES_FILE
+    baselines = Baselines.from_rows(pq.read_table(baselines_path).to_pylist()) if baselines_path.is_file() else Baselines()
+    return from_tables(name, trials, epochs, max_epochs, "parquet", directory=directory, baselines=baselines, **context)
 
 
 def parse_param(text: str) -> Any:
@@ -161,7 +170,24 @@ def read_mlflow(tracking_uri: str, experiment_id: str, parent_run_id: str, name:
     epochs = pd.DataFrame(epoch_rows, columns=["trial_id", "epoch", *EPOCH_METRICS])
     if trials.empty:
         raise ConfigError("source", "mlflow", f"a parent run with trial runs; run {parent_run_id} in {tracking_uri} has none")
-    return from_tables(name, trials, epochs, max_epochs, "mlflow", tracking_uri=tracking_uri, **context)
+    baselines = logged_baselines(client, parent_run_id, trials.iloc[0])
+    return from_tables(name, trials, epochs, max_epochs, "mlflow", tracking_uri=tracking_uri, baselines=baselines, **context)
+
+
+def logged_baselines(client: Any, parent_run_id: str, trial: pd.Series) -> Baselines:
+    """The baselines the parent run logged (top-1 only; the untrained encoder at step = seed),
+    with the evaluation setting of the sweep's trials (``trial``: one of them)."""
+    setting = {
+        "eval_dataset": trial.get("data.eval_dataset"), "k": _integer(trial.get("knn.k")), "size": _integer(trial.get("views.size")),
+        "eval_limit": _integer(trial.get("data.eval_limit")), "knn_top5": None,
+    }
+    scores = [BaselineScore(UNTRAINED, int(point.step), point.value, **setting) for point in client.get_metric_history(parent_run_id, UNTRAINED_METRIC)]
+    scores += [BaselineScore(PIXELS, None, point.value, **setting) for point in client.get_metric_history(parent_run_id, PIXELS_METRIC)]
+    return Baselines(tuple(scores))
+
+
+def _integer(value: Any) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
 
 
 def load_sweep(name: str, storage: str | Path = "runs", source: str = "parquet") -> SweepData:
@@ -227,4 +253,7 @@ def combine(sweeps: list[SweepData]) -> SweepData:
         return first
     trials = pd.concat([_tagged(sweep.trials, sweep.name) for sweep in sweeps], ignore_index=True)
     epochs = pd.concat([_tagged(sweep.epochs, sweep.name) for sweep in sweeps], ignore_index=True)
-    return SweepData(first.name, trials, epochs, max(sweep.max_epochs for sweep in sweeps), first.source, first.state, first.directory, first.tracking_uri)
+    return SweepData(
+        first.name, trials, epochs, max(sweep.max_epochs for sweep in sweeps), first.source, first.state, first.directory, first.tracking_uri,
+        Baselines.combine(sweep.baselines for sweep in sweeps),
+    )

@@ -34,7 +34,9 @@ class Preset:
     """A study: a search space run as a grid (every point x every seed) or as a TPE search of
     ``num_samples`` trials (one seed), on ``recipe`` with dotted ``overrides`` for ``epochs``.
 
-    ``figure`` names the paper figure a grid reproduces ("" for searches).
+    ``figure`` names the paper figure a grid reproduces ("" for searches). A grid runs every
+    point and seed to the last epoch (no early stopping unless the study asks for it, see
+    ``StudyConfig.early_stopping``); a search stops poor trials early with ASHA.
     """
 
     name: str
@@ -111,15 +113,15 @@ class Preset:
 
 
 PAPER_SEEDS = (0, 1, 2)
-BUNDLED_SEEDS = (0, 1)
-BUNDLED_EPOCHS = 6
+BUNDLED_SEEDS = (0, 1, 2)
+BUNDLED_RECIPE = "patterns-quick"
 SEARCH_SEEDS = (0,)
 SEARCH_EPOCHS = 100
 SEARCH_SAMPLES = 32
 BUNDLED_SEARCH_SAMPLES = 16
 
 CIFAR10 = {"data.dataset": "cifar10"}
-DIGITS = {"data.dataset": "digits"}
+PATTERNS = {"data.dataset": "patterns"}
 COCO_TO_CIFAR10 = {
     "data.dataset": "coco",
     "data.eval_dataset": "cifar10",
@@ -129,8 +131,9 @@ COCO_TO_CIFAR10 = {
 """Fig. 5's setting on the cifar recipe: COCO scenes cut to 32 px lose most objects, so views are
 64 px, and the ImageNet-stem ResNet-18 (4x downsampling stem) keeps the cost near the CIFAR
 recipe's; the CIFAR-10 kNN images are resized to the same 64 px."""
-SCENES_TO_DIGITS = {"data.dataset": "digit-scenes", "data.eval_dataset": "digits", "views.size": 32}
-"""The bundled analogue of Fig. 5: 64 px digit scenes, 32 px views, kNN on the digits."""
+SCENES_TO_PATTERNS = {"data.dataset": "pattern-scenes", "data.eval_dataset": "patterns", "views.size": 32}
+"""The bundled analogue of Fig. 5: 64 px pattern scenes, 32 px views (16 px views of a scene lose
+its motifs), kNN on the patterned objects at 32 px."""
 
 
 @dataclass(frozen=True)
@@ -190,8 +193,9 @@ def _cifar(epochs: int, seeds: tuple[int, ...] = PAPER_SEEDS) -> _Setting:
     return _Setting("cifar", CIFAR10, epochs, seeds, "CIFAR-10 (cifar recipe, 32 px)")
 
 
-def _digits(epochs: int = BUNDLED_EPOCHS, seeds: tuple[int, ...] = BUNDLED_SEEDS) -> _Setting:
-    return _Setting("digits", DIGITS, epochs, seeds, "bundled digits (digits recipe, 16 px)")
+def _patterns(seeds: tuple[int, ...] = BUNDLED_SEEDS) -> _Setting:
+    epochs = RECIPES[BUNDLED_RECIPE]["epochs"]
+    return _Setting(BUNDLED_RECIPE, PATTERNS, epochs, seeds, f"bundled patterns ({BUNDLED_RECIPE} recipe, 32 px)")
 
 
 def _coco(epochs: int, seeds: tuple[int, ...] = PAPER_SEEDS) -> _Setting:
@@ -204,13 +208,14 @@ def _coco(epochs: int, seeds: tuple[int, ...] = PAPER_SEEDS) -> _Setting:
     )
 
 
-def _scenes(epochs: int = BUNDLED_EPOCHS, seeds: tuple[int, ...] = BUNDLED_SEEDS) -> _Setting:
+def _scenes(seeds: tuple[int, ...] = BUNDLED_SEEDS) -> _Setting:
+    epochs = RECIPES[BUNDLED_RECIPE]["epochs"]
     return _Setting(
-        "digits",
-        SCENES_TO_DIGITS,
+        BUNDLED_RECIPE,
+        SCENES_TO_PATTERNS,
         epochs,
         seeds,
-        "bundled digit scenes, kNN on digits (digits recipe, 32 px views)",
+        f"bundled pattern scenes, kNN on patterns ({BUNDLED_RECIPE} recipe, 32 px views)",
     )
 
 
@@ -224,7 +229,7 @@ _PRESETS: list[Preset] = [
         "overlap augmentation at overlap 0.1..0.9 "
         f"(paper: STL10, CIFAR10/100 at 400 epochs; {OTHER_DATASETS})",
         _cifar(400),
-        _digits(),
+        _patterns(),
     ),
     *_figure(
         "Fig. 2b",
@@ -233,7 +238,7 @@ _PRESETS: list[Preset] = [
         "patch augmentation at patch 0.1..0.9 "
         f"(paper: STL10, CIFAR10/100 at 400 epochs; {OTHER_DATASETS})",
         _cifar(400),
-        _digits(),
+        _patterns(),
     ),
     *_figure(
         "Fig. 3",
@@ -242,7 +247,7 @@ _PRESETS: list[Preset] = [
         "mutually exclusive crops by exclusive-region area "
         f"(paper: CIFAR10 and STL10 at 400 epochs; {OTHER_DATASETS})",
         _cifar(400),
-        _digits(),
+        _patterns(),
     ),
     *_figure(
         "Fig. 4",
@@ -251,7 +256,7 @@ _PRESETS: list[Preset] = [
         "cutout vs cutout-blur per hole size, blur points left out where the kernel does not fit "
         "the hole (paper: 100 epochs)",
         _cifar(100),
-        _digits(),
+        _patterns(),
     ),
     *_figure(
         "Fig. 5",
@@ -262,10 +267,10 @@ _PRESETS: list[Preset] = [
         _coco(100),
         _scenes(),
     ),
-    *_search("overlap", _cifar(SEARCH_EPOCHS, SEARCH_SEEDS), _digits(seeds=SEARCH_SEEDS)),
-    *_search("patch", _cifar(SEARCH_EPOCHS, SEARCH_SEEDS), _digits(seeds=SEARCH_SEEDS)),
-    *_search("exclusive", _cifar(SEARCH_EPOCHS, SEARCH_SEEDS), _digits(seeds=SEARCH_SEEDS)),
-    *_search("cutout", _cifar(SEARCH_EPOCHS, SEARCH_SEEDS), _digits(seeds=SEARCH_SEEDS)),
+    *_search("overlap", _cifar(SEARCH_EPOCHS, SEARCH_SEEDS), _patterns(seeds=SEARCH_SEEDS)),
+    *_search("patch", _cifar(SEARCH_EPOCHS, SEARCH_SEEDS), _patterns(seeds=SEARCH_SEEDS)),
+    *_search("exclusive", _cifar(SEARCH_EPOCHS, SEARCH_SEEDS), _patterns(seeds=SEARCH_SEEDS)),
+    *_search("cutout", _cifar(SEARCH_EPOCHS, SEARCH_SEEDS), _patterns(seeds=SEARCH_SEEDS)),
     *_search("margin", _coco(SEARCH_EPOCHS, SEARCH_SEEDS), _scenes(seeds=SEARCH_SEEDS)),
 ]
 

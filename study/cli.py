@@ -25,10 +25,9 @@ EXIT_BAD_INPUT = 2
 TABLE_COLUMNS = ("epoch", "loss", "knn_top1", "knn_top5", "z_std", "floor_active", "overlap_mean", "phi_mean", "images_per_s")
 DEMO = {
     "space": "overlap",
-    "dataset": "digits",
+    "dataset": "patterns",
     "num_samples": 6,
-    "epochs": 4,
-    "grace_period": 1,
+    "grace_period": 2,
     "reduction_factor": 2,
     "max_concurrent_trials": 2,
 }
@@ -40,13 +39,13 @@ RUN_OPTIONS = {
     "--eval-dataset": ("eval_dataset", str, "labelled dataset for kNN (default: the training set's)"),
     "--recipe": ("recipe", str, f"base recipe: {', '.join(RECIPES)}"),
     "--num-samples": ("num_samples", int, "trials of a search (grids run every point x seed)"),
-    "--epochs": ("epochs", int, "epochs per trial (ASHA's max_t)"),
+    "--epochs": ("epochs", int, "epochs per trial (ASHA's max_t when early stopping is on)"),
     "--gpus-per-trial": ("gpus_per_trial", float, "GPUs per trial, fractional to pack trials on a GPU (default: by backbone and view size, 0 without GPUs)"),
     "--workers-per-trial": ("workers_per_trial", int, "DDP workers per trial"),
     "--cpus-per-worker": ("cpus_per_worker", float, "CPUs per DDP worker"),
     "--max-concurrent-trials": ("max_concurrent_trials", int, "default: what the cluster fits"),
-    "--grace-period": ("grace_period", int, "ASHA grace period in epochs"),
-    "--reduction-factor": ("reduction_factor", int, "ASHA reduction factor"),
+    "--grace-period": ("grace_period", int, "ASHA grace period in epochs (with early stopping)"),
+    "--reduction-factor": ("reduction_factor", int, "ASHA reduction factor (with early stopping)"),
     "--address": ("address", str, "Ray address, e.g. auto or ray://host:10001 (default: local Ray)"),
     "--tracking-uri": ("tracking_uri", str, "MLflow tracking URI (default: sqlite:///mlflow.db)"),
     "--storage": ("storage", str, "where sweeps are stored (default: ./runs)"),
@@ -111,6 +110,8 @@ def study_config(args: argparse.Namespace):
             data[field] = value
     if args.grid:
         data["grid"] = True
+    if args.early_stopping is not None:
+        data["early_stopping"] = args.early_stopping
     if args.if_exists:
         data["if_exists"] = args.if_exists
     if args.seeds:
@@ -130,14 +131,12 @@ def format_row(values: dict[str, float]) -> str:
 
 
 def run_training(config: TrainConfig, out: Path | None) -> None:
-    from trainables.train import (  # torch start-up cost only once input is valid
-        train,
-        untrained_knn,
-    )
+    from trainables.baselines import describe, sweep_baselines  # torch start-up cost only once input is valid
+    from trainables.train import train
 
     print(f"training {config.views.family} views on {config.data.dataset}, kNN on {config.data.eval_dataset}")
-    baseline = untrained_knn(config)
-    print(f"untrained encoder (same seed): knn_top1={baseline['knn_top1']:.4f} knn_top5={baseline['knn_top5']:.4f}")
+    baselines = sweep_baselines(config, [config.seed])
+    print(f"baselines (kNN top-1, same seed): {describe(baselines)}")
     print(" ".join(f"{column:>12}" for column in TABLE_COLUMNS), flush=True)
     started = time.perf_counter()
     history = train(config, report=lambda metrics, _: print(format_row(metrics), flush=True), workdir=out)
@@ -146,10 +145,12 @@ def run_training(config: TrainConfig, out: Path | None) -> None:
         f"done in {time.perf_counter() - started:.0f} s: knn_top1={final['knn_top1']:.4f} "
         f"knn_top5={final['knn_top5']:.4f}" + (f", last checkpoint under {out}" if out else "")
     )
+    print(f"against the baselines: {describe(baselines, final['knn_top1'], config.seed)}")
 
 
 def print_result(result) -> None:
     from study.results import format_table
+    from trainables.baselines import describe
 
     print(f"\nsweep {result.name}: {result.trials.num_rows} trials")
     print(format_table(result.trials))
@@ -157,6 +158,9 @@ def print_result(result) -> None:
         views = result.best_config["views"]
         print(f"\nbest knn_top1={result.best_knn_top1:.4f}: views {views['family']} {views['params']}, "
               f"margin {result.best_config['margin']}, seed {result.best_config['seed']}")
+    if result.baselines:
+        best_seed = result.best_config["seed"] if result.best_config is not None else None
+        print(f"baselines: {describe(result.baselines, result.best_knn_top1, best_seed)}")
     print(f"results: {result.trials_path} and {result.epochs_path}")
     print(f"browse:  {result.ui_command()}")
 
@@ -185,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, (field, kind, text) in RUN_OPTIONS.items():
         run.add_argument(flag, dest=field, type=kind, help=text)
     run.add_argument("--grid", action="store_true", help="run the space's paper grid instead of a search")
+    run.add_argument("--early-stopping", action=argparse.BooleanOptionalAction, default=None,
+                     help="stop poor trials early with ASHA (default: on for a search, off for a grid, which runs every "
+                          "point and seed to the last epoch)")
     run.add_argument("--seeds", type=int, nargs="+", help="seed repeats of a grid")
     run.add_argument("--grid-only", action="append", default=[], metavar="KEY=[V1,V2]",
                      help="keep the grid points with these values, e.g. views.params.overlap=[0.2,0.6]; repeatable")
@@ -273,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from study.config import StudyConfig, default_name
 
-            config = StudyConfig(**DEMO, name=default_name("demo-overlap", "digits"), storage=args.storage, tracking_uri=args.tracking_uri)
+            config = StudyConfig(**DEMO, name=default_name("demo-overlap", DEMO["dataset"]), storage=args.storage, tracking_uri=args.tracking_uri)
         else:
             config = study_config(args)
         from study.config import plan
@@ -281,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
 
         study_plan = plan(config)
         print(f"sweep {study_plan.name}: {study_plan.mode} over {config.space or config.preset}, "
-              f"{study_plan.num_samples} trials x {study_plan.epochs} epochs on {study_plan.base_config.data.dataset}", flush=True)
+              f"{study_plan.num_samples} trials x {study_plan.epochs} epochs on {study_plan.base_config.data.dataset}, "
+              f"{'stopped early by ASHA' if study_plan.early_stopping else 'every trial to the last epoch (no early stopping)'}", flush=True)
         result = run_study(config)
         print_result(result)
         if args.command == "demo":

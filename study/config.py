@@ -14,6 +14,7 @@ import optuna
 from search_spaces import SEARCH_SPACES, get_preset, with_seeds
 from search_spaces.common import WithConstants
 from search_spaces.grids import grid_define
+from search_spaces.presets import GRID, SEARCH
 from trainables.config import TrainConfig
 from trainables.data import DATASETS
 from trainables.recipes import RECIPES, recipe
@@ -22,6 +23,7 @@ from trainables.validation import ConfigError, check_choice, check_range
 METRIC = "knn_top1"
 MODE = "max"
 DEFAULT_RECIPE = {
+    "patterns": "patterns-quick", "pattern-scenes": "patterns-quick",
     "digits": "digits", "digit-scenes": "digits", "cifar10": "cifar", "cifar100": "cifar",
     "stl10": "cifar", "imagenet100": "imagenet", "coco": "cifar",
 }
@@ -40,6 +42,8 @@ class StudyConfig:
     cluster's GPUs by :func:`default_gpus_per_trial` (none on a cluster without GPUs). ``if_exists`` says what to do when a sweep of that
     name exists: refuse (the default), ``resume`` it, or ``overwrite`` it (the old sweep's
     directory is moved aside under ``<storage>/.replaced/``, its MLflow runs stay).
+    ``early_stopping`` turns ASHA (``grace_period``, ``reduction_factor``) on or off; unset, a
+    search stops poor trials early and a grid runs every point and seed to the last epoch.
     """
 
     space: str | None = None
@@ -65,6 +69,7 @@ class StudyConfig:
     max_concurrent_trials: int | None = None
     grace_period: int = 1
     reduction_factor: int = 2
+    early_stopping: bool | None = None
     max_failures: int = 1
     checkpoints_to_keep: int = 2
 
@@ -104,6 +109,9 @@ class StudyConfig:
             check_range("max_concurrent_trials", self.max_concurrent_trials, 1, integer=True)
         check_range("grace_period", self.grace_period, 1, integer=True)
         check_range("reduction_factor", self.reduction_factor, 2, integer=True)
+        if self.early_stopping is not None and not isinstance(self.early_stopping, bool):
+            raise ConfigError("early_stopping", self.early_stopping, "true (ASHA), false (every trial to the last epoch) or unset "
+                                                                     "(a search stops early, a grid does not)")
         check_range("max_failures", self.max_failures, 0, integer=True)
         check_range("checkpoints_to_keep", self.checkpoints_to_keep, 1, integer=True)
         if not self.tracking_uri:
@@ -122,8 +130,41 @@ class StudyConfig:
 
 
 @dataclass(frozen=True)
+class Asha:
+    """ASHA's settings for a sweep of ``max_t`` epochs (used when early stopping is on; a grid
+    reports the rungs they would have). Its rungs, where it compares trials and stops the
+    worst, are at ``grace_period * reduction_factor**i`` epochs below ``max_t``."""
+
+    grace_period: int
+    reduction_factor: int
+    max_t: int
+
+    @property
+    def rungs(self) -> tuple[int, ...]:
+        return rung_epochs(self.grace_period, self.reduction_factor, self.max_t)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rungs": list(self.rungs)}
+
+
+def rung_epochs(grace_period: int, reduction_factor: int, max_t: int) -> tuple[int, ...]:
+    """The epochs below ``max_t`` at which ASHA compares trials."""
+    rungs, epoch = [], grace_period
+    while epoch < max_t:
+        rungs.append(epoch)
+        epoch *= reduction_factor
+    return tuple(rungs)
+
+
+def early_stopping_of(config: StudyConfig, mode: str) -> bool:
+    """ASHA for a search unless ``early_stopping=False``; none for a grid unless ``early_stopping=True``."""
+    return config.early_stopping if config.early_stopping is not None else mode == SEARCH
+
+
+@dataclass(frozen=True)
 class StudyPlan:
-    """What a StudyConfig resolves to: a name, the base config, the space and the trial count."""
+    """What a StudyConfig resolves to: a name, the base config, the space, the trial count, the
+    ASHA settings and whether ASHA stops trials early (else every trial runs to the last epoch)."""
 
     name: str
     base_config: TrainConfig
@@ -131,6 +172,8 @@ class StudyPlan:
     points: list[dict[str, Any]]
     num_samples: int
     description: str
+    asha: Asha
+    early_stopping: bool
 
     @property
     def epochs(self) -> int:
@@ -138,7 +181,7 @@ class StudyPlan:
 
     @property
     def mode(self) -> str:
-        return "grid" if self.points else "search"
+        return GRID if self.points else SEARCH
 
 
 def _data_overrides(config: StudyConfig) -> dict[str, Any]:
@@ -207,7 +250,8 @@ def plan(config: StudyConfig) -> StudyPlan:
     for point in points:
         base.replace(**point)
     name = config.name or default_name(label, base.data.dataset)
-    return StudyPlan(name, base, define, points, samples, description)
+    asha = Asha(min(config.grace_period, base.epochs), config.reduction_factor, base.epochs)
+    return StudyPlan(name, base, define, points, samples, description, asha, early_stopping_of(config, GRID if points else SEARCH))
 
 
 GPU_SHARES: dict[str, tuple[tuple[int, float], ...]] = {

@@ -19,6 +19,13 @@ STATE_FILE = "study.json"
 RESULTS_DIR = "results"
 REPORT_DIR = "report"
 OPTUNA_FILE = "optuna.db"
+BASELINES_FILE = "baselines.parquet"  # in RESULTS_DIR: trainables.baselines.BaselineScore rows
+
+# The parent run's baseline metrics: the untrained encoder once per seed (MLflow step = seed) and
+# their mean, and the raw pixels (see trainables.baselines).
+UNTRAINED_METRIC = "untrained_knn_top1"
+UNTRAINED_MEAN_METRIC = "untrained_knn_top1_mean"
+PIXELS_METRIC = "pixels_knn_top1"
 
 # MLflow tags of a sweep's runs: the parent has role "sweep", each child role "trial" and the trial id.
 TRIAL_TAG = "study.trial_id"
@@ -28,6 +35,14 @@ STOPPED_BY_TAG = "study.stopped_by"  # asha, diverged or collapsed
 STOP_REASON_TAG = "study.stop_reason"
 ERROR_TAG = "study.error"
 NODES_TAG = "study.nodes"  # the Ray node IDs a trial's workers ran on
+
+# The parent run's early-stopping check (dashboards.early_stopping): Spearman's rho between the
+# trials' knn_top1 at ASHA's grace period and their final knn_top1, over the trials that ran every
+# epoch; the rung epochs checked (ASHA's, or for a grid the ones it would use); ASHA on or off.
+RANK_CORRELATION_METRIC = "rank_correlation_at_grace"
+RANK_CORRELATION_TRIALS_METRIC = "rank_correlation_trials"
+RUNG_EPOCHS_TAG = "study.rung_epochs"
+EARLY_STOPPING_TAG = "study.early_stopping"  # asha or off
 
 
 def sweep_directory(storage: str | Path, name: str) -> Path:

@@ -108,6 +108,18 @@ def _log(writer: Writer, operation: dict[str, Any]) -> None:
         writer.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
 
 
+def _points(writer: Writer, operation: dict[str, Any]) -> None:
+    """Metric points at given steps (``points``: ``[key, value, step]``), each logged once: a
+    replayed write leaves the points the run already has at that step."""
+    run_id = writer.run_id(operation)
+    timestamp = int(operation.get("timestamp", time.time() * 1000))
+    keys = {key for key, _, _ in operation["points"]}
+    logged = {(key, point.step) for key in keys for point in writer.client.get_metric_history(run_id, key)}
+    metrics = [Metric(key, float(value), timestamp, int(step)) for key, value, step in operation["points"] if (key, int(step)) not in logged]
+    if metrics:
+        writer.client.log_batch(run_id, metrics=metrics)
+
+
 def _finished(writer: Writer, run_id: str) -> bool:
     return writer.client.get_run(run_id).info.status == RunStatus.to_string(RunStatus.FINISHED)
 
@@ -149,6 +161,7 @@ def _close_open_children(writer: Writer, operation: dict[str, Any]) -> None:
 APPLY: dict[str, Callable[[Writer, dict[str, Any]], None]] = {
     "metrics": _metrics,
     "log": _log,
+    "points": _points,
     "artifacts": _artifacts,
     "checkpoint_artifacts": _checkpoint_artifacts,
     "close": _close,

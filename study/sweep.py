@@ -1,5 +1,6 @@
 """Run, resume, list and export sweeps: Ray Tune over Ray Train trials, searched by Optuna,
-stopped early by ASHA, tracked in MLflow and exported to Parquet."""
+stopped early by ASHA (searches by default; a grid runs every trial to the last epoch unless
+``early_stopping`` is on), tracked in MLflow and exported to Parquet."""
 
 from __future__ import annotations
 
@@ -19,10 +20,13 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from study.baselines import ensure_baselines
 from study.cluster import check_cluster, cluster_address, connect
 from study.config import METRIC, MODE, StudyConfig, StudyPlan, plan, with_gpus
 from study.layout import (
+    EARLY_STOPPING_TAG,
     RESULTS_DIR,
+    RUNG_EPOCHS_TAG,
     RUNNING,
     STATE_FILE,
     driver_alive,
@@ -55,6 +59,7 @@ from study.tracking import (
     start_sweep,
 )
 from study.trial import TimelineCallback, TrialContext, run_trial
+from trainables.baselines import Baselines
 from trainables.ray_trainable import DatasetShare, ScalingSpec, TrainerSpec
 from trainables.validation import ConfigError
 
@@ -73,6 +78,7 @@ class StudyResult:
     best_config: dict[str, Any] | None
     best_knn_top1: float | None
     tracking: Tracking
+    baselines: Baselines = Baselines()
 
     def ui_command(self) -> str:
         return f"study ui --tracking-uri {self.tracking.tracking_uri} --port 5000"
@@ -130,6 +136,14 @@ def _trainable(study_plan: StudyPlan, config: StudyConfig, storage: SweepStorage
     return tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY})
 
 
+def scheduler(study_plan: StudyPlan) -> ASHAScheduler | None:
+    """ASHA when the plan stops trials early; else None (Tune's FIFO: every trial to the last epoch)."""
+    if not study_plan.early_stopping:
+        return None
+    asha = study_plan.asha
+    return ASHAScheduler(time_attr="epoch", grace_period=asha.grace_period, reduction_factor=asha.reduction_factor, max_t=asha.max_t)
+
+
 def _tuner(study_plan: StudyPlan, config: StudyConfig, storage: SweepStorage, tracking: Tracking, outbox: Outbox) -> tune.Tuner:
     directory = storage.directory(study_plan.name)
     searcher = StudySearch(
@@ -142,19 +156,13 @@ def _tuner(study_plan: StudyPlan, config: StudyConfig, storage: SweepStorage, tr
         seed=config.seed,
         points=study_plan.points,
     )
-    scheduler = ASHAScheduler(
-        time_attr="epoch",
-        grace_period=min(config.grace_period, study_plan.epochs),
-        reduction_factor=config.reduction_factor,
-        max_t=study_plan.epochs,
-    )
     return tune.Tuner(
         _trainable(study_plan, config, storage, tracking),
         tune_config=tune.TuneConfig(
             metric=METRIC,
             mode=MODE,
             search_alg=searcher,
-            scheduler=scheduler,
+            scheduler=scheduler(study_plan),
             num_samples=study_plan.num_samples,
             max_concurrent_trials=_concurrency(config),
         ),
@@ -205,6 +213,7 @@ def _finish(result_grid: Any, study_plan: StudyPlan, directory: Path, tracking: 
         summary["best_knn_top1"] = best["best_knn_top1"]
         overrides = {key.removeprefix("param."): value for key, value in best.items() if key.startswith("param.") and value is not None}
         outbox.submit("log", tags={"study.best_trial": best["trial_id"], "study.best_overrides": json.dumps(overrides)})
+    summary.update(early_stopping_summary(trials, epochs_path, study_plan, outbox))
     outbox.submit("log", metrics=summary, timestamp=int(time.time() * 1000))
     summary_path = directory / RESULTS_DIR / "summary.txt"
     summary_path.write_text(format_table(trials) + "\n")
@@ -215,6 +224,16 @@ def _finish(result_grid: Any, study_plan: StudyPlan, directory: Path, tracking: 
     )
 
 
+def early_stopping_summary(trials: pa.Table, epochs_path: Path, study_plan: StudyPlan, outbox: Outbox) -> dict[str, float]:
+    """The parent run's rank correlation of the rungs' scores with the final ones (tagged with the
+    rung epochs and whether ASHA was on); its metrics go with the sweep's summary."""
+    from dashboards.early_stopping import check_early_stopping, rung_tag, summary_metrics
+
+    check = check_early_stopping(trials.to_pandas(), pq.read_table(epochs_path).to_pandas(), study_plan.asha, study_plan.early_stopping)
+    outbox.submit("log", tags={RUNG_EPOCHS_TAG: rung_tag(check), EARLY_STOPPING_TAG: "asha" if check.on else "off"})
+    return summary_metrics(check)
+
+
 def _run(tuner_factory, study_plan: StudyPlan, storage: SweepStorage, tracking: Tracking, state: dict[str, Any], started_ray: bool) -> StudyResult:
     status = RunStatus.to_string(RunStatus.FAILED)
     directory = storage.directory(study_plan.name)
@@ -222,9 +241,11 @@ def _run(tuner_factory, study_plan: StudyPlan, storage: SweepStorage, tracking: 
     try:
         state.update(state=RUNNING, driver=this_driver())
         write_state(directory, state)
+        baselines = ensure_baselines(study_plan, StudyConfig.from_dict(state["config"]), directory, outbox, state)
+        write_state(directory, state)
         storage.push(study_plan.name)
         result_grid = tuner_factory(outbox).fit()
-        result = _finish(result_grid, study_plan, directory, tracking, outbox)
+        result = dataclasses.replace(_finish(result_grid, study_plan, directory, tracking, outbox), baselines=baselines)
         status = RunStatus.to_string(RunStatus.FINISHED)
         state.update(state="finished", best_knn_top1=result.best_knn_top1, trials=result.trials.num_rows)
         return result
@@ -347,6 +368,7 @@ def run_study(config: StudyConfig) -> StudyResult:
         directory.mkdir(parents=True)
         tracking = start_sweep(tracking_uri, study_plan.name, study_plan.name, {
             **config.to_dict(), "mode": study_plan.mode, "num_trials": study_plan.num_samples, "epochs": study_plan.epochs,
+            "early_stopping": study_plan.early_stopping,
         })
     except BaseException:
         if started_ray:
@@ -358,6 +380,8 @@ def run_study(config: StudyConfig) -> StudyResult:
         "tracking": {"experiment_id": tracking.experiment_id, "parent_run_id": tracking.parent_run_id},
         "mode": study_plan.mode,
         "epochs": study_plan.epochs,
+        "early_stopping": study_plan.early_stopping,
+        "asha": study_plan.asha.to_dict(),
         "num_trials": study_plan.num_samples,
         "description": study_plan.description,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -114,14 +114,23 @@ class OptimConfig:
         check_choice("optim.fix_predictor_lr", self.fix_predictor_lr, (False, True))
 
 
+DEFAULT_KNN_K = 200
+
+
 @dataclass(frozen=True)
 class KnnConfig:
-    k: int = 200
+    """Weighted kNN on the backbone's features (SimSiam's monitor: k=200, temperature 0.1),
+    every ``every`` epochs. ``k`` never exceeds the smallest class of the kNN bank: unset, it is
+    ``min(200, smallest class)``; set above it, the config is refused (see
+    :attr:`~trainables.data.DatasetInfo.smallest_class`)."""
+
+    k: int | None = None
     temperature: float = 0.1
     every: int = 1
 
     def __post_init__(self) -> None:
-        check_range("knn.k", self.k, 1, integer=True)
+        if self.k is not None:
+            check_range("knn.k", self.k, 1, integer=True)
         check_range("knn.temperature", self.temperature, 0, low_open=True)
         check_range("knn.every", self.every, 1, integer=True)
 
@@ -148,6 +157,14 @@ class TrainConfig:
         check_range("seed", self.seed, 0, integer=True)
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
         check_range("loader_workers", self.loader_workers, 0, integer=True)
+        smallest = DATASETS[self.data.eval_dataset].smallest_class
+        if self.knn.k is None:
+            object.__setattr__(self, "knn", dataclasses.replace(self.knn, k=min(DEFAULT_KNN_K, smallest or DEFAULT_KNN_K)))
+        elif smallest is not None and self.knn.k > smallest:
+            raise ConfigError(
+                "knn.k", self.knn.k,
+                f"1..{smallest}: the smallest class of {self.data.eval_dataset}'s kNN bank has {smallest} images",
+            )
 
     @property
     def lr(self) -> float:

@@ -43,6 +43,28 @@ RECIPES: dict[str, dict[str, Any]] = {
         "batch_size": 32,
         "epochs": 20,
     },
+    # The CPU-sized recipe of the bundled benchmark (`patterns`): the `small` CNN with narrow
+    # heads at 32 px, SimSiam's CIFAR photometric recipe (flips keep every motif's class).
+    "patterns": {
+        "data": {"dataset": "patterns"},
+        "views": {"family": "random_crop", "size": 32},
+        "model": {"backbone": "small", "projector_dim": 512, "projector_layers": 2, "predictor_hidden_dim": 128},
+        "optim": {"base_lr": 0.5},
+        "batch_size": 128,
+        "epochs": 20,
+    },
+}
+# The `patterns` recipe cut to a laptop sweep's trial (`study demo`, the `-bundled` presets): about
+# 75 s of one CPU core per trial, two trials at a time on 2 cores. 16 px views cost a quarter of
+# 32 px ones, batches of 32 give the steps that learning needs to start (4 epochs of batch 64 at
+# 32 px stayed below the untrained encoder), and a stronger colour jitter (any hue, grayscale half
+# the time) makes it start within those 8 epochs (bench/RESULTS.md, benchmark 6).
+RECIPES["patterns-quick"] = {
+    **RECIPES["patterns"],
+    "views": {"family": "random_crop", "size": 16},
+    "photometric": {"hue": 0.5, "saturation": 0.8, "grayscale_p": 0.5},
+    "batch_size": 32,
+    "epochs": 8,
 }
 
 

@@ -246,15 +246,16 @@ class KnnEvaluator:
         self.queries = resident(load(data.eval_dataset, data.root, QUERY_SPLIT), device)
         self.config = config
 
-    def _count(self, dataset) -> int:
+    def count(self, dataset) -> int:
+        """How many images of ``dataset`` are evaluated (``data.eval_limit`` caps it)."""
         limit = self.config.data.eval_limit
         return len(dataset) if limit is None else min(limit, len(dataset))
 
     def __call__(self, model: SimSiam, runtime: Runtime) -> Metrics:
         was_training = model.training
         model.eval()
-        bank, bank_labels = encode_dataset(model, self.bank, self._count(self.bank), self.config, runtime)
-        queries, query_labels = encode_dataset(model, self.queries, self._count(self.queries), self.config, runtime)
+        bank, bank_labels = encode_dataset(model, self.bank, self.count(self.bank), self.config, runtime)
+        queries, query_labels = encode_dataset(model, self.queries, self.count(self.queries), self.config, runtime)
         model.train(was_training)
         accuracy = knn_topk_accuracy(
             queries, query_labels, bank, bank_labels, self.num_classes,
@@ -269,13 +270,6 @@ def resident(dataset: Dataset, device: torch.device | None) -> Dataset:
     if device is None or not isinstance(dataset, TensorImageDataset):
         return dataset
     return dataset.to(device)
-
-
-def untrained_knn(config: TrainConfig) -> Metrics:
-    """kNN accuracy of the encoder that :func:`train` starts from: the baseline to beat."""
-    runtime = Runtime.detect(config.device)
-    torch.manual_seed(config.seed)
-    return KnnEvaluator(config, device=runtime.device)(SimSiam(config.model).to(runtime.device), runtime)
 
 
 def save_checkpoint(directory: Path, model: SimSiam, optimizer: torch.optim.Optimizer, epoch: int, config: TrainConfig) -> Path:
@@ -412,3 +406,4 @@ def train(
         if reason is not None:
             break
     return history
+

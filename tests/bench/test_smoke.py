@@ -89,3 +89,20 @@ def test_search_efficiency_benchmark_compares_asha_tpe_with_the_grid():
     assert grid[1:3] == ["2", "2"], "two grid points, one epoch each"
     assert int(search[2]) <= 2
     assert grid[4] != "not reached", "the grid reaches its own best"
+
+
+def test_learning_benchmark_tables_each_seed_against_both_baselines():
+    from trainables.baselines import pixel_knn, untrained_knn
+    from trainables.recipes import recipe
+
+    from bench.learning import SMOKE
+
+    rows = table_rows(run_benchmark("bench.learning", "--seeds", "0", "1", "--device", "cpu"))
+    assert [row[0] for row in rows] == ["0", "1"]
+    config = recipe("patterns", **SMOKE, device="cpu")
+    for seed, untrained, pixels, trained, above_untrained, above_pixels, minutes, curve in rows:
+        assert float(untrained) == pytest.approx(untrained_knn(config.replace(seed=int(seed)))["knn_top1"], abs=5e-5)
+        assert float(pixels) == pytest.approx(pixel_knn(config)["knn_top1"], abs=5e-5)
+        assert float(above_untrained) == pytest.approx(float(trained) - float(untrained), abs=2e-4)
+        assert float(above_pixels) == pytest.approx(float(trained) - float(pixels), abs=2e-4)
+        assert float(minutes) >= 0 and curve == f"1:{float(trained):.3f}"

@@ -5,6 +5,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
+from scipy import stats
 
 from dashboards.figures import (
     MissingData,
@@ -25,6 +26,7 @@ from dashboards.search import (
     param_importances,
 )
 from dashboards.sweeps import combine, load_sweep, view_stats
+from study.layout import PIXELS_METRIC, UNTRAINED_METRIC
 from study.tracking import TRIAL_TAG
 
 SOURCES = ("parquet", "mlflow")
@@ -63,6 +65,37 @@ def axes_of(figure):
     return figure.axes
 
 
+def logged_baselines(result):
+    """The sweep's evaluation setting (from a trial's params) and its baselines as the parent run
+    logged them: {(seed, untrained top-1)} and {pixels top-1}."""
+    client = MlflowClient(result.tracking.tracking_uri)
+    parent = result.tracking.parent_run_id
+    params = runs_of(result)[0]["params"]
+    setting = (params["data.eval_dataset"], params["views.size"], params["knn.k"], params["data.eval_limit"])
+    untrained = {(point.step, point.value) for point in client.get_metric_history(parent, UNTRAINED_METRIC)}
+    pixels = {point.value for point in client.get_metric_history(parent, PIXELS_METRIC)}
+    return setting, untrained, pixels
+
+
+def assert_baselines(axes, *results):
+    """A horizontal line per baseline at the logged value (the untrained encoder: its mean over
+    the seeds); sweeps evaluated differently get a pair each, labelled with their setting."""
+    by_setting = {}
+    for result in results:
+        setting, untrained, pixels = logged_baselines(result)
+        assert untrained and len(pixels) == 1, result.name
+        known = by_setting.setdefault(setting, (set(), set()))
+        known[0].update(untrained)
+        known[1].update(pixels)
+    for (dataset, size, k, limit), (untrained, pixels) in by_setting.items():
+        suffix = "" if len(by_setting) == 1 else f"kNN {dataset} {size} px k={k}" + (f" {limit} images" if limit != "None" else "")
+        expected = {"untrained": np.mean([value for _, value in untrained]), "pixels": np.mean(list(pixels))}
+        for kind, label in (("untrained", "untrained encoder"), ("pixels", "raw pixels")):
+            drawn = line(axes, f"baseline:{kind}" + (f":{suffix}" if suffix else ""))
+            assert list(drawn.get_ydata()) == pytest.approx([expected[kind]] * 2), "horizontal, at the baseline"
+            assert drawn.get_label() == label + (f" ({suffix})" if suffix else "")
+
+
 def line(axes, gid):
     found = [artist for artist in axes.lines if artist.get_gid() == gid]
     assert len(found) == 1, f"{gid} in {[artist.get_gid() for artist in axes.lines]}"
@@ -73,14 +106,27 @@ def assert_labelled(axes):
     assert axes.get_xlabel() and axes.get_ylabel() and axes.get_title()
 
 
+def t_half_width(std, count):
+    """Half the 95% Student-t interval of a mean of ``count`` values (scipy's quantile)."""
+    return stats.t.ppf(0.975, count - 1) * std / np.sqrt(count) if count > 1 else None
+
+
+def interval_lengths(axes, gid):
+    (bars,) = [collection for collection in axes.collections if collection.get_gid() == gid]
+    return [segment[1][1] - segment[0][1] if len(segment) else None for segment in bars.get_segments()]
+
+
 def assert_series(axes, label, expected):
     drawn = line(axes, f"mean:{label}")
     assert list(drawn.get_xdata()) == pytest.approx(list(expected))
     assert list(drawn.get_ydata()) == pytest.approx([mean for mean, _, _ in expected.values()])
-    container = next(c for c in axes.containers if getattr(c, "lines", None) and c.lines[0] is drawn)
     if any(count > 1 for _, _, count in expected.values()):
-        segments = container.lines[2][0].get_segments()
-        assert [segment[1][1] - segment[0][1] for segment in segments] == pytest.approx([2 * std for _, std, _ in expected.values()])
+        lengths = [None if half is None else pytest.approx(2 * half) for half in (t_half_width(std, n) for _, std, n in expected.values())]
+        assert interval_lengths(axes, f"ci:{label}") == lengths, "the 95% t-interval of the mean over seeds, not ± std"
+        legend = [text.get_text() for text in axes.get_legend().get_texts()]
+        assert any(text.startswith(f"{label} (") and "95% t-interval" in text for text in legend)
+    else:
+        assert not [collection for collection in axes.collections if collection.get_gid() == f"ci:{label}"], "no interval from one trial"
     best_x = max(expected, key=lambda x: expected[x][0])
     best = line(axes, f"best:{label}")
     assert (best.get_xdata()[0], best.get_ydata()[0]) == pytest.approx((best_x, expected[best_x][0]))
@@ -110,6 +156,7 @@ def test_overlap_figure_has_one_line_per_dataset_with_mean_and_std_over_seeds(fi
     assert [count for _, _, count in digits.values()] == [2, 2], "two seeds at each overlap"
     assert_series(axes, "digits", digits)
     assert_series(axes, "digit-scenes → kNN digits", expected_points(figure_sweeps["overlap-scenes"], "views.params.overlap"))
+    assert_baselines(axes, figure_sweeps["overlap-digits"], figure_sweeps["overlap-scenes"])
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -125,6 +172,7 @@ def test_parameter_figures_plot_each_runs_score(figure_sweeps, source, name, dra
     assert_labelled(axes)
     assert word in axes.get_xlabel()
     assert_series(axes, "digits", expected_points(figure_sweeps[name], param))
+    assert_baselines(axes, figure_sweeps[name])
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -136,7 +184,11 @@ def test_overlap_vs_patch_bars_are_the_best_of_each_family(figure_sweeps, source
         best_x = max(points, key=lambda x: points[x][0])
         (bars,) = [c for c in axes.containers if c.get_label() == f"best {family}"]
         assert [bar.get_height() for bar in bars] == pytest.approx([points[best_x][0]])
+        _, std, count = points[best_x]
+        half = t_half_width(std, count)
+        assert interval_lengths(axes, f"ci:{family}") == [None if half is None else pytest.approx(2 * half)]
         assert any(text.get_text().startswith(f"{family} {best_x:g}") for text in axes.texts)
+    assert_baselines(axes, figure_sweeps["overlap-digits"], figure_sweeps["patch-digits"])
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -146,7 +198,8 @@ def test_cutout_figure_compares_zero_and_blur_fill_at_each_size(figure_sweeps, s
     scores = {run["params"]["views.params.fill"]: run["history"][-1][1] for run in runs_of(figure_sweeps["cutout-digits"])}
     assert set(scores) == {"zero", "blur"}
     legend = [text.get_text() for text in axes.get_legend().get_texts()]
-    assert legend == ["cutout", "cutout-blur"]
+    assert legend == ["untrained encoder", "raw pixels", "cutout", "cutout-blur"], "lines first, then the bars"
+    assert_baselines(axes, figure_sweeps["cutout-digits"])
     for fill in ("zero", "blur"):
         (bars,) = [c for c in axes.containers if getattr(c, "patches", None) and c.patches[0].get_gid() == f"mean:digits:{fill}"] or [
             c for c in axes.containers if c.get_label() == {"zero": "cutout", "blur": "cutout-blur"}[fill]
@@ -162,7 +215,9 @@ def test_margin_figure_plots_each_modes_history_by_epoch(figure_sweeps, source):
     assert_labelled(axes)
     assert axes.get_xlabel() == "epoch"
     legend = [text.get_text() for text in axes.get_legend().get_texts()]
-    assert legend == ["vanilla (n=1)", "fixed margin (n=1)", "distance-based margin (n=1)"], "no cutout trial counted as vanilla"
+    assert legend[:3] == ["vanilla (n=1)", "fixed margin (n=1)", "distance-based margin (n=1)"], "no cutout trial counted as vanilla"
+    assert_baselines(axes, figure_sweeps["margin-scenes"], figure_sweeps["cutout-digits"])
+    assert len(legend) == 3 + 4, "32 px scenes and 16 px digits are evaluated differently: a pair of baselines each"
     for run in runs_of(figure_sweeps["margin-scenes"]):
         drawn = line(axes, f"mean:{run['params']['margin.mode']}")
         assert list(drawn.get_xdata()) == [step for step, _ in run["history"]]
@@ -183,6 +238,7 @@ def test_learning_curves_cut_stopped_trials_short(search_sweep, source):
         stopped = run["status"] == "KILLED"
         assert (drawn.get_linestyle() == "--") == stopped
         assert (len(run["history"]) < sweep.max_epochs) == stopped
+    assert_baselines(axes, search_sweep)
 
 
 def test_importance_and_parallel_coordinates_come_from_the_optuna_study(figure_sweeps):
@@ -245,3 +301,30 @@ def test_a_missing_family_is_a_clear_message_not_an_empty_plot(figure_sweeps, dr
     with pytest.raises(MissingData, match="needs") as raised:
         draw(sweep_of(figure_sweeps, name, source="parquet"))
     assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_both_sources_read_the_baselines_the_parent_run_logged(figure_sweeps, source):
+    for name, result in figure_sweeps.items():
+        baselines = load_sweep(name, result.directory.parent, source).baselines
+        _, untrained, pixels = logged_baselines(result)
+        assert set(baselines.untrained.items()) == untrained
+        assert {baselines.pixels} == pixels
+        assert baselines.untrained_mean == pytest.approx(np.mean([value for _, value in untrained]))
+
+
+def test_a_grid_has_the_untrained_encoder_of_each_of_its_seeds(figure_sweeps):
+    """overlap-digits runs seeds 0 and 1: one untrained encoder each, as the science core computes it."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from trainables.baselines import pixel_knn, untrained_knn
+    from trainables.config import TrainConfig
+
+    result = figure_sweeps["overlap-digits"]
+    assert list(result.baselines.untrained) == [0, 1]
+    config = TrainConfig.from_dict(json.loads(pq.read_table(result.trials_path)["config_json"][0].as_py()))
+    for seed, value in result.baselines.untrained.items():
+        assert untrained_knn(config.replace(seed=seed))["knn_top1"] == pytest.approx(value)
+    assert pixel_knn(config)["knn_top1"] == pytest.approx(result.baselines.pixels)

@@ -122,6 +122,7 @@ def bad_inputs(scratch: Path) -> list[tuple[str, str]]:
         "--space zoom",
         "--space overlap --dataset mnist",
         "--space overlap --set model.backbone=vgg",
+        "--space overlap --dataset digits --set knn.k=200",
         "--preset fig2a-overlap --grid-only views.params.overlap=[1.5]",
         "--space overlap --set views.family=overlap --set views.params.overlap=1.2",
         "--space patch --set views.family=patch --set views.params.patch=0",

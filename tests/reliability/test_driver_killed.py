@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from study import StudyConfig, run_study
-from study.layout import read_state
+from study.layout import BASELINES_FILE, RESULTS_DIR, UNTRAINED_METRIC, read_state
 
 EPOCHS = 3
 NAME = "killed-driver"
@@ -89,11 +89,13 @@ def resumed(tmp_path_factory):
     os.killpg(driver.pid, signal.SIGKILL) if _group_alive(driver.pid) else None
     wait_for(lambda: not ray_processes(), "the killed driver's Ray to go", timeout=60)
     state_after_kill = read_state(root / "runs" / NAME)
+    baselines_written = (root / "runs" / NAME / RESULTS_DIR / BASELINES_FILE).stat().st_mtime_ns
     result = run_study(StudyConfig(  # what `study run ... --resume` does: the same sweep, resumed
         space="overlap", grid=True, grid_only={"views.params.overlap": [0.3, 0.5, 0.7]}, epochs=EPOCHS, name=NAME,
         storage=str(root / "runs"), tracking_uri=uri, if_exists="resume",
     ))
-    return result, client, before, [run.info.run_id for run in finished], [run.info.run_id for run in started], state_after_kill
+    finished_ids, started_ids = [run.info.run_id for run in finished], [run.info.run_id for run in started]
+    return result, client, before, finished_ids, started_ids, baselines_written, state_after_kill
 
 
 def _group_alive(pgid: int) -> bool:
@@ -131,7 +133,7 @@ def test_finished_trials_were_not_rerun(resumed):
 
 
 def test_unfinished_trials_continued_from_their_checkpoints(resumed):
-    result, client, before, _, started, _ = resumed
+    result, client, before, _, started, *_ = resumed
     epochs = pq.read_table(result.epochs_path).to_pylist()
     for run_id in started:
         _, logged, _ = before[run_id]
@@ -148,3 +150,11 @@ def test_the_searcher_and_the_parent_run_carry_on(resumed):
     assert sorted(trial.params["views.params.overlap"] for trial in study.trials) == [0.3, 0.5, 0.7]
     assert client.get_run(result.tracking.parent_run_id).info.status == "FINISHED"
     assert read_state(result.directory)["state"] == "finished"
+
+
+def test_the_baselines_were_computed_once_and_read_back_on_resume(resumed):
+    result, client, *_, baselines_written, state_after_kill = resumed
+    assert (result.directory / RESULTS_DIR / BASELINES_FILE).stat().st_mtime_ns == baselines_written, "not computed again"
+    assert state_after_kill["baselines"] == read_state(result.directory)["baselines"] == result.baselines.rows()
+    history = client.get_metric_history(result.tracking.parent_run_id, UNTRAINED_METRIC)
+    assert [(point.step, point.value) for point in history] == list(result.baselines.untrained.items()), "logged once, step = seed"

@@ -21,7 +21,7 @@ def test_every_figure_and_search_has_a_real_and_a_bundled_preset() -> None:
     assert set(PRESETS) == expected
     for name, preset in PRESETS.items():
         assert preset.name == name and preset.description
-        assert (preset.recipe == "digits") == name.endswith("-bundled")
+        assert (preset.recipe == "patterns-quick") == name.endswith("-bundled")
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -81,11 +81,11 @@ def test_figure_settings() -> None:
     assert len(overlap.points()) == 9 * 3
     bundled = get_preset("fig2a-overlap-bundled")
     assert (bundled.recipe, bundled.base_config().data.dataset, bundled.seeds) == (
-        "digits",
-        "digits",
-        (0, 1),
+        "patterns-quick",
+        "patterns",
+        (0, 1, 2),
     )
-    assert bundled.epochs <= 10
+    assert bundled.epochs == bundled.base_config().epochs <= 10
     assert get_preset("fig2b-patch").space == "patch"
     assert {get_preset("fig3-exclusive").epochs, get_preset("fig4-cutout").epochs} == {400, 100}
 
@@ -109,8 +109,8 @@ def test_margin_presets_train_scene_centric_and_evaluate_object_centric() -> Non
     )
     bundled = get_preset("fig5-margin-bundled").base_config()
     assert (bundled.data.dataset, bundled.data.eval_dataset, bundled.views.size) == (
-        "digit-scenes",
-        "digits",
+        "pattern-scenes",
+        "patterns",
         32,
     )
     modes = [p["margin.mode"] for p in get_preset("fig5-margin").points()]

@@ -45,7 +45,9 @@ def test_train_command_runs_and_prints_a_table(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[1].startswith("untrained encoder (same seed): knn_top1=")
+    assert lines[1].startswith("baselines (kNN top-1, same seed): untrained encoder ") and ", raw pixels " in lines[1]
+    final = float(lines[-2].split("knn_top1=")[1].split()[0])
+    assert lines[-1].startswith("against the baselines: ") and f"; best {final:.3f} = untrained " in lines[-1]
     assert "knn_top1" in lines[2]
     epoch_row = lines[3].split()
     assert epoch_row[0] == "1" and 0 <= float(epoch_row[2]) <= 1

@@ -127,3 +127,18 @@ def test_reads_fall_back_only_when_the_store_does_not_answer(stores):
     assert or_else(up.trial_run_ids, {"t1": "kept"}, "run ids") == {}
     with pytest.raises(MlflowException):
         or_else(lambda: up.client().get_run("no-such-run"), None, "a run")
+
+
+def test_metric_points_are_kept_while_down_and_logged_once_at_their_steps(tmp_path, stores):
+    """The baselines' write: the untrained encoder at step = seed, replayed without duplicates."""
+    up, down = stores
+    points = [["untrained_knn_top1", 0.5, 0], ["untrained_knn_top1", 0.6, 3], ["pixels_knn_top1", 0.7, 0]]
+    assert not Outbox(down, tmp_path).submit("points", points=points, timestamp=1)
+    assert [operation["op"] for operation in read_outbox(tmp_path / OUTBOX_FILE)] == ["points"]
+    working = Outbox(up, tmp_path)
+    assert working.flush(force=True)
+    assert working.submit("points", points=points, timestamp=2), "applied again: nothing new is logged"
+    client = MlflowClient(up.tracking_uri)
+    history = sorted((point.step, point.value) for point in client.get_metric_history(up.parent_run_id, "untrained_knn_top1"))
+    assert history == [(0, 0.5), (3, 0.6)]
+    assert [point.value for point in client.get_metric_history(up.parent_run_id, "pixels_knn_top1")] == [0.7]

@@ -112,3 +112,46 @@ def test_the_packing_default_is_resolved_before_ray_and_an_explicit_share_is_kep
     base = recipe("cifar")
     assert with_gpus(StudyConfig(space="overlap", gpus_per_trial=0.5), base, cluster_gpus=8).gpus_per_trial == 0.5
     assert with_gpus(StudyConfig(space="overlap"), base, cluster_gpus=8).gpus_per_trial == 0.25
+
+
+@pytest.mark.parametrize(
+    ("fields", "stops_early"),
+    [
+        ({"grid": True}, False),
+        ({"grid": True, "early_stopping": True}, True),
+        ({}, True),
+        ({"early_stopping": False}, False),
+        ({"preset": "fig2a-overlap-bundled"}, False),
+        ({"preset": "fig2a-overlap-bundled", "early_stopping": True}, True),
+        ({"preset": "overlap-search-bundled"}, True),
+    ],
+)
+def test_grids_run_every_trial_to_the_end_unless_early_stopping_is_asked_for(tmp_path, fields, stops_early):
+    from ray.tune.schedulers import ASHAScheduler
+
+    from study.config import plan
+    from study.sweep import scheduler
+
+    study_plan = plan(StudyConfig(**{"space": None if "preset" in fields else "overlap", "grace_period": 2, "reduction_factor": 3,
+                                     "epochs": 9, **fields}))
+    assert study_plan.early_stopping is stops_early
+    assert (study_plan.asha.grace_period, study_plan.asha.reduction_factor, study_plan.asha.rungs) == (2, 3, (2, 6))
+    chosen = scheduler(study_plan)
+    assert isinstance(chosen, ASHAScheduler) if stops_early else chosen is None
+    if stops_early:
+        assert (chosen._reduction_factor, chosen._max_t) == (3, 9)
+        assert sorted(epoch for epoch, _ in chosen._brackets[0]._rungs) == list(study_plan.asha.rungs), "ASHA's own rungs"
+    assert not ray.is_initialized()
+
+
+def test_early_stopping_is_a_flag_of_the_command_line_and_checked_at_the_boundary(tmp_path):
+    from study.cli import build_parser, study_config
+
+    def parsed(*flags):
+        return study_config(build_parser().parse_args(["run", "--space", "overlap", "--grid", *flags])).early_stopping
+
+    assert (parsed(), parsed("--early-stopping"), parsed("--no-early-stopping")) == (None, True, False)
+    with pytest.raises(ConfigError, match="early_stopping='yes'.*true .*false .*unset"):
+        config(tmp_path, early_stopping="yes")
+    with pytest.raises(ConfigError, match="early_stopping"):
+        StudyConfig.from_dict({"space": "overlap", "early_stopping": "yes"})

@@ -135,3 +135,44 @@ def test_a_used_name_is_refused_before_ray_starts(sweep, capsys):
     assert f"name='{result.name}'" in capsys.readouterr().err
     assert not ray.is_initialized()
     assert len(client.search_runs([result.tracking.experiment_id])) == runs_before
+
+
+def test_the_baselines_are_on_the_parent_run_in_parquet_and_in_the_state(sweep):
+    """The untrained encoder of the search's seed and the raw pixels: computed at the start, the
+    same in Parquet, the state, the result and MLflow, and equal to the science functions."""
+    from study.layout import BASELINES_FILE, PIXELS_METRIC, RESULTS_DIR, UNTRAINED_MEAN_METRIC, UNTRAINED_METRIC, read_state
+    from trainables.baselines import PIXELS, UNTRAINED, Baselines, pixel_knn, untrained_knn
+    from trainables.config import TrainConfig
+
+    result, client, _ = sweep
+    table = pq.read_table(result.directory / RESULTS_DIR / BASELINES_FILE)
+    rows = table.to_pylist()
+    assert [(row["baseline"], row["seed"]) for row in rows] == [(UNTRAINED, 0), (PIXELS, None)], "one seed (the search's), pixels once"
+    assert {(row["eval_dataset"], row["k"], row["size"], row["eval_limit"]) for row in rows} == {("digits", 131, 16, 300)}
+    assert Baselines.from_rows(rows) == result.baselines
+    assert read_state(result.directory)["baselines"] == rows
+    parent = result.tracking.parent_run_id
+    untrained = [(point.step, point.value) for point in client.get_metric_history(parent, UNTRAINED_METRIC)]
+    assert untrained == [(0, pytest.approx(rows[0]["knn_top1"]))], "step = seed"
+    metrics = client.get_run(parent).data.metrics
+    assert metrics[UNTRAINED_MEAN_METRIC] == pytest.approx(rows[0]["knn_top1"])
+    assert metrics[PIXELS_METRIC] == pytest.approx(rows[1]["knn_top1"])
+    assert "results/baselines.parquet" in {artifact.path for artifact in client.list_artifacts(parent, "results")}
+    config = TrainConfig.from_dict(json.loads(result.trials["config_json"][0].as_py())).replace(seed=0)
+    assert untrained_knn(config)["knn_top1"] == pytest.approx(rows[0]["knn_top1"])
+    assert untrained_knn(config)["knn_top5"] == pytest.approx(rows[0]["knn_top5"])
+    assert pixel_knn(config) == {"knn_top1": pytest.approx(rows[1]["knn_top1"]), "knn_top5": pytest.approx(rows[1]["knn_top5"])}
+
+
+def test_the_closing_lines_state_the_baselines_and_the_margins(sweep, capsys):
+    from study.cli import print_result
+
+    result, _, _ = sweep
+    print_result(result)
+    out = capsys.readouterr().out
+    (untrained,), pixels, best = result.baselines.untrained.values(), result.baselines.pixels, result.best_knn_top1
+    line = next(line for line in out.splitlines() if line.startswith("baselines: "))
+    assert f"untrained encoder {untrained:.3f} (seed 0: {untrained:.3f})" in line
+    assert f"raw pixels {pixels:.3f}" in line
+    assert f"best {best:.3f} = untrained {best - untrained:+.3f} (seed 0; mean {best - untrained:+.3f}), pixels {best - pixels:+.3f}" in line
+    assert out.index(f"best knn_top1={best:.4f}") < out.index(line), "after the best configuration"

@@ -4,6 +4,8 @@ import pytest
 import yaml
 
 from trainables.config import TrainConfig
+from trainables.data import DATASETS
+from trainables.recipes import RECIPES, recipe
 from trainables.validation import ConfigError
 
 
@@ -61,3 +63,23 @@ def test_config_is_frozen_and_lr_scales_with_batch():
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.epochs = 3
     assert config.lr == pytest.approx(0.06)
+
+
+def test_knn_k_defaults_to_200_capped_by_the_smallest_class_of_the_bank() -> None:
+    assert TrainConfig.from_dict({"data": {"dataset": "cifar10"}}).knn.k == 200
+    assert TrainConfig.from_dict({"data": {"dataset": "digits"}}).knn.k == DATASETS["digits"].smallest_class == 131
+    assert TrainConfig.from_dict({"data": {"dataset": "digits"}, "knn": {"k": 20}}).knn.k == 20
+
+
+def test_a_knn_k_above_the_smallest_class_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig.from_dict({"data": {"dataset": "digit-scenes"}, "knn": {"k": 132}})
+    assert caught.value.field == "knn.k" and "132" in str(caught.value) and "1..131" in str(caught.value)
+    assert TrainConfig.from_dict({"data": {"dataset": "digit-scenes"}, "knn": {"k": 131}}).knn.k == 131
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_no_recipe_uses_a_k_above_its_banks_smallest_class(name: str) -> None:
+    config = recipe(name)
+    smallest = DATASETS[config.data.eval_dataset].smallest_class
+    assert smallest is not None and config.knn.k <= smallest

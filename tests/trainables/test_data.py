@@ -361,7 +361,7 @@ def test_registry_describes_every_dataset() -> None:
     assert evaluations == {
         "cifar10": "cifar10", "cifar100": "cifar100", "stl10": "stl10",
         "imagenet100": "imagenet100", "coco": "cifar10",
-        "digits": "digits", "digit-scenes": "digits",
+        "digits": "digits", "digit-scenes": "digits", "patterns": "patterns", "pattern-scenes": "patterns",
     }  # fmt: skip
     for name, info in DATASETS.items():
         assert isinstance(info, DatasetInfo) and info.name == name

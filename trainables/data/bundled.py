@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import NamedTuple
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trainables.data.in_memory import UNLABELLED, TensorImageDataset
+from trainables.data.in_memory import SceneObject, Scenes, TensorImageDataset
 
 DIGIT_SIZE = 32
 DIGIT_MAX_VALUE = 16
@@ -28,25 +26,6 @@ SCENE_OBJECTS = (2, 4)
 SCENE_OBJECT_SIDES = (20, 32)
 SCENE_COUNTS = {"train": 2000, "test": 500}
 SCENE_SEEDS = {"train": 0, "test": 1}
-
-
-class SceneObject(NamedTuple):
-    """One pasted digit: its class and its box in canvas pixels, ``x1``/``y1`` exclusive."""
-
-    label: int
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-
-class DigitScenes(TensorImageDataset):
-    """Unlabelled scenes plus :attr:`objects`, the pasted digits of each scene."""
-
-    def __init__(self, images: Tensor, objects: tuple[tuple[SceneObject, ...], ...]) -> None:
-        labels = torch.full((images.shape[0],), UNLABELLED, dtype=torch.int64)
-        super().__init__(images, labels)
-        self.objects = [list(scene) for scene in objects]
 
 
 def _resize(images: Tensor, side: int) -> Tensor:
@@ -129,5 +108,5 @@ def load_digits_split(root: Path, split: str, download: bool) -> TensorImageData
     return TensorImageDataset(images, labels, tuple(str(c) for c in range(10)))
 
 
-def load_digit_scenes(root: Path, split: str, download: bool) -> DigitScenes:
-    return DigitScenes(*_digit_scenes(split))
+def load_digit_scenes(root: Path, split: str, download: bool) -> Scenes:
+    return Scenes(*_digit_scenes(split))

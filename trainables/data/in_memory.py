@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -39,3 +41,22 @@ class TensorImageDataset(Dataset[tuple[Tensor, int]]):
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         return self.images[index], int(self.labels[index])
+
+
+class SceneObject(NamedTuple):
+    """One object of a scene: its class and its box in canvas pixels, ``x1``/``y1`` exclusive."""
+
+    label: int
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+
+class Scenes(TensorImageDataset):
+    """Unlabelled scenes plus :attr:`objects`, the objects placed in each scene."""
+
+    def __init__(self, images: Tensor, objects: tuple[tuple[SceneObject, ...], ...]) -> None:
+        labels = torch.full((images.shape[0],), UNLABELLED, dtype=torch.int64)
+        super().__init__(images, labels)
+        self.objects = [list(scene) for scene in objects]

@@ -24,7 +24,11 @@ class DatasetInfo:
 
     ``labelled_splits`` are the splits whose labels are real (usable as a kNN memory bank or
     queries). ``default_eval`` names the labelled dataset on which a model trained on this one
-    is evaluated by kNN. ``bundled`` datasets need no files and ignore ``root``.
+    is evaluated by kNN. ``bundled`` datasets need no files: they are built in-process (the
+    pattern sets are drawn once and cached under ``root``).
+    ``smallest_class`` is the image count of the smallest class in the kNN bank (the train
+    split): a kNN ``k`` above it lets the other classes outvote a query's own class even when
+    every one of its class's images is among the neighbours, so configs keep ``k`` at or below it.
     ``split_aliases`` maps accepted extra split names onto entries of ``splits``. ``loader`` is
     ``"module:function"``, imported on first use: the parsers pull in torchvision and sklearn,
     which a process that only validates configs (a trial driver, the Train controller) never needs.
@@ -38,6 +42,7 @@ class DatasetInfo:
     default_eval: str | None
     bundled: bool
     loader: str = field(repr=False, compare=False)
+    smallest_class: int | None = None
     split_aliases: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def resolve_split(self, split: str) -> str:
@@ -63,6 +68,7 @@ DATASETS: dict[str, DatasetInfo] = {
             default_eval="cifar10",
             bundled=False,
             loader="trainables.data.binary_sets:load_cifar10",
+            smallest_class=5000,
         ),
         DatasetInfo(
             name="cifar100",
@@ -73,6 +79,7 @@ DATASETS: dict[str, DatasetInfo] = {
             default_eval="cifar100",
             bundled=False,
             loader="trainables.data.binary_sets:load_cifar100",
+            smallest_class=500,
         ),
         DatasetInfo(
             name="stl10",
@@ -83,6 +90,7 @@ DATASETS: dict[str, DatasetInfo] = {
             default_eval="stl10",
             bundled=False,
             loader="trainables.data.binary_sets:load_stl10",
+            smallest_class=500,
         ),
         DatasetInfo(
             name="imagenet100",
@@ -93,6 +101,7 @@ DATASETS: dict[str, DatasetInfo] = {
             default_eval="imagenet100",
             bundled=False,
             loader="trainables.data.image_folders:load_imagenet100",
+            smallest_class=732,  # ImageNet-1k's smallest train class; the 100-class subset has no smaller one
             split_aliases={"test": "val"},
         ),
         DatasetInfo(
@@ -114,6 +123,7 @@ DATASETS: dict[str, DatasetInfo] = {
             default_eval="digits",
             bundled=True,
             loader="trainables.data.bundled:load_digits_split",
+            smallest_class=131,
         ),
         DatasetInfo(
             name="digit-scenes",
@@ -124,6 +134,27 @@ DATASETS: dict[str, DatasetInfo] = {
             default_eval="digits",
             bundled=True,
             loader="trainables.data.bundled:load_digit_scenes",
+        ),
+        DatasetInfo(
+            name="patterns",
+            splits=("train", "test"),
+            labelled_splits=("train", "test"),
+            num_classes=10,
+            scene_centric=False,
+            default_eval="patterns",
+            bundled=True,
+            loader="trainables.data.pattern_sets:load_patterns",
+            smallest_class=600,
+        ),
+        DatasetInfo(
+            name="pattern-scenes",
+            splits=("train", "test"),
+            labelled_splits=(),
+            num_classes=None,
+            scene_centric=True,
+            default_eval="patterns",
+            bundled=True,
+            loader="trainables.data.pattern_sets:load_pattern_scenes",
         ),
     )
 }
