@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from trainables.validation import ConfigError
+
+logger = logging.getLogger(__name__)
 
 AUTH_HINT = (
     "Ray 2.60 clusters started by `ray start`/`ray.init()` require a token unless RAY_AUTH_MODE=disabled was set "
@@ -37,6 +40,9 @@ AUTH_REFUSALS = (
     "Invalid or missing authentication token",  # the Ray Client server's, which Ray Client only logs at debug level
 )
 CLIENT_LOGGER = "ray.util.client.worker"
+CLIENT_INIT_FAILURE = "Initialization failure from server"  # Ray Client's error when its server's process did not start
+CLIENT_INIT_ATTEMPTS = 3
+CLIENT_INIT_PAUSE_S = 2.0
 CLIENT_PREFIX = "ray://"  # Ray Client: Tune then runs the sweep's driver loop on the cluster's head node
 SERVER_SCHEMES = ("http://", "https://", "databricks")
 LOOK_TIMEOUT_S = 120
@@ -67,7 +73,7 @@ def connect(address: str | None) -> bool:
     client_log: list[str] = []
     try:
         with _recorded(CLIENT_LOGGER, client_log):
-            ray.init(address=address, **({} if address.startswith(CLIENT_PREFIX) else {"configure_logging": False}))
+            _join(address)
         return True
     except ray.exceptions.AuthenticationError as error:
         raise ConfigError("address", address, f"a Ray cluster that accepts this driver's token ({error.message}). {AUTH_HINT}") from error
@@ -78,7 +84,26 @@ def connect(address: str | None) -> bool:
         if not isinstance(error, ConnectionError):
             raise
         raise ConfigError("address", address, f"the address of a running Ray cluster: `ray start --head` prints it, `auto` finds "
-                                              f"one started on this machine, ray://host:10001 reaches its client server ({_first_line(error)})") from error
+                                              f"one started on this machine, ray://host:10001 reaches its client server ({_headline(error)})") from error
+
+
+def _join(address: str) -> None:
+    """``ray.init(address)``; over Ray Client, tried again (up to :data:`CLIENT_INIT_ATTEMPTS`
+    times) when the client server could not start this driver's server process: it then answers
+    "Initialization failure from server" and a new attempt gets a new process on another port."""
+    if not address.startswith(CLIENT_PREFIX):
+        ray.init(address=address, configure_logging=False)
+        return
+    for attempt in range(1, CLIENT_INIT_ATTEMPTS + 1):
+        try:
+            ray.init(address=address)
+            return
+        except ConnectionAbortedError as error:
+            if CLIENT_INIT_FAILURE not in str(error) or attempt == CLIENT_INIT_ATTEMPTS:
+                raise
+            logger.warning("the Ray Client server at %s could not start a server for this driver (attempt %d of %d: %s); "
+                           "trying again", address, attempt, CLIENT_INIT_ATTEMPTS, _headline(error))
+            time.sleep(CLIENT_INIT_PAUSE_S)
 
 
 def _unreachable(address: str) -> str | None:
@@ -135,8 +160,12 @@ def _recorded(logger_name: str, records: list[str]) -> Iterator[None]:
         logger.removeFilter(tap)
 
 
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+def _headline(error: BaseException) -> str:
+    """The error's first line; for a headline that ends in ``:`` (Ray Client's "Initialization
+    failure from server:", then the server's traceback) the last line of what follows too."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()] or [type(error).__name__]
+    head = lines[0] if not lines[0].endswith(":") or len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+    return head[:300]
 
 
 @dataclass(frozen=True)

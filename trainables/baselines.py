@@ -46,21 +46,25 @@ class RawPixels(nn.Module):
         return images.flatten(1)
 
 
-def untrained_knn(config: TrainConfig, load_dataset: DatasetLoader = get_dataset) -> Metrics:
+def untrained_knn(config: TrainConfig, load_dataset: DatasetLoader = get_dataset,
+                  evaluate: KnnEvaluator | None = None) -> Metrics:
     """kNN top-1/top-5 of the encoder that :func:`~trainables.train.train` starts from with
-    ``config.seed``: the baseline to beat. The global RNG is left as it was."""
+    ``config.seed``: the baseline to beat. ``evaluate`` (built from ``config`` when not given)
+    lets several seeds share one loaded evaluation set. The global RNG is left as it was."""
     runtime = Runtime.detect(config.device)
+    evaluate = evaluate or KnnEvaluator(config, load_dataset, runtime.device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = SimSiam(config.model)
-    return KnnEvaluator(config, load_dataset, runtime.device)(model.to(runtime.device), runtime)
+    return evaluate(model.to(runtime.device), runtime)
 
 
-def pixel_knn(config: TrainConfig, load_dataset: DatasetLoader = get_dataset) -> Metrics:
+def pixel_knn(config: TrainConfig, load_dataset: DatasetLoader = get_dataset,
+              evaluate: KnnEvaluator | None = None) -> Metrics:
     """kNN top-1/top-5 of the raw evaluation pixels. Raises :class:`PixelBankTooLarge` before
-    reading any pixel when bank and queries would take more than :data:`PIXEL_BANK_LIMIT_BYTES`."""
+    cutting any view when bank and queries would take more than :data:`PIXEL_BANK_LIMIT_BYTES`."""
     runtime = Runtime.detect(config.device)
-    evaluate = KnnEvaluator(config, load_dataset, runtime.device)
+    evaluate = evaluate or KnnEvaluator(config, load_dataset, runtime.device)
     images = evaluate.count(evaluate.bank) + evaluate.count(evaluate.queries)
     size = config.views.size
     needed = images * 3 * size * size * 4
@@ -150,11 +154,12 @@ class Baselines:
 
 def sweep_baselines(config: TrainConfig, seeds: Sequence[int], load_dataset: DatasetLoader = get_dataset) -> Baselines:
     """The untrained encoder of each of ``seeds`` and the raw pixels once, on ``config``'s eval
-    set. A pixel bank too large to hold is left out, with a warning."""
-    scores = [BaselineScore.of(UNTRAINED, seed, untrained_knn(config.replace(seed=seed), load_dataset), config)
+    set (loaded once for all of them). A pixel bank too large to hold is left out, with a warning."""
+    evaluate = KnnEvaluator(config, load_dataset, Runtime.detect(config.device).device)
+    scores = [BaselineScore.of(UNTRAINED, seed, untrained_knn(config.replace(seed=seed), evaluate=evaluate), config)
               for seed in sorted(set(seeds))]
     try:
-        scores.append(BaselineScore.of(PIXELS, None, pixel_knn(config, load_dataset), config))
+        scores.append(BaselineScore.of(PIXELS, None, pixel_knn(config, evaluate=evaluate), config))
     except PixelBankTooLarge as error:
         logger.warning("no raw-pixel baseline: %s", error)
     return Baselines(tuple(scores))

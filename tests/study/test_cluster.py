@@ -218,3 +218,63 @@ def test_the_address_flag_wins_over_ray_address(monkeypatch):
     assert cluster_address(None) == "10.0.0.1:6379"
     monkeypatch.delenv("RAY_ADDRESS")
     assert cluster_address(None) is None
+
+
+SERVER_TRACEBACK = (
+    "Initialization failure from server:\nTraceback (most recent call last):\n  File \"proxier.py\", line 766, in Datapath\n"
+    "RuntimeError: Starting Ray client server failed. See ray_client_server_23000.err for detailed logs.\n"
+)
+
+
+class FlakyInit:
+    """``ray.init`` whose Ray Client server fails to start this driver's server ``failures`` times."""
+
+    def __init__(self, failures: int, error: str = SERVER_TRACEBACK) -> None:
+        self.failures, self.error, self.calls = failures, error, []
+
+    def __call__(self, **kwargs) -> None:
+        self.calls.append(kwargs)
+        if len(self.calls) <= self.failures:
+            raise ConnectionAbortedError(self.error)
+
+
+@pytest.fixture
+def answering(monkeypatch):
+    """A client server port that accepts connections (so the address is not refused unheard)."""
+    import socket
+
+    import study.cluster
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    monkeypatch.setattr(study.cluster, "CLIENT_INIT_PAUSE_S", 0.0)
+    yield f"ray://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+def test_a_client_server_that_could_not_start_the_drivers_server_is_tried_again(monkeypatch, answering):
+    from study.cluster import connect
+
+    init = FlakyInit(failures=2)
+    monkeypatch.setattr(ray, "init", init)
+    assert connect(answering) is True
+    assert [call["address"] for call in init.calls] == [answering] * 3
+
+
+def test_a_client_server_that_never_starts_it_is_named_with_the_servers_reason(monkeypatch, answering):
+    from study.cluster import CLIENT_INIT_ATTEMPTS, connect
+
+    init = FlakyInit(failures=CLIENT_INIT_ATTEMPTS)
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(ConfigError, match=r"Initialization failure from server: RuntimeError: Starting Ray client server failed"):
+        connect(answering)
+    assert len(init.calls) == CLIENT_INIT_ATTEMPTS
+
+
+def test_other_client_failures_are_not_tried_again(monkeypatch, answering):
+    from study.cluster import connect
+
+    init = FlakyInit(failures=1, error="ray client connection timeout")
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(ConfigError, match=r"reaches its client server \(ray client connection timeout\)"):
+        connect(answering)
+    assert len(init.calls) == 1
