@@ -101,7 +101,7 @@ def empty_trial(config: dict) -> None:
 
 def run_floor(directory: Path, trials: int) -> None:
     """Tune trials that each run a TorchTrainer doing nothing but one report."""
-    from study.sweep import TRIAL_DRIVER_MEMORY
+    from study.tuner import TRIAL_DRIVER_MEMORY
     from study.trial import TimelineCallback
 
     tune.Tuner(

@@ -19,6 +19,7 @@ STATE_FILE = "study.json"
 RESULTS_DIR = "results"
 REPORT_DIR = "report"
 OPTUNA_FILE = "optuna.db"
+REPLACED_DIR = ".replaced"  # under the storage root: the directories of overwritten sweeps, never deleted
 BASELINES_FILE = "baselines.parquet"  # in RESULTS_DIR: trainables.baselines.BaselineScore rows
 
 # The parent run's baseline metrics: the untrained encoder once per seed (MLflow step = seed) and

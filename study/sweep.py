@@ -1,6 +1,7 @@
 """Run, resume, list and export sweeps: Ray Tune over Ray Train trials, searched by Optuna,
 stopped early by ASHA (searches by default; a grid runs every trial to the last epoch unless
-``early_stopping`` is on), tracked in MLflow and exported to Parquet."""
+``early_stopping`` is on), tracked in MLflow and exported to Parquet. The checks made before Ray
+starts are :mod:`study.prepare`'s, the Tuner is :mod:`study.tuner`'s."""
 
 from __future__ import annotations
 
@@ -17,12 +18,10 @@ import pyarrow.parquet as pq
 import ray
 from mlflow.entities import RunStatus
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from study.baselines import ensure_baselines
 from study.cluster import check_cluster, cluster_address, connect
-from study.config import METRIC, MODE, StudyConfig, StudyPlan, plan, with_gpus
+from study.config import StudyConfig, StudyPlan, plan
 from study.layout import (
     EARLY_STOPPING_TAG,
     RESULTS_DIR,
@@ -30,12 +29,12 @@ from study.layout import (
     RUNNING,
     STATE_FILE,
     driver_alive,
-    optuna_storage,
     read_state,
     this_driver,
     write_state,
 )
 from study.outbox import Outbox, or_else
+from study.prepare import prepare_study, set_aside
 from study.results import (
     STATUSES,
     TRIALS_FILE,
@@ -47,25 +46,13 @@ from study.results import (
     with_logged_epochs,
     write_tables,
 )
-from study.search import StudySearch
 from study.storage import SweepStorage
-from study.tracking import (
-    MlflowTrialCallback,
-    Tracking,
-    check_tracking_store,
-    close_open_children,
-    logged_epochs,
-    resolve_tracking_uri,
-    start_sweep,
-)
-from study.trial import TimelineCallback, TrialContext, run_trial
+from study.tracking import Tracking, check_tracking_store, close_open_children, logged_epochs, start_sweep
+from study.tuner import build_tuner, check_gpus, pushed, trainable
 from trainables.baselines import Baselines
-from trainables.ray_trainable import DatasetShare, ScalingSpec, TrainerSpec
 from trainables.validation import ConfigError
 
 logger = logging.getLogger(__name__)
-
-TRIAL_DRIVER_MEMORY = 256 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -82,101 +69,6 @@ class StudyResult:
 
     def ui_command(self) -> str:
         return f"study ui --tracking-uri {self.tracking.tracking_uri} --port 5000"
-
-
-def local_gpus() -> int:
-    import torch
-
-    return torch.cuda.device_count()
-
-
-def check_gpus(config: StudyConfig, study_plan: StudyPlan, available: float) -> StudyConfig:
-    """``config`` with its GPUs per trial resolved (:func:`~study.config.with_gpus`); a trial asking
-    for more GPUs than the cluster has would wait forever: refuse it."""
-    config = with_gpus(config, study_plan.base_config, available)
-    if config.gpus_per_trial > available:
-        raise ConfigError("gpus_per_trial", config.gpus_per_trial, f"at most {available:g}, the GPUs of the cluster")
-    return config
-
-
-def _concurrency(config: StudyConfig) -> int:
-    if config.max_concurrent_trials is not None:
-        return config.max_concurrent_trials
-    cpus_per_trial = config.workers_per_trial * config.cpus_per_worker
-    available = ray.cluster_resources().get("CPU", 1)
-    by_cpu = int(available // cpus_per_trial) if cpus_per_trial else 1
-    if config.gpus_per_trial:
-        by_cpu = min(by_cpu, int(ray.cluster_resources().get("GPU", 0) // config.gpus_per_trial) or 1)
-    return max(1, by_cpu)
-
-
-def dataset_share() -> ray.actor.ActorHandle:
-    """The sweep's :class:`DatasetShare`, on the driver's node: it lives as long as the sweep,
-    whichever worker nodes come and go."""
-    if ray.util.client.ray.is_connected():  # Ray Client: this process is no node of the cluster
-        return DatasetShare.remote()
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
-    return DatasetShare.options(scheduling_strategy=here).remote()
-
-
-def _trainable(study_plan: StudyPlan, config: StudyConfig, storage: SweepStorage, tracking: Tracking, training: bool = True):
-    """The trial function with its resources; ``training=False`` (reading results back) starts no actor."""
-    spec = TrainerSpec(
-        scaling=ScalingSpec(
-            num_workers=config.workers_per_trial,
-            cpus_per_worker=config.cpus_per_worker,
-            gpus_per_worker=(config.gpus_per_trial or 0.0) / config.workers_per_trial,
-        ),
-        storage_path=storage.remote(study_plan.name, "train"),
-        checkpoints_to_keep=config.checkpoints_to_keep,
-        max_failures=config.max_failures,
-        datasets=dataset_share() if training else None,
-    )
-    context = TrialContext(base_config=study_plan.base_config.to_dict(), trainer=spec, tracking=tracking)
-    return tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY})
-
-
-def scheduler(study_plan: StudyPlan) -> ASHAScheduler | None:
-    """ASHA when the plan stops trials early; else None (Tune's FIFO: every trial to the last epoch)."""
-    if not study_plan.early_stopping:
-        return None
-    asha = study_plan.asha
-    return ASHAScheduler(time_attr="epoch", grace_period=asha.grace_period, reduction_factor=asha.reduction_factor, max_t=asha.max_t)
-
-
-def _tuner(study_plan: StudyPlan, config: StudyConfig, storage: SweepStorage, tracking: Tracking, outbox: Outbox) -> tune.Tuner:
-    directory = storage.directory(study_plan.name)
-    searcher = StudySearch(
-        study_plan.define,
-        max_epochs=study_plan.epochs,
-        metric=METRIC,
-        mode=MODE,
-        study_name=study_plan.name,
-        storage=optuna_storage(directory),
-        seed=config.seed,
-        points=study_plan.points,
-    )
-    return tune.Tuner(
-        _trainable(study_plan, config, storage, tracking),
-        tune_config=tune.TuneConfig(
-            metric=METRIC,
-            mode=MODE,
-            search_alg=searcher,
-            scheduler=scheduler(study_plan),
-            num_samples=study_plan.num_samples,
-            max_concurrent_trials=_concurrency(config),
-        ),
-        run_config=tune.RunConfig(
-            name=study_plan.name,
-            storage_path=storage.tune_root,
-            failure_config=tune.FailureConfig(max_failures=config.max_failures),
-            callbacks=[
-                MlflowTrialCallback(outbox, study_plan.epochs, study_plan.base_config.to_dict(), storage.location),
-                TimelineCallback(),
-                PushCallback(storage.location, study_plan.name),
-            ],
-        ),
-    )
 
 
 def complete_records(records: list[TrialRecord], tracking: Tracking) -> list[TrialRecord]:
@@ -271,84 +163,6 @@ def _run(tuner_factory, study_plan: StudyPlan, storage: SweepStorage, tracking: 
             ray.shutdown()
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """A sweep checked against everything knowable before Ray starts."""
-
-    config: StudyConfig
-    plan: StudyPlan
-    storage: SweepStorage
-    directory: Path
-    exists: bool
-    tracking_uri: str
-    local: bool
-
-
-REPLACED_DIR = ".replaced"
-
-
-def with_data_root(config: StudyConfig) -> StudyConfig:
-    """``config`` with ``data.root`` resolved to an absolute path (trials run in other working
-    directories, on other nodes) and checked to hold every split the sweep reads."""
-    from trainables.config import BANK_SPLIT, QUERY_SPLIT
-    from trainables.data import DATASETS, default_data_root, get_dataset
-
-    data = plan(config).base_config.data
-    splits = sorted({(data.dataset, data.train_split), (data.eval_dataset, BANK_SPLIT), (data.eval_dataset, QUERY_SPLIT)})
-    on_disk = [(name, split) for name, split in splits if not DATASETS[name].bundled]
-    if not on_disk:
-        return config
-    root = (Path(data.root).expanduser() if data.root else default_data_root()).resolve()
-    for name, split in on_disk:
-        try:
-            get_dataset(name, root, split)
-        except FileNotFoundError as error:
-            raise ConfigError("data.root", str(root), f"a folder holding {name}'s {split} split ({error})") from error
-    return dataclasses.replace(config, overrides={**config.overrides, "data.root": str(root)})
-
-
-def check_existing(directory: Path, config: StudyConfig, name: str) -> None:
-    """A taken sweep name is refused unless the config says to resume or overwrite that sweep;
-    neither is allowed while the sweep's driver is alive."""
-    if config.if_exists == "overwrite" and SweepStorage(config.storage).is_uri:
-        raise ConfigError("if_exists", "overwrite", f"refuse or resume with object storage ({config.storage}): sweep {name} is "
-                                                    "kept there; choose another --name")
-    if config.if_exists == "refuse":
-        raise ConfigError("name", name, f"a new sweep name: {directory} exists (resume it with `study resume {name}` or "
-                                        "`study run ... --resume`, or replace it with --overwrite)")
-    state = read_state(directory) if (directory / STATE_FILE).is_file() else {}
-    if state.get("state") == RUNNING and driver_alive(state.get("driver")):
-        raise ConfigError("name", name, f"a sweep that is not running ({directory} is being run by {state['driver']})")
-    if config.if_exists == "resume" and not state:
-        raise ConfigError("name", name, f"a sweep to resume ({directory} has no {STATE_FILE})")
-
-
-def set_aside(directory: Path) -> Path:
-    """Move an overwritten sweep's directory under ``<storage>/.replaced/`` (never deleted)."""
-    target = directory.parent / REPLACED_DIR / f"{directory.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    target.parent.mkdir(exist_ok=True)
-    directory.rename(target)
-    logger.warning("sweep %s overwritten: its directory is kept as %s (its MLflow runs are kept too)", directory.name, target)
-    return target
-
-
-def prepare_study(config: StudyConfig) -> Prepared:
-    """Every check that needs no cluster: the configs, the name, the data, the tracking store,
-    and on a local run the GPUs. Raises ConfigError; starts and writes nothing."""
-    study_plan = plan(config)
-    storage = SweepStorage(config.storage)
-    directory = storage.directory(study_plan.name)
-    exists = storage.exists(study_plan.name)
-    if exists:
-        check_existing(storage.pull(study_plan.name), config, study_plan.name)
-    tracking_uri = check_tracking_store(resolve_tracking_uri(config.tracking_uri))
-    config = with_data_root(config)
-    local = not cluster_address(config.address) and not ray.is_initialized()
-    if local:
-        config = check_gpus(config, study_plan, local_gpus())
-    return Prepared(config, plan(config), storage, directory, exists, tracking_uri, local)
-
-
 def run_study(config: StudyConfig) -> StudyResult:
     """Run a sweep. Everything is validated before Ray starts; an existing name is refused,
     resumed or overwritten as ``config.if_exists`` says."""
@@ -386,7 +200,7 @@ def run_study(config: StudyConfig) -> StudyResult:
         "description": study_plan.description,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    return _run(lambda outbox: _tuner(study_plan, config, storage, tracking, outbox), study_plan, storage, tracking, state, started_ray)
+    return _run(lambda outbox: build_tuner(study_plan, config, storage, tracking, outbox), study_plan, storage, tracking, state, started_ray)
 
 
 def _stored(name: str, storage: str | Path) -> tuple[SweepStorage, Path, dict[str, Any], StudyConfig, StudyPlan, Tracking]:
@@ -421,7 +235,7 @@ def resume_study(name: str, storage: str | Path = "runs", address: str | None = 
     def restore(outbox: Outbox) -> tune.Tuner:
         # the restored Tuner keeps its pickled callback, whose outbox shares this one's journal
         return tune.Tuner.restore(
-            location.remote(name), trainable=_trainable(study_plan, config, location, tracking),
+            location.remote(name), trainable=trainable(study_plan, config, location, tracking),
             resume_unfinished=True, resume_errored=True,
         )
 
@@ -447,36 +261,12 @@ def sync_study(name: str, storage: str | Path = "runs") -> int:
 def export_study(name: str, storage: str | Path = "runs") -> tuple[Path, Path]:
     """Rewrite a sweep's Parquet tables from its Tune experiment state."""
     location, directory, _, config, study_plan, tracking = _stored(name, storage)
-    trainable = _trainable(study_plan, config, location, tracking, training=False)
-    result_grid = tune.Tuner.restore(location.remote(name), trainable=trainable).get_results()
+    readable = trainable(study_plan, config, location, tracking, training=False)
+    result_grid = tune.Tuner.restore(location.remote(name), trainable=readable).get_results()
     records = complete_records(records_from_results(result_grid, study_plan.base_config, tracking.trial_run_ids()), tracking)
     paths = write_tables(records, study_plan.epochs, directory / RESULTS_DIR)
     location.push(name)
     return paths
-
-
-def pushed(storage: SweepStorage, name: str) -> None:
-    """Push the driver's files to object storage; a failure is a warning (the mirror keeps them)."""
-    try:
-        storage.push(name)
-    except OSError as error:
-        logger.warning("could not copy sweep %s's files to %s (%s): they are kept in %s; the next push retries",
-                       name, storage.location, error, storage.directory(name))
-
-
-class PushCallback(tune.Callback):
-    """Pushes the driver's files (study state, Optuna RDB, outbox) to object storage whenever a
-    trial ends, so that another machine can resume the sweep from there."""
-
-    def __init__(self, location: str, name: str) -> None:
-        self.storage = SweepStorage(location)
-        self.name = name
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if self.storage.is_uri:
-            pushed(self.storage, self.name)
-
-    on_trial_error = on_trial_complete
 
 
 def repair_study(directory: Path) -> int:

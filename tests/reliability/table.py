@@ -111,7 +111,7 @@ def free_port() -> int:
 def bad_inputs(scratch: Path) -> list[tuple[str, str]]:
     """(input, message) for each bad input, through the same checks `study run` makes before Ray."""
     from study.cli import build_parser, study_config
-    from study.sweep import prepare_study
+    from study.prepare import prepare_study
     from trainables.validation import ConfigError
 
     storage = scratch / "runs"

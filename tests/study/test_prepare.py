@@ -8,7 +8,9 @@ import ray
 from study import StudyConfig
 from study.config import default_gpus_per_trial, with_gpus
 from study.layout import read_state, sweep_directory, this_driver, write_state
-from study.sweep import REPLACED_DIR, local_gpus, prepare_study, set_aside
+from study.layout import REPLACED_DIR
+from study.prepare import prepare_study, set_aside
+from study.tuner import local_gpus
 from trainables.recipes import recipe
 from trainables.validation import ConfigError
 
@@ -130,7 +132,7 @@ def test_grids_run_every_trial_to_the_end_unless_early_stopping_is_asked_for(tmp
     from ray.tune.schedulers import ASHAScheduler
 
     from study.config import plan
-    from study.sweep import scheduler
+    from study.tuner import scheduler
 
     study_plan = plan(StudyConfig(**{"space": None if "preset" in fields else "overlap", "grace_period": 2, "reduction_factor": 3,
                                      "epochs": 9, **fields}))
