@@ -19,7 +19,7 @@ from itertools import combinations
 
 import pandas as pd
 
-from dashboards.figures import DATASET, FAMILY, FILL_NAMES, MARGIN_NAMES, SCORE, MissingData, family_trials, margin_trials, repeats
+from dashboards.series import DATASET, FAMILY, FILL_NAMES, MARGIN_NAMES, SCORE, MissingData, family_trials, margin_trials, repeats
 from dashboards.statistics import MIN_PAIRS, PairedComparison, paired_comparison
 from dashboards.sweeps import FINISHED, SweepData
 

@@ -1,24 +1,17 @@
-"""The paper's figures and a sweep's diagnostics, drawn from :class:`~dashboards.sweeps.SweepData`.
+"""The paper's figures and a sweep's diagnostics, drawn on a :class:`~matplotlib.figure.Figure`
+(Agg canvas, no pyplot) from what :mod:`dashboards.series` computes.
 
-Each figure is a pair: a pure function computing what to plot from the tidy tables (tested
-against the runs directly) and a function drawing it on a :class:`~matplotlib.figure.Figure`
-(Agg canvas, no pyplot). A figure whose data is not in the sweep raises :class:`MissingData`
-with a message naming what is missing and what the sweep has, rather than drawing an empty plot.
-
-Scores are each trial's final ``knn_top1``; the paper figures average the trials that ran every
-epoch over their seed repeats (the mean and its 95% Student-t interval,
-:func:`dashboards.statistics.mean_interval`, drawn only where there are repeats) and show trials
-that ASHA stopped early as grey crosses at their last score. Every kNN figure draws the sweep's
-baselines (untrained encoder, raw pixels) as horizontal reference lines (:func:`draw_baselines`).
-Drawn artists carry gids (``mean:<series>``, ``ci:<series>``, ``best:<series>``,
-``stopped:<series>``, ``trial:<id>``, ``baseline:untrained``, ``baseline:pixels``) so tests can
-find them.
+Each figure averages the trials that ran every epoch over their seed repeats (mean and 95%
+t-interval, drawn only where there are repeats) and shows trials that ASHA stopped early as grey
+crosses at their last score. Every kNN figure draws the sweep's baselines (untrained encoder,
+raw pixels) as horizontal reference lines (:func:`draw_baselines`). Drawn artists carry gids
+(``mean:<series>``, ``ci:<series>``, ``best:<series>``, ``stopped:<series>``, ``trial:<id>``,
+``baseline:untrained``, ``baseline:pixels``) so tests can find them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,49 +21,32 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from dashboards.statistics import mean_interval
+from dashboards.series import (
+    DATASET,
+    FILL_NAMES,
+    MARGIN_NAMES,
+    SCORE,
+    MissingData,
+    Series,
+    best_settings,
+    epoch_curves,
+    family_trials,
+    margin_trials,
+    no_finished,
+    repeats,
+    settings_of,
+    stopped_trials,
+    view_setting_labels,
+)
 from dashboards.sweeps import FAILED, FINISHED, STOPPED, SweepData
 from trainables.baselines import BASELINE_LABELS, PIXELS, UNTRAINED, Baselines
 
 DPI = 130
-SCORE = "final_knn_top1"
 SCORE_LABEL = "kNN top-1 accuracy"
-FAMILY = "views.family"
-DATASET = "dataset"
-FILL_NAMES = {"zero": "cutout", "blur": "cutout-blur"}
-MARGIN_NAMES = {"none": "vanilla", "fixed": "fixed margin", "distance": "distance-based margin"}
 STATUS_STYLES = {FINISHED: ("-", "o"), STOPPED: ("--", "x"), FAILED: (":", "v")}
 STOPPED_COLOUR = "0.55"
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 BASELINE_STYLES = {UNTRAINED: ("0.15", "-."), PIXELS: ("#bcbd22", (0, (2, 2)))}
-
-
-class MissingData(ValueError):
-    """The sweep has no data for a figure; the message says what is needed and what is there."""
-
-
-@dataclass(frozen=True)
-class Series:
-    """The mean score at each x over repeats (``count`` trials each), its 95% t-interval
-    ``low``–``high`` (NaN at a single trial) and sample std."""
-
-    label: str
-    x: np.ndarray
-    mean: np.ndarray
-    std: np.ndarray
-    count: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-
-    @property
-    def yerr(self) -> np.ndarray | None:
-        """The interval as error bar lengths below and above the mean; None without repeats."""
-        return np.array([self.mean - self.low, self.high - self.mean]) if (self.count > 1).any() else None
-
-    @property
-    def best(self) -> tuple[float, float]:
-        index = int(np.nanargmax(self.mean))
-        return float(self.x[index]), float(self.mean[index])
 
 
 def new_figure(width: float = 6.4, height: float = 4.2, ncols: int = 1) -> tuple[Figure, list[Axes]]:
@@ -79,51 +55,7 @@ def new_figure(width: float = 6.4, height: float = 4.2, ncols: int = 1) -> tuple
     return figure, list(np.atleast_1d(figure.subplots(1, ncols)))
 
 
-def _present(trials: pd.DataFrame, column: str) -> list[Any]:
-    return sorted(trials[column].dropna().unique().tolist()) if column in trials else []
-
-
-def family_trials(trials: pd.DataFrame, family: str, figure: str, param: str | None = None) -> pd.DataFrame:
-    """The trials of one view family (with ``param`` set); MissingData if there are none."""
-    selected = trials[trials[FAMILY] == family] if FAMILY in trials else trials.iloc[:0]
-    if param is not None and not selected.empty:
-        selected = selected[selected[param].notna()] if param in selected else selected.iloc[:0]
-    if selected.empty:
-        raise MissingData(
-            f"{figure} needs trials of the {family!r} view family; this sweep has families {_present(trials, FAMILY) or 'none'}"
-        )
-    return selected
-
-
-def repeats(trials: pd.DataFrame, by: Sequence[str], x: str) -> dict[Any, Series]:
-    """Per group of ``by`` (one series each), the finished trials' score at each ``x``."""
-    finished = trials[(trials["status"] == FINISHED) & trials[SCORE].notna()]
-    series = {}
-    for key, group in finished.groupby(list(by), sort=True):
-        stats = interval_table(group, x, SCORE)
-        label = key[0] if len(by) == 1 else key
-        series[label] = Series(
-            str(label), stats.index.to_numpy(dtype=float), stats["mean"].to_numpy(), stats["std"].to_numpy(), stats["count"].to_numpy(),
-            stats["low"].to_numpy(), stats["high"].to_numpy(),
-        )
-    return series
-
-
-def interval_table(rows: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
-    """Per value of ``by`` (sorted), mean, std (0 at one row), count and the 95% t-interval low/high of ``value``."""
-    table = {}
-    for key, values in rows.groupby(by, sort=True)[value]:
-        interval = mean_interval(values.to_numpy())
-        spread = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-        table[key] = {"mean": interval.mean, "std": spread, "count": interval.count, "low": interval.low, "high": interval.high}
-    return pd.DataFrame.from_dict(table, orient="index", columns=["mean", "std", "count", "low", "high"]).sort_index()
-
-
-def _stopped(trials: pd.DataFrame) -> pd.DataFrame:
-    return trials[(trials["status"] == STOPPED) & trials[SCORE].notna()]
-
-
-def _draw_series(axes: Axes, series: Series, colour: str) -> None:
+def draw_series(axes: Axes, series: Series, colour: str) -> None:
     has_repeats = series.yerr is not None
     container = axes.errorbar(
         series.x, series.mean, yerr=series.yerr, color=colour, marker="o", capsize=3,
@@ -163,7 +95,7 @@ def _repeat_counts(count: np.ndarray) -> str:
     return f"n={low}" if low == high else f"n={low}–{high}"
 
 
-def _draw_stopped(axes: Axes, stopped: pd.DataFrame, x: str, label: str) -> None:
+def _drawstopped_trials(axes: Axes, stopped: pd.DataFrame, x: str, label: str) -> None:
     if stopped.empty:
         return
     axes.plot(
@@ -172,21 +104,16 @@ def _draw_stopped(axes: Axes, stopped: pd.DataFrame, x: str, label: str) -> None
     )
 
 
-def _no_finished(figure_name: str, trials: pd.DataFrame) -> MissingData:
-    counts = trials["status"].value_counts().to_dict()
-    return MissingData(f"{figure_name} needs trials that ran every epoch; this sweep's {len(trials)} such trials are {counts}")
-
-
 def parameter_figure(sweep: SweepData, family: str, param: str, xlabel: str, title: str) -> Figure:
     """kNN top-1 against one view parameter, one line per dataset, best point starred."""
     trials = family_trials(sweep.trials, family, title, param)
     series = repeats(trials, [DATASET], param)
     if not series:
-        raise _no_finished(title, trials)
+        raise no_finished(title, trials)
     figure, (axes,) = new_figure()
     for colour, (dataset, line) in zip(COLOURS, series.items()):
-        _draw_series(axes, line, colour)
-        _draw_stopped(axes, _stopped(trials[trials[DATASET] == dataset]), param, dataset)
+        draw_series(axes, line, colour)
+        _drawstopped_trials(axes, stopped_trials(trials[trials[DATASET] == dataset]), param, dataset)
     draw_baselines(axes, sweep.baselines)
     axes.set(xlabel=xlabel, ylabel=SCORE_LABEL, title=title)
     axes.grid(alpha=0.3)
@@ -204,41 +131,6 @@ def patch_figure(sweep: SweepData) -> Figure:
 
 def exclusive_figure(sweep: SweepData) -> Figure:
     return parameter_figure(sweep, "exclusive", "views.params.gap", "gap between the crops (fraction of the image side)", "Fig. 3: mutually exclusive crops")
-
-
-@dataclass(frozen=True)
-class BestOf:
-    """The best setting of one family on one dataset."""
-
-    dataset: str
-    family: str
-    value: float
-    mean: float
-    std: float
-    count: int
-    low: float = float("nan")
-    high: float = float("nan")
-
-    @property
-    def yerr(self) -> tuple[float, float]:
-        """The 95% t-interval as error bar lengths (none at a single trial)."""
-        return (self.mean - self.low, self.high - self.mean) if self.count > 1 else (float("nan"), float("nan"))
-
-
-def best_settings(sweep: SweepData, families: dict[str, str], figure_name: str) -> list[BestOf]:
-    """Per dataset and family (``{family: param}``), the parameter value with the best mean."""
-    best = []
-    for family, param in families.items():
-        trials = family_trials(sweep.trials, family, figure_name, param)
-        for dataset, series in repeats(trials, [DATASET], param).items():
-            index = int(np.nanargmax(series.mean))
-            best.append(BestOf(
-                dataset, family, float(series.x[index]), float(series.mean[index]), float(series.std[index]), int(series.count[index]),
-                float(series.low[index]), float(series.high[index]),
-            ))
-    if not best:
-        raise _no_finished(figure_name, sweep.trials)
-    return best
 
 
 def overlap_vs_patch_figure(sweep: SweepData) -> Figure:
@@ -272,7 +164,7 @@ def cutout_figure(sweep: SweepData) -> Figure:
     trials = family_trials(sweep.trials, "cutout", title, "views.params.hole")
     series = repeats(trials, [DATASET, "views.params.fill"], "views.params.hole")
     if not series:
-        raise _no_finished(title, trials)
+        raise no_finished(title, trials)
     datasets = sorted({dataset for dataset, _ in series})
     figure, axes_list = new_figure(width=5.6, ncols=len(datasets))
     for axes, dataset in zip(axes_list, datasets):
@@ -296,41 +188,13 @@ def cutout_figure(sweep: SweepData) -> Figure:
     return figure
 
 
-def epoch_curves(sweep: SweepData, by: str, trials: pd.DataFrame | None = None) -> dict[Any, pd.DataFrame]:
-    """Per value of ``by``, mean/std/count and 95% t-interval low/high of ``knn_top1`` at each
-    epoch over the finished trials."""
-    trials = sweep.trials if trials is None else trials
-    finished = trials[trials["status"] == FINISHED][["trial_id", by]]
-    history = sweep.epochs.dropna(subset=["knn_top1"]).merge(finished, on="trial_id")
-    return {key: interval_table(group, "epoch", "knn_top1") for key, group in history.groupby(by, sort=True)}
-
-
-def _pairs(trials: pd.DataFrame) -> list[tuple[str, str]]:
-    return sorted(set(zip(trials[FAMILY], trials[DATASET])))
-
-
-def margin_trials(trials: pd.DataFrame, figure_name: str) -> pd.DataFrame:
-    """The trials comparable with the margin trials: those of the same view family and dataset
-    (a report drawing other sweeps too has vanilla trials of other families)."""
-    with_margin = trials[trials["margin.mode"].fillna("none") != "none"] if "margin.mode" in trials else trials.iloc[:0]
-    settings = set(_pairs(with_margin))
-    comparable = trials[[pair in settings for pair in zip(trials[FAMILY], trials[DATASET])]]
-    modes = _present(comparable, "margin.mode")
-    if len(modes) < 2:
-        raise MissingData(
-            f"{figure_name} needs trials of at least two margin modes of {list(MARGIN_NAMES)} on the same views and dataset; "
-            f"this sweep has {_present(trials, 'margin.mode') or 'none'}"
-        )
-    return comparable
-
-
 def margin_figure(sweep: SweepData) -> Figure:
     """Fig. 5: kNN top-1 against epoch for vanilla, fixed-margin and distance-margin training."""
     title = "Fig. 5: margins on the SimSiam loss"
     trials = margin_trials(sweep.trials, title)
     curves = epoch_curves(sweep, "margin.mode", trials)
     if not curves:
-        raise _no_finished(title, trials)
+        raise no_finished(title, trials)
     figure, (axes,) = new_figure()
     for colour, mode in zip(COLOURS, MARGIN_NAMES):
         if mode not in curves:
@@ -343,7 +207,7 @@ def margin_figure(sweep: SweepData) -> Figure:
         if repeated:
             axes.fill_between(epochs, curve["low"].to_numpy(), curve["high"].to_numpy(), color=colour, alpha=0.2, gid=f"ci:{mode}")
     draw_baselines(axes, sweep.baselines)
-    setting = ", ".join(f"{family} views on {dataset}" for family, dataset in _pairs(trials))
+    setting = ", ".join(f"{family} views on {dataset}" for family, dataset in settings_of(trials))
     axes.set(xlabel="epoch", ylabel=SCORE_LABEL, title=f"{title}\n{setting}")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
@@ -402,27 +266,6 @@ def realised_views_figure(stats: dict[str, dict[str, Any]], trials: pd.DataFrame
         axes.set(xlabel=xlabel, ylabel="fraction of training pairs", title=f"Realised {name} of the trained views")
         axes.legend(fontsize=7)
     return figure
-
-
-def view_setting_labels(trials: pd.DataFrame) -> list[str]:
-    """``overlap 0.3``, ``cutout hole=0.3 fill=blur``: the family and its searched parameters."""
-    params = [column for column in trials.columns if column.startswith("views.params.")]
-    labels = []
-    for _, row in trials.iterrows():
-        values = [f"{column.removeprefix('views.params.')}={_short(row[column])}" for column in params if _is_set(row[column])]
-        margin = row.get("margin.mode")
-        if _is_set(margin) and margin != "none":
-            values.append(f"margin={margin}")
-        labels.append(f"{row[FAMILY]}: {' '.join(values)}" if values else str(row[FAMILY]))
-    return labels
-
-
-def _is_set(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and np.isnan(value))
-
-
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 PAPER_FIGURES: dict[str, tuple[str, Callable[[SweepData], Figure]]] = {

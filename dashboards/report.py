@@ -26,14 +26,7 @@ from matplotlib.figure import Figure
 from dashboards.baselines import baselines_html
 from dashboards.comparisons import comparisons_html
 from dashboards.early_stopping import early_stopping_html, stopping_text
-from dashboards.figures import (
-    DPI,
-    FAMILY,
-    PAPER_FIGURES,
-    SCORE,
-    MissingData,
-    realised_views_figure,
-)
+from dashboards.figures import DPI, PAPER_FIGURES, realised_views_figure
 from dashboards.gallery import build_family_gallery_figure
 from dashboards.search import (
     importance_figure,
@@ -41,6 +34,7 @@ from dashboards.search import (
     parallel_coordinates_figure,
     searched_space,
 )
+from dashboards.series import FAMILY, SCORE, MissingData
 from dashboards.sweeps import FINISHED, SweepData, combine, load_sweep, view_stats
 from study.layout import REPORT_DIR, sweep_directory
 from study.storage import SweepStorage

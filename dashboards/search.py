@@ -14,7 +14,8 @@ import optuna
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from dashboards.figures import STOPPED_COLOUR, MissingData, new_figure
+from dashboards.figures import STOPPED_COLOUR, new_figure
+from dashboards.series import MissingData
 from dashboards.sweeps import SweepData
 
 SEED_PARAM = "seed"

@@ -8,7 +8,6 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from dashboards.figures import (
-    MissingData,
     cutout_figure,
     exclusive_figure,
     learning_curves_figure,
@@ -25,6 +24,7 @@ from dashboards.search import (
     parallel_coordinates_figure,
     param_importances,
 )
+from dashboards.series import MissingData
 from dashboards.sweeps import combine, load_sweep, view_stats
 from study.layout import PIXELS_METRIC, UNTRAINED_METRIC
 from study.tracking import TRIAL_TAG

@@ -3,7 +3,8 @@
 import optuna
 import pytest
 
-from dashboards.figures import STOPPED_COLOUR, MissingData
+from dashboards.figures import STOPPED_COLOUR
+from dashboards.series import MissingData
 from dashboards.search import (
     make_axis,
     parallel_coordinates_figure,

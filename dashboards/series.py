@@ -1,0 +1,188 @@
+"""What the paper's figures plot, computed from :class:`~dashboards.sweeps.SweepData`'s tidy
+tables without drawing anything (tested against the runs directly; :mod:`dashboards.figures`
+draws it, :mod:`dashboards.comparisons` tests it).
+
+Scores are each trial's final ``knn_top1``. A point of a figure is the mean over its seed
+repeats among the trials that ran every epoch, with its 95% Student-t interval
+(:func:`dashboards.statistics.mean_interval`). A figure whose data is not in the sweep raises
+:class:`MissingData` with a message naming what is missing and what the sweep has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dashboards.statistics import mean_interval
+from dashboards.sweeps import FINISHED, STOPPED, SweepData
+
+SCORE = "final_knn_top1"
+FAMILY = "views.family"
+DATASET = "dataset"
+FILL_NAMES = {"zero": "cutout", "blur": "cutout-blur"}
+MARGIN_NAMES = {"none": "vanilla", "fixed": "fixed margin", "distance": "distance-based margin"}
+
+
+class MissingData(ValueError):
+    """The sweep has no data for a figure; the message says what is needed and what is there."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """The mean score at each x over repeats (``count`` trials each), its 95% t-interval
+    ``low``–``high`` (NaN at a single trial) and sample std."""
+
+    label: str
+    x: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    count: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+    @property
+    def yerr(self) -> np.ndarray | None:
+        """The interval as error bar lengths below and above the mean; None without repeats."""
+        return np.array([self.mean - self.low, self.high - self.mean]) if (self.count > 1).any() else None
+
+    @property
+    def best(self) -> tuple[float, float]:
+        index = int(np.nanargmax(self.mean))
+        return float(self.x[index]), float(self.mean[index])
+
+
+def _present(trials: pd.DataFrame, column: str) -> list[Any]:
+    return sorted(trials[column].dropna().unique().tolist()) if column in trials else []
+
+
+def family_trials(trials: pd.DataFrame, family: str, figure: str, param: str | None = None) -> pd.DataFrame:
+    """The trials of one view family (with ``param`` set); MissingData if there are none."""
+    selected = trials[trials[FAMILY] == family] if FAMILY in trials else trials.iloc[:0]
+    if param is not None and not selected.empty:
+        selected = selected[selected[param].notna()] if param in selected else selected.iloc[:0]
+    if selected.empty:
+        raise MissingData(
+            f"{figure} needs trials of the {family!r} view family; this sweep has families {_present(trials, FAMILY) or 'none'}"
+        )
+    return selected
+
+
+def repeats(trials: pd.DataFrame, by: Sequence[str], x: str) -> dict[Any, Series]:
+    """Per group of ``by`` (one series each), the finished trials' score at each ``x``."""
+    finished = trials[(trials["status"] == FINISHED) & trials[SCORE].notna()]
+    series = {}
+    for key, group in finished.groupby(list(by), sort=True):
+        stats = interval_table(group, x, SCORE)
+        label = key[0] if len(by) == 1 else key
+        series[label] = Series(
+            str(label), stats.index.to_numpy(dtype=float), stats["mean"].to_numpy(), stats["std"].to_numpy(), stats["count"].to_numpy(),
+            stats["low"].to_numpy(), stats["high"].to_numpy(),
+        )
+    return series
+
+
+def interval_table(rows: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
+    """Per value of ``by`` (sorted), mean, std (0 at one row), count and the 95% t-interval low/high of ``value``."""
+    table = {}
+    for key, values in rows.groupby(by, sort=True)[value]:
+        interval = mean_interval(values.to_numpy())
+        spread = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        table[key] = {"mean": interval.mean, "std": spread, "count": interval.count, "low": interval.low, "high": interval.high}
+    return pd.DataFrame.from_dict(table, orient="index", columns=["mean", "std", "count", "low", "high"]).sort_index()
+
+
+def stopped_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    return trials[(trials["status"] == STOPPED) & trials[SCORE].notna()]
+
+
+def no_finished(figure_name: str, trials: pd.DataFrame) -> MissingData:
+    counts = trials["status"].value_counts().to_dict()
+    return MissingData(f"{figure_name} needs trials that ran every epoch; this sweep's {len(trials)} such trials are {counts}")
+
+
+@dataclass(frozen=True)
+class BestOf:
+    """The best setting of one family on one dataset."""
+
+    dataset: str
+    family: str
+    value: float
+    mean: float
+    std: float
+    count: int
+    low: float = float("nan")
+    high: float = float("nan")
+
+    @property
+    def yerr(self) -> tuple[float, float]:
+        """The 95% t-interval as error bar lengths (none at a single trial)."""
+        return (self.mean - self.low, self.high - self.mean) if self.count > 1 else (float("nan"), float("nan"))
+
+
+def best_settings(sweep: SweepData, families: dict[str, str], figure_name: str) -> list[BestOf]:
+    """Per dataset and family (``{family: param}``), the parameter value with the best mean."""
+    best = []
+    for family, param in families.items():
+        trials = family_trials(sweep.trials, family, figure_name, param)
+        for dataset, series in repeats(trials, [DATASET], param).items():
+            index = int(np.nanargmax(series.mean))
+            best.append(BestOf(
+                dataset, family, float(series.x[index]), float(series.mean[index]), float(series.std[index]), int(series.count[index]),
+                float(series.low[index]), float(series.high[index]),
+            ))
+    if not best:
+        raise no_finished(figure_name, sweep.trials)
+    return best
+
+
+def epoch_curves(sweep: SweepData, by: str, trials: pd.DataFrame | None = None) -> dict[Any, pd.DataFrame]:
+    """Per value of ``by``, mean/std/count and 95% t-interval low/high of ``knn_top1`` at each
+    epoch over the finished trials."""
+    trials = sweep.trials if trials is None else trials
+    finished = trials[trials["status"] == FINISHED][["trial_id", by]]
+    history = sweep.epochs.dropna(subset=["knn_top1"]).merge(finished, on="trial_id")
+    return {key: interval_table(group, "epoch", "knn_top1") for key, group in history.groupby(by, sort=True)}
+
+
+def settings_of(trials: pd.DataFrame) -> list[tuple[str, str]]:
+    return sorted(set(zip(trials[FAMILY], trials[DATASET])))
+
+
+def margin_trials(trials: pd.DataFrame, figure_name: str) -> pd.DataFrame:
+    """The trials comparable with the margin trials: those of the same view family and dataset
+    (a report drawing other sweeps too has vanilla trials of other families)."""
+    with_margin = trials[trials["margin.mode"].fillna("none") != "none"] if "margin.mode" in trials else trials.iloc[:0]
+    settings = set(settings_of(with_margin))
+    comparable = trials[[pair in settings for pair in zip(trials[FAMILY], trials[DATASET])]]
+    modes = _present(comparable, "margin.mode")
+    if len(modes) < 2:
+        raise MissingData(
+            f"{figure_name} needs trials of at least two margin modes of {list(MARGIN_NAMES)} on the same views and dataset; "
+            f"this sweep has {_present(trials, 'margin.mode') or 'none'}"
+        )
+    return comparable
+
+
+def view_setting_labels(trials: pd.DataFrame) -> list[str]:
+    """``overlap 0.3``, ``cutout hole=0.3 fill=blur``: the family and its searched parameters."""
+    params = [column for column in trials.columns if column.startswith("views.params.")]
+    labels = []
+    for _, row in trials.iterrows():
+        values = [f"{column.removeprefix('views.params.')}={_short(row[column])}" for column in params if _is_set(row[column])]
+        margin = row.get("margin.mode")
+        if _is_set(margin) and margin != "none":
+            values.append(f"margin={margin}")
+        labels.append(f"{row[FAMILY]}: {' '.join(values)}" if values else str(row[FAMILY]))
+    return labels
+
+
+def _is_set(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and np.isnan(value))
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
