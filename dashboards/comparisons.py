@@ -5,7 +5,7 @@
 - Fig. 5: fixed and distance-based margins against vanilla, and distance against fixed.
 
 Two arms are paired on the ``seed`` column (a seed's trials in one arm are averaged), over the
-trials that ran every epoch; each comparison is :func:`~dashboards.statistics.paired_comparison`
+trials that ran every epoch; each comparison is :func:`~study.statistics.paired_comparison`
 of ``b - a`` with a plain sentence, and each figure says in words whether its differences are
 within noise (no 95% interval of a paired difference excludes 0).
 """
@@ -20,8 +20,8 @@ from itertools import combinations
 import pandas as pd
 
 from dashboards.series import DATASET, FAMILY, FILL_NAMES, MARGIN_NAMES, SCORE, MissingData, family_trials, margin_trials, repeats
-from dashboards.statistics import MIN_PAIRS, PairedComparison, paired_comparison
 from dashboards.sweeps import FINISHED, SweepData
+from study.statistics import MIN_PAIRS, PairedComparison, paired_comparison
 
 SEED = "seed"
 GRID_FIGURES = {

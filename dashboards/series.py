@@ -4,7 +4,7 @@ draws it, :mod:`dashboards.comparisons` tests it).
 
 Scores are each trial's final ``knn_top1``. A point of a figure is the mean over its seed
 repeats among the trials that ran every epoch, with its 95% Student-t interval
-(:func:`dashboards.statistics.mean_interval`). A figure whose data is not in the sweep raises
+(:func:`study.statistics.mean_interval`). A figure whose data is not in the sweep raises
 :class:`MissingData` with a message naming what is missing and what the sweep has.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dashboards.statistics import mean_interval
 from dashboards.sweeps import FINISHED, STOPPED, SweepData
+from study.statistics import mean_interval
 
 SCORE = "final_knn_top1"
 FAMILY = "views.family"

@@ -22,6 +22,7 @@ from ray import tune
 from study.baselines import ensure_baselines
 from study.cluster import check_cluster, cluster_address, connect
 from study.config import StudyConfig, StudyPlan, plan
+from study.early_stopping import check_early_stopping, rung_tag, summary_metrics
 from study.layout import (
     EARLY_STOPPING_TAG,
     RESULTS_DIR,
@@ -119,8 +120,6 @@ def _finish(result_grid: Any, study_plan: StudyPlan, directory: Path, tracking: 
 def early_stopping_summary(trials: pa.Table, epochs_path: Path, study_plan: StudyPlan, outbox: Outbox) -> dict[str, float]:
     """The parent run's rank correlation of the rungs' scores with the final ones (tagged with the
     rung epochs and whether ASHA was on); its metrics go with the sweep's summary."""
-    from dashboards.early_stopping import check_early_stopping, rung_tag, summary_metrics
-
     check = check_early_stopping(trials.to_pandas(), pq.read_table(epochs_path).to_pandas(), study_plan.asha, study_plan.early_stopping)
     outbox.submit("log", tags={RUNG_EPOCHS_TAG: rung_tag(check), EARLY_STOPPING_TAG: "asha" if check.on else "off"})
     return summary_metrics(check)

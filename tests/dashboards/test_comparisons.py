@@ -1,0 +1,76 @@
+"""The report's paired comparisons and the verdicts they lead to, on synthetic trials tables (pure,
+no sweep); and the early-stopping settings read back from a sweep's state."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboards.comparisons import compare_arms, cutout_comparisons, grid_comparisons, margin_comparisons
+from dashboards.early_stopping import settings_of
+from dashboards.sweeps import from_tables
+from study.config import Asha, StudyConfig, plan
+from tests.study.test_early_stopping import epochs_frame
+
+
+def trials_frame(rows):
+    """A tidy trials table: one row per (dataset, family, params, seed, score)."""
+    frame = pd.DataFrame(rows)
+    frame["trial_id"] = [f"t{index}" for index in range(len(frame))]
+    frame["status"] = frame.get("status", "FINISHED")
+    frame["status"] = frame["status"].fillna("FINISHED")
+    frame["final_knn_top1"] = frame.pop("score")
+    return frame
+
+
+def overlap_rows(gap):
+    rng = np.random.default_rng(1)
+    rows = []
+    for seed in range(4):
+        offset = rng.normal(0, 0.05)  # a seed's shared luck: what pairing removes
+        for overlap, mean in ((0.2, 0.5), (0.5, 0.5 + gap), (0.8, 0.5)):
+            rows.append({"dataset": "digits", "views.family": "overlap", "views.params.overlap": overlap, "seed": seed,
+                         "score": mean + offset + rng.normal(0, 0.01)})
+    return rows
+
+
+def test_grid_comparisons_pair_each_point_with_the_best():
+    found = grid_comparisons(trials_frame(overlap_rows(gap=0.2)), "Fig. 2a")
+    assert [(item.baseline, item.arm) for item in found.comparisons] == [
+        ("the best overlap 0.5", "overlap 0.2"), ("the best overlap 0.5", "overlap 0.8")]
+    assert all(item.result.pairs == 4 and item.result.excludes_zero and item.result.difference < 0 for item in found.comparisons)
+    assert found.summary().startswith("In Fig. 2a, 2 of 2 tested differences are outside noise")
+    noisy = grid_comparisons(trials_frame(overlap_rows(gap=0.001)), "Fig. 2a")
+    assert noisy.summary() == ("All differences in Fig. 2a are within noise: no point's 95% interval of the paired "
+                               "difference to the best excludes 0.")
+
+
+def test_pairs_are_matched_by_seed_not_by_order():
+    a = trials_frame([{"seed": seed, "score": 0.5 + 0.1 * seed} for seed in (0, 1, 2)])
+    b = trials_frame([{"seed": seed, "score": 0.51 + 0.1 * seed} for seed in (2, 0, 1, 7)])
+    result = compare_arms(a, b)
+    assert result.pairs == 3 and result.difference == pytest.approx(0.01) and result.low == pytest.approx(0.01)
+    stopped = b.assign(status=["STOPPED", "FINISHED", "FINISHED", "FINISHED"])
+    assert compare_arms(a, stopped).pairs == 2, "a trial that did not run every epoch is left out"
+
+
+def test_cutout_and_margin_comparisons_name_their_arms():
+    rows = [{"dataset": "digits", "views.family": "cutout", "views.params.hole": 0.5, "views.params.fill": fill, "seed": 0,
+             "score": score} for fill, score in (("zero", 0.4), ("blur", 0.45))]
+    (only,) = cutout_comparisons(trials_frame(rows)).comparisons
+    assert (only.setting, only.baseline, only.arm, only.result.pairs) == ("digits, cutout size 0.5", "cutout", "cutout-blur", 1)
+    assert only.result.difference == pytest.approx(0.05) and "not testable" in only.sentence()
+    margins = [{"dataset": "scenes", "views.family": "overlap", "margin.mode": mode, "seed": seed, "score": score + seed / 10}
+               for seed in (0, 1) for mode, score in (("none", 0.3), ("fixed", 0.35), ("distance", 0.5))]
+    found = margin_comparisons(trials_frame(margins))
+    assert [(item.baseline, item.arm) for item in found.comparisons] == [
+        ("vanilla", "fixed margin"), ("vanilla", "distance-based margin"), ("fixed margin", "distance-based margin")]
+    assert [item.result.difference for item in found.comparisons] == pytest.approx([0.05, 0.2, 0.15])
+
+
+def test_a_sweep_recorded_before_the_switch_ran_asha():
+    sweep = from_tables("old", pd.DataFrame({"trial_id": ["t"], "status": ["FINISHED"], "data.dataset": ["digits"]}),
+                        epochs_frame({"t": [0.1, 0.2, 0.3]}), 3, "parquet", state={"config": {"grace_period": 5, "reduction_factor": 3}})
+    assert settings_of(sweep) == (Asha(3, 3, 3), True)
+    recorded = plan(StudyConfig(space="overlap", grid=True, epochs=3))
+    state = {"early_stopping": recorded.early_stopping, "asha": recorded.asha.to_dict()}
+    assert settings_of(from_tables("new", sweep.trials, sweep.epochs, 3, "parquet", state=state)) == (Asha(1, 2, 3), False)
