@@ -7,7 +7,7 @@ k and temperature. Targets (issue 14): trained at least 0.15 above the untrained
 0.10 above raw pixels, standard deviation over 3 seeds at most 0.015, at most 10 minutes per
 run on 2 CPU cores.
 
-    .venv/bin/python -m bench.learning [--seeds 0 1 2] [--epochs 20] [--recipe patterns] [--smoke]
+    .venv/bin/python -m bench.learning [--seeds 0 1 2] [--epochs N] [--recipe patterns] [--smoke]
 """
 
 from __future__ import annotations
