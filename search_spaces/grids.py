@@ -9,7 +9,7 @@ are accepted as fixed parameters and ``trial.params`` equals the point.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from numbers import Real
 from typing import TYPE_CHECKING, Any
 
@@ -101,3 +101,24 @@ def with_seeds(points: Sequence[Point], seeds: Sequence[int]) -> list[Point]:
     """Every point once per seed (points outer, seeds inner), with ``"seed": s`` added."""
     check_seeds(seeds)
     return [{**point, SEED: seed} for point in points for seed in seeds]
+
+
+def select_points(points: Sequence[Point], grid_only: Mapping[str, Sequence[Any]], field: str = "grid_only") -> list[Point]:
+    """The grid points whose value at every key of ``grid_only`` is one of the values listed;
+    errors name ``field`` (the study's ``grid_only``, a preset's ``preset.grid_only``)."""
+    if not grid_only:
+        return list(points)
+    if not points:
+        raise ConfigError(field, grid_only, "only with a grid (--grid, or a grid preset)")
+    for key, wanted in grid_only.items():
+        offered = [value for value in dict.fromkeys(point[key] for point in points if key in point)]
+        if not offered:
+            keys = sorted({name for point in points for name in point})
+            raise ConfigError(field, key, f"a key of the grid points: {keys}")
+        for value in wanted:
+            if value not in offered:
+                raise ConfigError(f"{field}.{key}", value, f"one of the grid's values {offered}")
+    selected = [point for point in points if all(point.get(key) in wanted for key, wanted in grid_only.items())]
+    if not selected:
+        raise ConfigError(field, grid_only, "values that together match at least one grid point")
+    return selected

@@ -9,19 +9,19 @@ point of ``points()`` (grid point x seed) and a search trial adds what ``define(
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from search_spaces.base import SEARCH_SPACES, SearchSpace
-from search_spaces.common import SEED, DefineFn, Point, WithConstants
-from search_spaces.grids import check_seeds, grid_define, with_seeds
+from search_spaces.common import SEED, DefineFn, Point, WithConstants, decimal_steps
+from search_spaces.cutout import HOLE
+from search_spaces.grids import check_seeds, grid_define, select_points, with_seeds
+from search_spaces.overlap import OVERLAP
+from search_spaces.patch import PATCH
 from trainables.config import TrainConfig
 from trainables.recipes import RECIPES, recipe
 from trainables.validation import ConfigError, check_choice, check_range
-
-if TYPE_CHECKING:
-    pass
 
 GRID = "grid"
 SEARCH = "search"
@@ -34,7 +34,9 @@ class Preset:
     """A study: a search space run as a grid (every point x every seed) or as a TPE search of
     ``num_samples`` trials (one seed), on ``recipe`` with dotted ``overrides`` for ``epochs``.
 
-    ``figure`` names the paper figure a grid reproduces ("" for searches). A grid runs every
+    ``figure`` names the paper figure a grid reproduces ("" for searches). ``grid_only`` keeps
+    the points of the space's grid whose value at each dotted key is listed (a laptop-sized
+    figure runs a subset of the paper's points; empty: all of them). A grid runs every
     point and seed to the last epoch (no early stopping unless the study asks for it, see
     ``StudyConfig.early_stopping``); a search stops poor trials early with ASHA.
     """
@@ -49,6 +51,7 @@ class Preset:
     num_samples: int | None = None
     description: str = ""
     figure: str = ""
+    grid_only: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_choice("preset.space", self.space, SEARCH_SPACES)
@@ -64,8 +67,10 @@ class Preset:
                 )
         object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
         object.__setattr__(self, "seeds", tuple(self.seeds))
+        object.__setattr__(self, "grid_only", MappingProxyType({key: tuple(values) for key, values in self.grid_only.items()}))
         self._check_mode()
         self.base_config()
+        self.points()
 
     def _check_mode(self) -> None:
         check_seeds(self.seeds, field="preset.seeds")
@@ -76,6 +81,8 @@ class Preset:
                 "None for a grid (one trial per point and seed)",
             )
         if self.mode == SEARCH:
+            if self.grid_only:
+                raise ConfigError("preset.grid_only", dict(self.grid_only), "empty for a search (it has no grid)")
             check_range("preset.num_samples", self.num_samples, 1, integer=True)
             if len(self.seeds) != 1:
                 raise ConfigError("preset.seeds", self.seeds, "exactly one seed for a search")
@@ -98,7 +105,8 @@ class Preset:
         ``size`` overrides the preset's view size (the cutout grid depends on it)."""
         if self.mode == SEARCH:
             return []
-        return with_seeds(self.search_space.grid(size or self.size), self.seeds)
+        points = select_points(self.search_space.grid(size or self.size), self.grid_only, field="preset.grid_only")
+        return with_seeds(points, self.seeds)
 
     def define(self, size: int | None = None) -> DefineFn:
         """The define-by-run of the study: over the enqueued grid points, or the space's own
@@ -119,6 +127,14 @@ SEARCH_SEEDS = (0,)
 SEARCH_EPOCHS = 100
 SEARCH_SAMPLES = 32
 BUNDLED_SEARCH_SAMPLES = 16
+EVERY_OTHER_STEP = decimal_steps(0.1, 0.9, 0.2)
+EVERY_OTHER_PAIRED_HOLE = decimal_steps(0.2, 0.6, 0.2)
+"""The bundled figures' points, chosen by cost before any result: a figure's 3 seeds must run in
+25 minutes on 2 cores, and a `patterns-quick` trial takes about 130 s of a core (two run at a
+time), so a figure holds about 20 trials. The 9-point grids keep every other point, ends
+included; Fig. 4 keeps every other hole among those where both fills run at 16 px (0.2 to 0.7),
+so that each hole is a paired cutout vs cutout-blur comparison. The full grids on bundled data:
+``study run --space overlap --grid --dataset patterns --seeds 0 1 2``."""
 
 CIFAR10 = {"data.dataset": "cifar10"}
 PATTERNS = {"data.dataset": "patterns"}
@@ -143,6 +159,7 @@ class _Setting:
     epochs: int
     seeds: tuple[int, ...]
     data: str
+    grid_only: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 def _figure(
@@ -159,8 +176,10 @@ def _figure(
             seeds=setting.seeds,
             description=(
                 f"{what}; {setting.data}, {setting.epochs} epochs, seeds {list(setting.seeds)}"
+                + "".join(f"; {key.rsplit('.', 1)[-1]} {list(values)} only" for key, values in setting.grid_only.items())
             ),
             figure=figure,
+            grid_only=setting.grid_only,
         )
         for suffix, setting in (("", real), ("-bundled", bundled))
     ]
@@ -193,9 +212,9 @@ def _cifar(epochs: int, seeds: tuple[int, ...] = PAPER_SEEDS) -> _Setting:
     return _Setting("cifar", CIFAR10, epochs, seeds, "CIFAR-10 (cifar recipe, 32 px)")
 
 
-def _patterns(seeds: tuple[int, ...] = BUNDLED_SEEDS) -> _Setting:
+def _patterns(seeds: tuple[int, ...] = BUNDLED_SEEDS, grid_only: Mapping[str, tuple[Any, ...]] | None = None) -> _Setting:
     epochs = RECIPES[BUNDLED_RECIPE]["epochs"]
-    return _Setting(BUNDLED_RECIPE, PATTERNS, epochs, seeds, f"bundled patterns ({BUNDLED_RECIPE} recipe, 32 px)")
+    return _Setting(BUNDLED_RECIPE, PATTERNS, epochs, seeds, f"bundled patterns ({BUNDLED_RECIPE} recipe, 32 px)", grid_only or {})
 
 
 def _coco(epochs: int, seeds: tuple[int, ...] = PAPER_SEEDS) -> _Setting:
@@ -229,7 +248,7 @@ _PRESETS: list[Preset] = [
         "overlap augmentation at overlap 0.1..0.9 "
         f"(paper: STL10, CIFAR10/100 at 400 epochs; {OTHER_DATASETS})",
         _cifar(400),
-        _patterns(),
+        _patterns(grid_only={OVERLAP: EVERY_OTHER_STEP}),
     ),
     *_figure(
         "Fig. 2b",
@@ -238,7 +257,7 @@ _PRESETS: list[Preset] = [
         "patch augmentation at patch 0.1..0.9 "
         f"(paper: STL10, CIFAR10/100 at 400 epochs; {OTHER_DATASETS})",
         _cifar(400),
-        _patterns(),
+        _patterns(grid_only={PATCH: EVERY_OTHER_STEP}),
     ),
     *_figure(
         "Fig. 3",
@@ -256,7 +275,7 @@ _PRESETS: list[Preset] = [
         "cutout vs cutout-blur per hole size, blur points left out where the kernel does not fit "
         "the hole (paper: 100 epochs)",
         _cifar(100),
-        _patterns(),
+        _patterns(grid_only={HOLE: EVERY_OTHER_PAIRED_HOLE}),
     ),
     *_figure(
         "Fig. 5",

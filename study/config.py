@@ -13,7 +13,7 @@ import optuna
 
 from search_spaces import SEARCH_SPACES, get_preset, with_seeds
 from search_spaces.common import WithConstants
-from search_spaces.grids import grid_define
+from search_spaces.grids import grid_define, select_points
 from search_spaces.presets import GRID, SEARCH
 from trainables.config import TrainConfig
 from trainables.data import DATASETS
@@ -199,26 +199,6 @@ def _as_list(values: Any) -> list[Any]:
     return list(values) if isinstance(values, (list, tuple)) else [values]
 
 
-def select_points(points: list[dict[str, Any]], grid_only: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """The grid points whose value at every key of ``grid_only`` is one of the values listed."""
-    if not grid_only:
-        return points
-    if not points:
-        raise ConfigError("grid_only", grid_only, "only with a grid (--grid, or a grid preset)")
-    for key, wanted in grid_only.items():
-        offered = [value for value in dict.fromkeys(point[key] for point in points if key in point)]
-        if not offered:
-            keys = sorted({name for point in points for name in point})
-            raise ConfigError("grid_only", key, f"a key of the grid points: {keys}")
-        for value in wanted:
-            if value not in offered:
-                raise ConfigError(f"grid_only.{key}", value, f"one of the grid's values {offered}")
-    selected = [point for point in points if all(point.get(key) in wanted for key, wanted in grid_only.items())]
-    if not selected:
-        raise ConfigError("grid_only", grid_only, "values that together match at least one grid point")
-    return selected
-
-
 def default_name(label: str, dataset: str) -> str:
     return f"{label}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -251,7 +231,17 @@ def plan(config: StudyConfig) -> StudyPlan:
         base.replace(**point)
     name = config.name or default_name(label, base.data.dataset)
     asha = Asha(min(config.grace_period, base.epochs), config.reduction_factor, base.epochs)
-    return StudyPlan(name, base, define, points, samples, description, asha, early_stopping_of(config, GRID if points else SEARCH))
+    check_scored_every_epoch(base)
+    early_stopping = early_stopping_of(config, GRID if points else SEARCH)
+    return StudyPlan(name, base, define, points, samples, description, asha, early_stopping)
+
+
+def check_scored_every_epoch(base: TrainConfig) -> None:
+    """A sweep's trials report kNN every epoch: Tune refuses a report without its metric, and ASHA
+    judges each trial at its rung epochs. ``knn.every`` is for single runs (``study train``)."""
+    if base.knn.every != 1:
+        raise ConfigError("knn.every", base.knn.every, f"1 in a sweep (Tune and ASHA read {METRIC} from every epoch's report; "
+                                                       "kNN every N epochs is for `study train`)")
 
 
 GPU_SHARES: dict[str, tuple[tuple[int, float], ...]] = {

@@ -6,6 +6,7 @@ import optuna
 import pytest
 
 from search_spaces import PRESETS, SEARCH_SPACES, Preset, get_preset, get_space, with_seeds
+from search_spaces.grids import select_points
 from tests.search_spaces.helpers import assert_overrides_applied, run_define
 from trainables.config import TrainConfig
 from trainables.validation import ConfigError
@@ -40,8 +41,22 @@ def test_grid_presets_are_the_space_grid_times_the_seeds(name: str) -> None:
     preset = PRESETS[name]
     assert preset.num_samples is None and preset.figure.startswith("Fig. ")
     points = preset.points()
-    assert points == with_seeds(SEARCH_SPACES[preset.space].grid(preset.size), preset.seeds)
+    grid = SEARCH_SPACES[preset.space].grid(preset.size)
+    assert points == with_seeds(select_points(grid, preset.grid_only), preset.seeds)
     assert preset.num_trials == len(points)
+    if not name.endswith("-bundled"):
+        assert not preset.grid_only and len(points) == len(grid) * len(preset.seeds)
+
+
+def test_bundled_figures_run_every_other_paper_point_within_a_laptop_budget() -> None:
+    overlaps = sorted({p["views.params.overlap"] for p in get_preset("fig2a-overlap-bundled").points()})
+    assert overlaps == [0.1, 0.3, 0.5, 0.7, 0.9]
+    patches = sorted({p["views.params.patch"] for p in get_preset("fig2b-patch-bundled").points()})
+    assert patches == [0.1, 0.3, 0.5, 0.7, 0.9]
+    for name in FIGURES:
+        bundled = get_preset(f"{name}-bundled")
+        assert bundled.num_trials <= 20, name
+        assert bundled.description.endswith(" only") == bool(bundled.grid_only)
 
 
 @pytest.mark.parametrize("name", sorted(n for n, p in PRESETS.items() if p.mode == "grid"))
@@ -94,10 +109,13 @@ def test_cutout_presets_leave_out_the_blur_that_does_not_fit_their_views() -> No
     real, bundled = get_preset("fig4-cutout"), get_preset("fig4-cutout-bundled")
     assert (real.size, bundled.size) == (32, 16)
     assert len(real.points()) == 14 * 3
-    blur_holes = {
-        p["views.params.hole"] for p in bundled.points() if p["views.params.fill"] == "blur"
-    }
-    assert blur_holes == {0.2, 0.3, 0.4, 0.5, 0.6, 0.7}
+    full_grid = SEARCH_SPACES["cutout"].grid(bundled.size)
+    assert {p["views.params.hole"] for p in full_grid if p["views.params.fill"] == "blur"} == {0.2, 0.3, 0.4, 0.5, 0.6, 0.7}
+    # the bundled figure keeps only holes where both fills run: every comparison is paired
+    fills = {}
+    for point in bundled.points():
+        fills.setdefault(point["views.params.hole"], set()).add(point["views.params.fill"])
+    assert fills == {hole: {"zero", "blur"} for hole in (0.2, 0.4, 0.6)}
 
 
 def test_margin_presets_train_scene_centric_and_evaluate_object_centric() -> None:
@@ -154,6 +172,9 @@ def make(**changes: object) -> Preset:
         ({"overrides": {"epochs": 3}}, "preset.overrides.epochs"),
         ({"overrides": {"seed": 3}}, "preset.overrides.seed"),
         ({"overrides": {"data.dataset": "mnist"}}, "data.dataset"),
+        ({"grid_only": {"views.params.overlap": (0.35,)}}, "preset.grid_only.views.params.overlap"),
+        ({"grid_only": {"views.params.patch": (0.3,)}}, "preset.grid_only"),
+        ({"mode": "search", "num_samples": 4, "grid_only": {"views.params.overlap": (0.3,)}}, "preset.grid_only"),
     ],
 )
 def test_invalid_presets_are_rejected_naming_the_field(changes: dict, field: str) -> None:

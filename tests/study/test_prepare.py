@@ -157,3 +157,15 @@ def test_early_stopping_is_a_flag_of_the_command_line_and_checked_at_the_boundar
         config(tmp_path, early_stopping="yes")
     with pytest.raises(ConfigError, match="early_stopping"):
         StudyConfig.from_dict({"space": "overlap", "early_stopping": "yes"})
+
+
+def test_a_sweep_refuses_knn_at_fewer_epochs_than_every_one_before_ray():
+    from study.config import plan
+
+    for fields in ({"space": "overlap"}, {"preset": "fig2a-overlap-bundled"}):
+        with pytest.raises(ConfigError) as error:
+            plan(StudyConfig(**fields, overrides={"knn.every": 2}))
+        assert (error.value.field, error.value.value) == ("knn.every", 2)
+        assert "1 in a sweep" in error.value.valid and "study train" in error.value.valid
+    assert plan(StudyConfig(space="overlap", overrides={"knn.every": 1})).base_config.knn.every == 1
+    assert not ray.is_initialized()
