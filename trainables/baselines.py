@@ -52,7 +52,8 @@ def untrained_knn(config: TrainConfig, load_dataset: DatasetLoader = get_dataset
     ``config.seed``: the baseline to beat. ``evaluate`` (built from ``config`` when not given)
     lets several seeds share one loaded evaluation set. The global RNG is left as it was."""
     runtime = Runtime.detect(config.device)
-    evaluate = evaluate or KnnEvaluator(config, load_dataset, runtime.device)
+    if evaluate is None:
+        evaluate = KnnEvaluator(config, load_dataset, runtime.device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = SimSiam(config.model)
@@ -64,7 +65,8 @@ def pixel_knn(config: TrainConfig, load_dataset: DatasetLoader = get_dataset,
     """kNN top-1/top-5 of the raw evaluation pixels. Raises :class:`PixelBankTooLarge` before
     cutting any view when bank and queries would take more than :data:`PIXEL_BANK_LIMIT_BYTES`."""
     runtime = Runtime.detect(config.device)
-    evaluate = evaluate or KnnEvaluator(config, load_dataset, runtime.device)
+    if evaluate is None:
+        evaluate = KnnEvaluator(config, load_dataset, runtime.device)
     images = evaluate.count(evaluate.bank) + evaluate.count(evaluate.queries)
     size = config.views.size
     needed = images * 3 * size * size * 4
