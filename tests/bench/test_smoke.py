@@ -1,6 +1,7 @@
 """Each benchmark runs end to end in its tiny smoke mode and prints its table (CI proves they
 run; the numbers come from full runs, recorded in bench/RESULTS.md)."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -83,8 +84,9 @@ def test_trial_overhead_benchmark_breaks_down_each_trial_and_measures_rays_floor
 
 def test_search_efficiency_benchmark_compares_asha_tpe_with_the_grid():
     output = run_benchmark("bench.search_efficiency")
-    (rows,) = tables(output)
-    grid, search = rows
+    (grid,), (search,) = tables(output)  # the grid's table as soon as it ends, then the searches'
+    assert re.search(r"^baselines: untrained encoder 0\.\d{4} \(seed 0\), raw pixels 0\.\d{4}$", output, re.M)
+    assert re.search(r"^searcher seed 0: ", output, re.M), "each search's row as it ends"
     assert grid[0].startswith("grid") and search[0].startswith("ASHA + TPE")
     assert grid[1:3] == ["2", "2"], "two grid points, one epoch each"
     assert int(search[2]) <= 2
