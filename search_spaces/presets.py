@@ -130,8 +130,8 @@ BUNDLED_SEARCH_SAMPLES = 16
 EVERY_OTHER_STEP = decimal_steps(0.1, 0.9, 0.2)
 EVERY_OTHER_PAIRED_HOLE = decimal_steps(0.2, 0.6, 0.2)
 """The bundled figures' points, chosen by cost before any result: a figure's 3 seeds must run in
-25 minutes on 2 cores, and a `patterns-quick` trial takes about 130 s of a core (two run at a
-time), so a figure holds about 20 trials. The 9-point grids keep every other point, ends
+25 minutes on 2 cores, and a `patterns-quick` trial takes 130 to 180 s of a core (two run at
+a time; the machine's speed varies by day), so a figure holds 15 to 20 trials. The 9-point grids keep every other point, ends
 included; Fig. 4 keeps every other hole among those where both fills run at 16 px (0.2 to 0.7),
 so that each hole is a paired cutout vs cutout-blur comparison. The full grids on bundled data:
 ``study run --space overlap --grid --dataset patterns --seeds 0 1 2``."""
