@@ -7,7 +7,7 @@ k and temperature. Targets (issue 14): trained at least 0.15 above the untrained
 0.10 above raw pixels, standard deviation over 3 seeds at most 0.015, at most 10 minutes per
 run on 2 CPU cores.
 
-    .venv/bin/python -m bench.learning [--seeds 0 1 2] [--epochs N] [--recipe patterns] [--smoke]
+    .venv/bin/python -m bench.learning [--seeds 0 1 2] [--epochs N] [--recipe patterns] [--set KEY=VALUE] [--smoke]
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import torch
 
 from bench.common import machine, parser, table
 from trainables.baselines import pixel_knn, untrained_knn
+from study.cli import parse_overrides
 from trainables.recipes import recipe
 from trainables.train import train
 
-SMOKE = {"data.limit": 256, "data.eval_limit": 200, "knn.k": 10, "epochs": 1}
+SMOKE = {"data.limit": 256, "data.eval_limit": 200, "knn.k": 10, "epochs": 1, "optim.warmup_epochs": 0}
 
 
 def main() -> None:
@@ -31,8 +32,10 @@ def main() -> None:
     arguments.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     arguments.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     arguments.add_argument("--knn-every", type=int, default=5, help="kNN every N epochs (and at the end)")
+    arguments.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted recipe override, repeatable")
     options = arguments.parse_args()
-    overrides = dict(SMOKE) if options.smoke else {}
+    chosen = parse_overrides(options.set)
+    overrides = {**chosen, **(SMOKE if options.smoke else {})}
     if options.epochs is not None:
         overrides["epochs"] = options.epochs
     overrides["knn.every"] = options.knn_every
@@ -53,7 +56,8 @@ def main() -> None:
         rows.append((seed, f"{untrained:.4f}", f"{pixels:.4f}", f"{final:.4f}", f"{final - untrained:+.4f}",
                      f"{final - pixels:+.4f}", f"{minutes:.1f}", curve))
     spread = statistics.stdev(trained) if len(trained) > 1 else float("nan")
-    print(f"# Learning on `{base.data.dataset}` ({options.recipe} recipe: {base.model.backbone}, {base.views.size} px, "
+    changed = "".join(f", {key}={value}" for key, value in chosen.items())
+    print(f"# Learning on `{base.data.dataset}` ({options.recipe} recipe{changed}: {base.model.backbone}, {base.views.size} px, "
           f"{base.views.family}, {base.epochs} epochs, batch {base.batch_size}, kNN k={base.knn.k})")
     print(f"machine: {machine(torch.device(base.device if base.device != 'auto' else 'cpu'))}\n")
     print(table(("seed", "untrained", "raw pixels", "trained", "vs untrained", "vs pixels", "minutes", "kNN by epoch"), rows))

@@ -97,6 +97,8 @@ class MarginConfig:
 class OptimConfig:
     """SGD with ``lr = base_lr * batch_size / 256`` and an optional per-epoch cosine decay.
 
+    ``warmup_epochs`` ramps the lr linearly up to its peak over the first epochs (epoch ``e`` of
+    ``W`` trains at ``(e + 1) / W`` of it), and the schedule then runs over the epochs left.
     ``fix_predictor_lr`` keeps the predictor at the initial lr, as in SimSiam's ImageNet recipe.
     """
 
@@ -104,6 +106,7 @@ class OptimConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"
+    warmup_epochs: int = 0
     fix_predictor_lr: bool = False
 
     def __post_init__(self) -> None:
@@ -111,6 +114,7 @@ class OptimConfig:
         check_range("optim.momentum", self.momentum, 0, 1, high_open=True)
         check_range("optim.weight_decay", self.weight_decay, 0)
         check_choice("optim.schedule", self.schedule, ("cosine", "constant"))
+        check_range("optim.warmup_epochs", self.warmup_epochs, 0, integer=True)
         check_choice("optim.fix_predictor_lr", self.fix_predictor_lr, (False, True))
 
 
@@ -157,6 +161,11 @@ class TrainConfig:
         check_range("seed", self.seed, 0, integer=True)
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
         check_range("loader_workers", self.loader_workers, 0, integer=True)
+        if self.optim.warmup_epochs >= self.epochs:
+            raise ConfigError(
+                "optim.warmup_epochs", self.optim.warmup_epochs,
+                f"an integer in [0, {self.epochs - 1}]: the warm-up must end before the last of the {self.epochs} epochs",
+            )
         smallest = DATASETS[self.data.eval_dataset].smallest_class
         if self.knn.k is None:
             object.__setattr__(self, "knn", dataclasses.replace(self.knn, k=min(DEFAULT_KNN_K, smallest or DEFAULT_KNN_K)))

@@ -89,9 +89,14 @@ class Runtime:
         return cls(torch.device("cpu"), rank, world_size)
 
 
-def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
-    """SimSiam's per-epoch cosine decay; ``epoch`` counts from 0."""
-    return base_lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+def scheduled_lr(peak_lr: float, epoch: int, epochs: int, *, schedule: str = "cosine", warmup_epochs: int = 0) -> float:
+    """The lr of ``epoch`` (from 0): a linear warm-up to ``peak_lr`` over ``warmup_epochs``, then
+    SimSiam's per-epoch cosine decay (or a constant lr) over the remaining epochs."""
+    if epoch < warmup_epochs:
+        return peak_lr * (epoch + 1) / warmup_epochs
+    if schedule == "constant":
+        return peak_lr
+    return peak_lr * 0.5 * (1 + math.cos(math.pi * (epoch - warmup_epochs) / (epochs - warmup_epochs)))
 
 
 def build_optimizer(model: SimSiam, config: TrainConfig) -> torch.optim.SGD:
@@ -105,7 +110,9 @@ def build_optimizer(model: SimSiam, config: TrainConfig) -> torch.optim.SGD:
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, config: TrainConfig, epoch: int) -> float:
-    scheduled = config.lr if config.optim.schedule == "constant" else cosine_lr(config.lr, epoch, config.epochs)
+    scheduled = scheduled_lr(
+        config.lr, epoch, config.epochs, schedule=config.optim.schedule, warmup_epochs=config.optim.warmup_epochs
+    )
     for group in optimizer.param_groups:
         group["lr"] = config.lr if group["fixed_lr"] else scheduled
     return scheduled

@@ -99,7 +99,9 @@ def test_learning_benchmark_tables_each_seed_against_both_baselines():
 
     from bench.learning import SMOKE
 
-    rows = table_rows(run_benchmark("bench.learning", "--seeds", "0", "1", "--device", "cpu"))
+    output = run_benchmark("bench.learning", "--seeds", "0", "1", "--device", "cpu", "--set", "optim.base_lr=0.25")
+    assert "patterns recipe, optim.base_lr=0.25:" in output
+    rows = table_rows(output)
     assert [row[0] for row in rows] == ["0", "1"]
     config = recipe("patterns", **SMOKE, device="cpu")
     for seed, untrained, pixels, trained, above_untrained, above_pixels, minutes, curve in rows:

@@ -36,6 +36,8 @@ def test_round_trips_through_plain_data_and_yaml():
         ({"data": {"dataset": "coco", "eval_dataset": "coco"}}, "data.eval_dataset='coco'", "'cifar10'"),
         ({"data": {"dataset": "stl10", "train_split": "extra"}}, "data.train_split='extra'", "'unlabeled'"),
         ({"optim": {"base_lr": 0}}, "optim.base_lr=0", "(0, inf)"),
+        ({"optim": {"warmup_epochs": -1}}, "optim.warmup_epochs=-1", "[0, inf)"),
+        ({"optim": {"warmup_epochs": 5}, "epochs": 5}, "optim.warmup_epochs=5", "[0, 4]"),
         ({"batch_size": 1.5}, "batch_size=1.5", "an integer"),
         ({"model": "small"}, "model='small'", "a mapping"),
     ],

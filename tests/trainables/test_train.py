@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trainables.recipes import recipe
-from trainables.train import ViewHistograms, load_checkpoint, train, unit_histogram
+from trainables.train import ViewHistograms, load_checkpoint, scheduled_lr, train, unit_histogram
 
 REQUIRED_METRICS = {
     "epoch", "loss", "knn_top1", "knn_top5", "z_std", "floor_active", "images_per_s",
@@ -68,6 +68,22 @@ def crash_after(epoch):
             raise Crash(f"simulated crash after epoch {epoch}")
 
     return report
+
+
+def test_without_warm_up_the_lr_follows_simsiams_cosine_decay():
+    lrs = [scheduled_lr(0.1, epoch, 10) for epoch in range(10)]
+    assert lrs == pytest.approx([0.1 * 0.5 * (1 + math.cos(math.pi * epoch / 10)) for epoch in range(10)])
+    assert [scheduled_lr(0.1, epoch, 10, schedule="constant") for epoch in range(10)] == [0.1] * 10
+
+
+@given(st.integers(1, 30), st.integers(1, 30))
+def test_warm_up_ramps_linearly_to_the_peak_then_decays_over_the_epochs_left(warmup, after):
+    epochs = warmup + after
+    lrs = [scheduled_lr(0.2, epoch, epochs, warmup_epochs=warmup) for epoch in range(epochs)]
+    assert lrs[:warmup] == pytest.approx([0.2 * (epoch + 1) / warmup for epoch in range(warmup)])
+    assert lrs[warmup] == pytest.approx(0.2)
+    assert lrs[warmup:] == pytest.approx([scheduled_lr(0.2, epoch, after) for epoch in range(after)])
+    assert all(lr > 0 for lr in lrs)
 
 
 def test_resume_continues_exactly_where_the_checkpoint_left_off(tmp_path):
