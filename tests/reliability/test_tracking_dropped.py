@@ -33,6 +33,9 @@ OVERLAPS = [0.3, 0.5, 0.7]
 NAME = "tracking-dropped"
 SECRET = "s3cr3t-token-5f1c9e"
 TIMEOUT_S = 300
+# Epochs long enough (4x QUICK's images) that no trial can finish its last one between the
+# killer seeing a first epoch in the store and the server's death.
+SLOW_EPOCHS = {**QUICK, "data.limit": 4 * QUICK["data.limit"]}
 
 
 def free_port() -> int:
@@ -88,7 +91,7 @@ def dropped(tmp_path_factory):
         killer.start()
         config = StudyConfig(
             space="overlap", grid=True, grid_only={"views.params.overlap": OVERLAPS}, epochs=EPOCHS, grace_period=EPOCHS,
-            max_concurrent_trials=2, overrides=dict(QUICK), name=NAME, storage=str(root / "runs"),
+            max_concurrent_trials=2, overrides=dict(SLOW_EPOCHS), name=NAME, storage=str(root / "runs"),
             tracking_uri=f"http://127.0.0.1:{port}",
         )
         result = run_study(config)
