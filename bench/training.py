@@ -61,14 +61,14 @@ def configure(setting: Setting, device: torch.device) -> TrainConfig:
 
 def full_pass(net, optimizer, dataset, indices: torch.Tensor, transform: TwoViewTransform, config: TrainConfig, runtime: Runtime) -> None:
     """``steps`` training steps of the real code, views included (as ``train`` runs an epoch)."""
-    batches = view_batches(dataset, indices, transform, config.batch_size, torch.Generator().manual_seed(1))
+    batches = view_batches(dataset, indices, transform, config.batch_size, torch.Generator().manual_seed(1), seed=1, epoch=0)
     train_epoch(net, optimizer, batches, config, runtime)
 
 
 def prepared_views(dataset, indices: torch.Tensor, transform: TwoViewTransform, config: TrainConfig, runtime: Runtime):
     """The views of a full pass, normalised on the device, and each pair's margin."""
     prepared = []
-    for batch in view_batches(dataset, indices, transform, config.batch_size, torch.Generator().manual_seed(1)):
+    for batch in view_batches(dataset, indices, transform, config.batch_size, torch.Generator().manual_seed(1), seed=1, epoch=0):
         margin = config.margin.margin(batch.geometry.phi.to(runtime.device, torch.float32))
         view1 = normalize(batch.view1, runtime.device, channels_last=runtime.cuda)
         view2 = normalize(batch.view2, runtime.device, channels_last=runtime.cuda)

@@ -12,7 +12,8 @@ from torch import Tensor, nn
 
 from trainables.validation import check_choice, check_range
 
-BackboneFactory = Callable[[], tuple[nn.Module, int]]
+BackboneFactory = Callable[[bool], tuple[nn.Module, int]]
+"""Builds a headless backbone and gives its feature width; the flag is ``zero_init_residual``."""
 BACKBONES: dict[str, BackboneFactory] = {}
 
 
@@ -31,25 +32,25 @@ def _headless(net: nn.Module) -> tuple[nn.Module, int]:
 
 
 @register_backbone("resnet18")
-def resnet18() -> tuple[nn.Module, int]:
+def resnet18(zero_init_residual: bool) -> tuple[nn.Module, int]:
     from torchvision import models
 
-    return _headless(models.resnet18(weights=None))
+    return _headless(models.resnet18(weights=None, zero_init_residual=zero_init_residual))
 
 
 @register_backbone("resnet50")
-def resnet50() -> tuple[nn.Module, int]:
+def resnet50(zero_init_residual: bool) -> tuple[nn.Module, int]:
     from torchvision import models
 
-    return _headless(models.resnet50(weights=None))
+    return _headless(models.resnet50(weights=None, zero_init_residual=zero_init_residual))
 
 
 @register_backbone("resnet18-cifar")
-def resnet18_cifar() -> tuple[nn.Module, int]:
+def resnet18_cifar(zero_init_residual: bool) -> tuple[nn.Module, int]:
     """ResNet-18 with a 3x3 stride-1 stem and no max-pool, for 32 px images."""
     from torchvision import models
 
-    net = models.resnet18(weights=None)
+    net = models.resnet18(weights=None, zero_init_residual=zero_init_residual)
     net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
     net.maxpool = nn.Identity()
     return _headless(net)
@@ -64,8 +65,9 @@ def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequenti
 
 
 @register_backbone("small")
-def small(width: int = 32) -> tuple[nn.Module, int]:
-    """A five-layer CNN sized for CPU runs on the bundled 32-64 px data."""
+def small(zero_init_residual: bool, width: int = 32) -> tuple[nn.Module, int]:
+    """A five-layer CNN sized for CPU runs on the bundled 32-64 px data (no residual branches,
+    so ``zero_init_residual`` has nothing to act on)."""
     net = nn.Sequential(
         OrderedDict(
             stem=_conv_block(3, width, 1),
@@ -82,12 +84,15 @@ def small(width: int = 32) -> tuple[nn.Module, int]:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Backbone name and head sizes. ``projector_layers=2`` is SimSiam's CIFAR variant."""
+    """Backbone name and head sizes. ``projector_layers=2`` is SimSiam's CIFAR variant.
+    ``zero_init_residual`` starts each ResNet residual branch's last BatchNorm at zero, as the
+    official SimSiam builder does."""
 
     backbone: str = "resnet18-cifar"
     projector_dim: int = 2048
     projector_layers: int = 3
     predictor_hidden_dim: int = 512
+    zero_init_residual: bool = True
 
     def __post_init__(self) -> None:
         check_choice("model.backbone", self.backbone, BACKBONES)
@@ -130,7 +135,7 @@ class SimSiamOutput(NamedTuple):
 class SimSiam(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.backbone, self.feature_dim = BACKBONES[config.backbone]()
+        self.backbone, self.feature_dim = BACKBONES[config.backbone](config.zero_init_residual)
         self.projector = projection_mlp(self.feature_dim, config.projector_dim, config.projector_layers)
         self.predictor = prediction_mlp(config.projector_dim, config.predictor_hidden_dim)
 

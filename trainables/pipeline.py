@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -74,43 +75,54 @@ def normalize(views: Tensor, device: torch.device, channels_last: bool = False) 
     return views.contiguous(memory_format=torch.channels_last) if channels_last else views
 
 
-def centre_square_boxes(height: Tensor, width: Tensor) -> Tensor:
-    """``(B, 4)`` largest centred square of each image: the deterministic evaluation view."""
-    side = torch.minimum(height, width).to(DTYPE)
+def centre_square_boxes(height: Tensor, width: Tensor, crop: float = 1.0) -> Tensor:
+    """``(B, 4)`` centred squares of side ``crop`` times each image's shorter side: the
+    deterministic evaluation view (``crop`` 1 is the largest centred square)."""
+    side = torch.minimum(height, width).to(DTYPE) * crop
     x0 = (width.to(DTYPE) - side) / 2
     y0 = (height.to(DTYPE) - side) / 2
     return torch.stack((x0, y0, x0 + side, y0 + side), dim=1)
 
 
-def evaluation_view(images: Tensor, size: int) -> Tensor:
-    """The centred square of each image of ``(B, 3, H, W)``, resized to ``size``."""
+def evaluation_view(images: Tensor, size: int, crop: float = 1.0) -> Tensor:
+    """The centred square (of ``crop`` times the shorter side) of each image of ``(B, 3, H, W)``,
+    resized to ``size``."""
     count, _, height, width = images.shape
-    boxes = centre_square_boxes(torch.full((count,), height), torch.full((count,), width))
+    boxes = centre_square_boxes(torch.full((count,), height), torch.full((count,), width), crop)
     return crop_resize(images, boxes, size)
 
 
+def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """The generator of one sample's views in one epoch: a hash of ``(seed, epoch, index)``, so
+    the views do not depend on which worker draws them, in which order, or whether the run resumed."""
+    digest = hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
+
+
 class _ViewsOf(Dataset):
-    def __init__(self, source: Dataset, indices: Tensor, transform: TwoViewTransform) -> None:
+    def __init__(self, source: Dataset, indices: Tensor, transform: TwoViewTransform, seed: int, epoch: int) -> None:
         self.source, self.indices, self.transform = source, indices, transform
+        self.seed, self.epoch = seed, epoch
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, position: int) -> ViewBatch:
-        image, _ = self.source[int(self.indices[position])]
-        return self.transform(image)
+        index = int(self.indices[position])
+        image, _ = self.source[index]
+        return self.transform(image, sample_generator(self.seed, self.epoch, index))
 
 
 class _EvalViewsOf(Dataset):
-    def __init__(self, source: Dataset, count: int, size: int) -> None:
-        self.source, self.count, self.size = source, count, size
+    def __init__(self, source: Dataset, count: int, size: int, crop: float) -> None:
+        self.source, self.count, self.size, self.crop = source, count, size, crop
 
     def __len__(self) -> int:
         return self.count
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         image, label = self.source[index]
-        return evaluation_view(image.unsqueeze(0), self.size)[0], label
+        return evaluation_view(image.unsqueeze(0), self.size, self.crop)[0], label
 
 
 def in_memory_images(dataset: Dataset) -> Tensor | None:
@@ -126,11 +138,15 @@ def view_batches(
     batch_size: int,
     generator: torch.Generator,
     workers: int = 0,
+    *,
+    seed: int,
+    epoch: int,
 ) -> Iterator[ViewBatch]:
     """View batches of ``dataset[indices]`` in the given order, the last partial batch dropped.
 
-    In-memory datasets render each batch at once; image-folder datasets (images of varying
-    size) render per image in DataLoader workers.
+    In-memory datasets render each batch at once from ``generator``; image-folder datasets
+    (images of varying size) render per image in DataLoader workers, each image's views from
+    :func:`sample_generator` of ``(seed, epoch, index)``, the same for any worker count.
     """
     usable = len(indices) - len(indices) % batch_size
     images = in_memory_images(dataset)
@@ -140,7 +156,7 @@ def view_batches(
         return
     share_skip_marks(dataset)
     loader = DataLoader(
-        _ViewsOf(dataset, indices[:usable], transform),
+        _ViewsOf(dataset, indices[:usable], transform, seed, epoch),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=collate_view_batches,
@@ -157,18 +173,19 @@ def share_skip_marks(dataset: Dataset) -> None:
 
 
 def evaluation_batches(
-    dataset: Dataset, size: int, count: int, batch_size: int = 512, workers: int = 0
+    dataset: Dataset, size: int, count: int, batch_size: int = 512, workers: int = 0, crop: float = 1.0
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """``(images, labels)`` of the first ``count`` items, as uint8 evaluation views of ``size``."""
+    """``(images, labels)`` of the first ``count`` items, as uint8 evaluation views of ``size``
+    (see :func:`evaluation_view` for ``crop``)."""
     images = in_memory_images(dataset)
     if images is not None:
         labels = dataset.labels
         for start in range(0, count, batch_size):
             chunk = images[start : min(start + batch_size, count)]
-            views = chunk if chunk.shape[-2:] == (size, size) else evaluation_view(chunk, size)
+            views = chunk if chunk.shape[-2:] == (size, size) and crop == 1 else evaluation_view(chunk, size, crop)
             yield views, labels[start : start + len(chunk)]
         return
     share_skip_marks(dataset)
-    loader = DataLoader(_EvalViewsOf(dataset, count, size), batch_size=batch_size, num_workers=workers)
+    loader = DataLoader(_EvalViewsOf(dataset, count, size, crop), batch_size=batch_size, num_workers=workers)
     for views, labels in loader:
         yield views, torch.as_tensor(labels)

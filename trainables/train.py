@@ -2,9 +2,10 @@
 
 ``train(config, report)`` calls ``report(metrics, checkpoint_dir)`` after every epoch, where
 ``checkpoint_dir`` holds ``checkpoint.pt`` for that epoch. ``train(config, report,
-resume_from=checkpoint_dir)`` continues after the epoch saved there. Data order and views are
-drawn from a generator seeded by ``(seed, epoch, rank)``, so a resumed run sees exactly the
-batches the uninterrupted run would have seen. Under ``torch.distributed`` the model is wrapped
+resume_from=checkpoint_dir)`` continues after the epoch saved there. Data order and in-memory
+views are drawn from a generator seeded by ``(seed, epoch, rank)``, and each folder image's views
+from one seeded by ``(seed, epoch, index)``, so a resumed run sees exactly the batches the
+uninterrupted run would have seen, with any number of loader workers. Under ``torch.distributed`` the model is wrapped
 in DDP (with SyncBatchNorm on GPUs) and each rank trains on its shard; rank 0 evaluates and checkpoints.
 """
 
@@ -233,7 +234,8 @@ def train_epoch(
 @torch.no_grad()
 def encode_dataset(model: SimSiam, dataset, count: int, config: TrainConfig, runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
     features, labels = [], []
-    for images, batch_labels in evaluation_batches(dataset, config.views.size, count, workers=config.loader_workers):
+    crop = DATASETS[config.data.eval_dataset].eval_crop
+    for images, batch_labels in evaluation_batches(dataset, config.views.size, count, workers=config.loader_workers, crop=crop):
         with runtime.autocast():
             encoded = model.encode(normalize(images, runtime.device, channels_last=runtime.cuda))
         features.append(encoded.float())
@@ -384,7 +386,9 @@ def train(
         lr = set_learning_rate(optimizer, config, epoch)
         generator = epoch_generator(config.seed, epoch, runtime.rank)
         order = _shard(torch.randperm(count, generator=generator), runtime)
-        batches = view_batches(dataset, order, transform, batch_size, generator, config.loader_workers)
+        batches = view_batches(
+            dataset, order, transform, batch_size, generator, config.loader_workers, seed=config.seed, epoch=epoch
+        )
         metrics, epoch_counts = train_epoch(net, optimizer, batches, config, runtime)
         mark("epoch.trained", epoch=epoch + 1)
         realised.add_epoch(epoch_counts)

@@ -110,3 +110,16 @@ def test_learning_benchmark_tables_each_seed_against_both_baselines():
         assert float(above_untrained) == pytest.approx(float(trained) - float(untrained), abs=2e-4)
         assert float(above_pixels) == pytest.approx(float(trained) - float(pixels), abs=2e-4)
         assert float(minutes) >= 0 and curve == f"1:{float(trained):.3f}"
+
+
+def test_view_distribution_benchmark_tables_every_grid_point_on_both_image_shapes():
+    output = run_benchmark("bench.view_distributions")
+    assert "## 96x96 images" in output and "## 480x640 images" in output
+    rows = [line for line in output.splitlines() if line.startswith("| ") and not line.startswith("| family")]
+    from search_spaces import get_space
+
+    per_shape = 1 + sum(len(get_space(space).grid(32)) for space in ("overlap", "patch", "exclusive", "cutout"))
+    assert len(rows) == 2 * per_shape
+    overlap_01 = next(row for row in rows if row.startswith("| overlap | overlap=0.1 |"))
+    area_median = float(overlap_01.split("|")[3].split()[0])
+    assert 0.1 <= area_median <= 1, "overlap crops contain their shared area"

@@ -17,12 +17,12 @@ def test_backbones_give_features_of_their_dimension(backbone, features, side):
 
 
 def test_cifar_resnet_has_a_small_stem_and_no_max_pool():
-    backbone, _ = BACKBONES["resnet18-cifar"]()
+    backbone, _ = BACKBONES["resnet18-cifar"](True)
     assert backbone.conv1.kernel_size == (3, 3) and backbone.conv1.stride == (1, 1)
     assert isinstance(backbone.maxpool, nn.Identity)
     trunk = nn.Sequential(*list(backbone.children())[:-2])
     assert trunk(torch.randn(1, 3, 32, 32)).shape[-2:] == (4, 4)
-    imagenet, _ = BACKBONES["resnet18"]()
+    imagenet, _ = BACKBONES["resnet18"](True)
     assert imagenet.conv1.kernel_size == (7, 7) and isinstance(imagenet.maxpool, nn.MaxPool2d)
 
 
@@ -61,10 +61,24 @@ def test_forward_returns_predictions_and_projections_of_both_views():
 
 
 def test_small_backbone_is_small():
-    assert count_parameters(BACKBONES["small"]()[0]) < 400_000
+    assert count_parameters(BACKBONES["small"](True)[0]) < 400_000
 
 
 @pytest.mark.parametrize(("field", "value"), [("backbone", "vit"), ("projector_layers", 0), ("projector_dim", -1)])
 def test_bad_model_config_names_the_field(field, value):
     with pytest.raises(ConfigError, match=f"model.{field}"):
         ModelConfig(**{field: value})
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet18-cifar", "resnet50"])
+def test_resnet_residual_branches_start_at_zero_as_the_official_builder(backbone):
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    def last_norm_weights(config):
+        blocks = [m for m in SimSiam(config).backbone.modules() if isinstance(m, (BasicBlock, Bottleneck))]
+        return torch.cat([(block.bn3 if isinstance(block, Bottleneck) else block.bn2).weight.detach() for block in blocks])
+
+    official = last_norm_weights(ModelConfig(backbone=backbone))
+    assert torch.equal(official, torch.zeros_like(official))
+    upstream_default = last_norm_weights(ModelConfig(backbone=backbone, zero_init_residual=False))
+    assert torch.equal(upstream_default, torch.ones_like(upstream_default)), "configurable: off keeps torchvision's ones"

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from trainables.validation import ConfigError, check_choice
 
 DATA_ROOT_VARIABLE = "STUDY_DATA_ROOT"
+IMAGENET_EVAL_CROP = 224 / 256
 DEFAULT_DATA_ROOT = "data"
 
 Loader = Callable[[Path, str, bool], Dataset]
@@ -29,6 +30,9 @@ class DatasetInfo:
     ``smallest_class`` is the image count of the smallest class in the kNN bank (the train
     split): a kNN ``k`` above it lets the other classes outvote a query's own class even when
     every one of its class's images is among the neighbours, so configs keep ``k`` at or below it.
+    ``eval_crop`` is the side of the evaluation view over the image's shorter side: 1 keeps the
+    whole centred square; 224/256 is the standard protocol at 224 px (resize the shorter side to
+    256/224 of the view size, then centre-crop the view size).
     ``split_aliases`` maps accepted extra split names onto entries of ``splits``. ``loader`` is
     ``"module:function"``, imported on first use: the parsers pull in torchvision and sklearn,
     which a process that only validates configs (a trial driver, the Train controller) never needs.
@@ -43,6 +47,7 @@ class DatasetInfo:
     bundled: bool
     loader: str = field(repr=False, compare=False)
     smallest_class: int | None = None
+    eval_crop: float = 1.0
     split_aliases: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def resolve_split(self, split: str) -> str:
@@ -102,6 +107,7 @@ DATASETS: dict[str, DatasetInfo] = {
             bundled=False,
             loader="trainables.data.image_folders:load_imagenet100",
             smallest_class=732,  # ImageNet-1k's smallest train class; the 100-class subset has no smaller one
+            eval_crop=IMAGENET_EVAL_CROP,
             split_aliases={"test": "val"},
         ),
         DatasetInfo(

@@ -1,0 +1,79 @@
+"""Benchmark 7: the realised geometry of every view family at every grid point.
+
+For each family's grid (the paper's figures, ``search_spaces``) and the ``random_crop``
+baseline, samples view pairs on a square image and a 480x640 scene and prints
+the median and 5-95% range of what each family actually varies: the cropped views' area (over
+the image area), their aspect ratio (width over height) and the centre distance phi (over the
+image diagonal). For ``patch`` and ``cutout`` view 1 is the whole image, so only view 2 (the
+patch or the hole's region) is measured; the other families pool both views.
+
+    .venv/bin/python -m bench.view_distributions [--pairs 4000] [--smoke]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from bench.common import parser, table
+from search_spaces import get_space
+from search_spaces.common import FAMILY, Point
+from trainables.views import ViewGeometry, make_views
+from trainables.views.boxes import box_height, box_width
+
+PARAMS_PREFIX = "views.params."
+WHOLE_FIRST_VIEW = ("patch", "cutout")
+SPACES = ("overlap", "patch", "exclusive", "cutout")
+IMAGE_SIZES = ((96, 96), (480, 640))
+VIEW_SIZE = 32
+
+
+def points() -> Iterator[tuple[str, dict]]:
+    yield "random_crop", {}
+    for space in SPACES:
+        for point in get_space(space).grid(VIEW_SIZE):
+            yield point[FAMILY], parameters(point)
+
+
+def parameters(point: Point) -> dict:
+    return {key.removeprefix(PARAMS_PREFIX): value for key, value in point.items() if key.startswith(PARAMS_PREFIX)}
+
+
+def cropped_views(geometry: ViewGeometry, family: str) -> Tensor:
+    """``(M, 4)`` boxes of the views the family crops."""
+    return geometry.boxes[:, 1] if family in WHOLE_FIRST_VIEW else geometry.boxes.flatten(0, 1)
+
+
+def spread(values: Tensor) -> str:
+    low, median, high = torch.quantile(values.double(), torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64)).tolist()
+    return f"{median:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def describe(family: str, params: dict, height: int, width: int, pairs: int) -> tuple[str, str, str]:
+    geometry = make_views(family, size=VIEW_SIZE, **params).sample(pairs, height, width, torch.Generator().manual_seed(0))
+    boxes = cropped_views(geometry, family)
+    area = box_width(boxes) * box_height(boxes) / (height * width)
+    return spread(area), spread(box_width(boxes) / box_height(boxes)), spread(geometry.phi)
+
+
+def main() -> None:
+    arguments = parser(__doc__.splitlines()[0])
+    arguments.add_argument("--pairs", type=int, default=4000)
+    options = arguments.parse_args()
+    pairs = 200 if options.smoke else options.pairs
+    print(f"# Realised view geometry: median [5%, 95%] over {pairs} pairs per row, seed 0\n")
+    for height, width in IMAGE_SIZES:
+        rows = [
+            (family, ", ".join(f"{key}={value}" for key, value in params.items()) or "torchvision defaults",
+             *describe(family, params, height, width, pairs))
+            for family, params in points()
+        ]
+        print(f"## {height}x{width} images\n")
+        print(table(("family", "parameters", "crop area", "crop aspect (w/h)", "centre distance phi"), rows))
+        print()
+
+
+if __name__ == "__main__":
+    main()
