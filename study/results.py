@@ -24,7 +24,9 @@ DIVERGED, COLLAPSED = "DIVERGED", "COLLAPSED"
 STATUSES = (FINISHED, STOPPED, FAILED, DIVERGED, COLLAPSED)
 """Ran every epoch, stopped by ASHA, raised, or stopped itself (:mod:`trainables.health`)."""
 SUMMARY_METRICS = ("knn_top1", "knn_top5", "loss", "z_std", "floor_active", "overlap_mean", "phi_mean", "distance_mean")
-EPOCH_COLUMNS = ("epoch", "lr", "images_per_s", "overlap_std", "distance_std", "phi_std", "skipped_images", *SUMMARY_METRICS)
+EPOCH_COLUMNS = (
+    "epoch", "lr", "images_per_s", "overlap_std", "distance_std", "phi_std", "margin_mean", "skipped_images", *SUMMARY_METRICS,
+)
 
 
 @dataclass(frozen=True)

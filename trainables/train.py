@@ -53,6 +53,9 @@ METRICS_FILE = "metrics.json"
 """The metrics of a checkpoint's epoch, reported again when a run resumes with nothing left to train."""
 VIEW_STAT_BINS = 20
 VIEW_STATS = ("overlap", "phi")
+MARGIN_MEAN = "margin_mean"
+"""The mean over an epoch's pairs of the margin ``m`` of the loss floor ``-1 + m`` (0 without one),
+so that arms of different margin modes are compared at a known margin size."""
 EDGE_TOLERANCE = 1e-9
 """Histogrammed per training pair: overlap (shared area over image area) and phi (centre
 distance over image diagonal), both in [0, 1], so runs on different image sizes compare."""
@@ -227,7 +230,10 @@ def train_epoch(
         terms.loss.backward()
         optimizer.step()
         z_std = 0.5 * (normalized_std(output.z1) + normalized_std(output.z2))
-        stats.add_step({"loss": terms.loss.detach(), "floor_active": terms.floor_active, "z_std": z_std}, batch)
+        margin_mean = torch.as_tensor(0.0 if margin is None else margin, device=runtime.device).float().mean()
+        stats.add_step(
+            {"loss": terms.loss.detach(), "floor_active": terms.floor_active, "z_std": z_std, MARGIN_MEAN: margin_mean}, batch
+        )
     return stats.metrics(time.perf_counter() - started), stats.histograms()
 
 

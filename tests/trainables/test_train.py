@@ -12,7 +12,7 @@ from trainables.train import ViewHistograms, load_checkpoint, scheduled_lr, trai
 
 REQUIRED_METRICS = {
     "epoch", "loss", "knn_top1", "knn_top5", "z_std", "floor_active", "images_per_s",
-    "overlap_mean", "overlap_std", "distance_mean", "distance_std", "phi_mean", "phi_std",
+    "overlap_mean", "overlap_std", "distance_mean", "distance_std", "phi_mean", "phi_std", "margin_mean",
 }
 
 
@@ -122,3 +122,5 @@ def test_margin_modes_change_the_floor(tmp_path):
     assert none["floor_active"] == 0.0
     assert fixed["floor_active"] > 0.5
     assert 0.0 < distance["floor_active"] < 1.0
+    assert none["margin_mean"] == 0.0 and fixed["margin_mean"] == pytest.approx(1.5)
+    assert distance["margin_mean"] == pytest.approx(20.0 * distance["phi_mean"], rel=1e-4), "the mean of k * phi"
