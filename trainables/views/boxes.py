@@ -123,3 +123,50 @@ def sample_boxes_of_area(
     area = torch.as_tensor(area_fraction, dtype=DTYPE).expand(n) * (height * width)
     box_w, box_h = sample_sides(area, height, width, ratio, generator)
     return place_uniform(box_w, box_h, height, width, generator)
+
+
+RESIZED_CROP_TRIES = 10
+
+
+def centre_crop_sides(height: int, width: int, ratio: tuple[float, float]) -> tuple[int, int]:
+    """``(w, h)`` of RandomResizedCrop's fallback: the whole image, narrowed to ``ratio``."""
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        return width, int(round(width / ratio[0]))
+    if in_ratio > ratio[1]:
+        return int(round(height * ratio[1])), height
+    return width, height
+
+
+def random_resized_crop_boxes(
+    n: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator | None,
+) -> Tensor:
+    """``(n, 4)`` boxes drawn from exactly torchvision's ``RandomResizedCrop.get_params``.
+
+    Up to 10 tries of an area uniform in ``scale`` of the image and an aspect ratio log-uniform
+    in ``ratio``; the sides are rounded to whole pixels (half to even, as Python's ``round``)
+    and a try is kept when it fits the image. The first kept try is placed at a uniformly random
+    whole-pixel offset; rows with no kept try get the fallback, a centred crop of
+    :func:`centre_crop_sides`. All ``n`` rows draw their tries at once.
+    """
+    shape = (n, RESIZED_CROP_TRIES)
+    target_area = (height * width) * uniform(n * RESIZED_CROP_TRIES, scale[0], scale[1], generator).view(shape)
+    log_ratio = uniform(n * RESIZED_CROP_TRIES, math.log(ratio[0]), math.log(ratio[1]), generator).view(shape)
+    aspect = log_ratio.exp()
+    tries_w = torch.sqrt(target_area * aspect).round()
+    tries_h = torch.sqrt(target_area / aspect).round()
+    fits = (tries_w > 0) & (tries_w <= width) & (tries_h > 0) & (tries_h <= height)
+    first = fits.to(torch.int8).argmax(dim=1, keepdim=True)
+    kept = fits.any(dim=1)
+    fallback_w, fallback_h = centre_crop_sides(height, width, ratio)
+    box_w = torch.where(kept, tries_w.gather(1, first)[:, 0], float(fallback_w))
+    box_h = torch.where(kept, tries_h.gather(1, first)[:, 0], float(fallback_h))
+    offset_unit = torch.rand(n, 2, generator=generator, dtype=DTYPE)
+    x0 = torch.where(kept, (offset_unit[:, 0] * (width - box_w + 1)).floor(), float((width - fallback_w) // 2))
+    y0 = torch.where(kept, (offset_unit[:, 1] * (height - box_h + 1)).floor(), float((height - fallback_h) // 2))
+    return torch.stack((x0, y0, x0 + box_w, y0 + box_h), dim=-1)

@@ -113,29 +113,41 @@ class ViewSampler(ABC):
         return (*self.render_one(image, geometry), geometry)
 
 
+CROP_DISTRIBUTIONS = ("area_first", "torchvision")
+
+
 @register("random_crop")
 @dataclass(frozen=True)
 class RandomCrop(ViewSampler):
     """The SimSiam baseline: two independent RandomResizedCrop boxes.
 
-    Each box's area over the image area is uniform in ``scale`` and its aspect ratio
-    log-uniform in ``ratio`` (narrowed to what fits the image), at a uniform position.
+    ``distribution="torchvision"`` draws from exactly ``RandomResizedCrop.get_params(scale,
+    ratio)``, its 10 tries, whole-pixel sides and centred fallback included
+    (:func:`~trainables.views.boxes.random_resized_crop_boxes`). ``"area_first"`` (the default
+    until the bundled recipes are re-measured on the exact one) draws the area uniformly in
+    ``scale`` and narrows the aspect ratio to what fits, which keeps more large crops than
+    torchvision and lets the aspect leave ``ratio`` on narrow images.
     """
 
     scale: tuple[float, float] = (0.2, 1.0)
     ratio: tuple[float, float] = RATIO
+    distribution: str = "area_first"
 
     def validate(self) -> None:
         if len(self.scale) != 2 or not (0 < self.scale[0] <= self.scale[1] <= 1):
             raise ConfigError(self.field("scale"), self.scale, "a pair (low, high) with 0 < low <= high <= 1")
         _check_ratio(self.field("ratio"), self.ratio)
+        check_choice(self.field("distribution"), self.distribution, CROP_DISTRIBUTIONS)
 
     def sample_boxes(self, n, height, width, generator):
-        views = []
-        for _ in range(2):
-            area_fraction = B.uniform(n, self.scale[0], self.scale[1], generator)
-            views.append(B.sample_boxes_of_area(area_fraction, n, height, width, self.ratio, generator))
+        views = [self._boxes(n, height, width, generator) for _ in range(2)]
         return torch.stack(views, dim=1), None
+
+    def _boxes(self, n, height, width, generator):
+        if self.distribution == "torchvision":
+            return B.random_resized_crop_boxes(n, height, width, self.scale, self.ratio, generator)
+        area_fraction = B.uniform(n, self.scale[0], self.scale[1], generator)
+        return B.sample_boxes_of_area(area_fraction, n, height, width, self.ratio, generator)
 
 
 @register("overlap")

@@ -45,13 +45,80 @@ def aspect_ok_or_forced(boxes, height, width, ratio=(3 / 4, 4 / 3)):
 
 
 @given(height=sides, width=sides, seed=seeds)
-def test_random_crop_boxes_follow_random_resized_crop(height, width, seed):
+def test_area_first_random_crop_boxes_have_the_scale_and_ratio_asked_for(height, width, seed):
     geometry = sample("random_crop", height, width, seed)
     assert_inside_image(geometry, height, width)
     areas = area_fraction(geometry.boxes, height, width)
     assert (areas >= 0.2 - TOL).all() and (areas <= 1 + TOL).all()
     assert aspect_ok_or_forced(geometry.boxes, height, width)
     assert geometry.hole is None
+
+
+@given(height=sides, width=sides, seed=seeds)
+def test_torchvision_random_crop_boxes_are_whole_pixel_crops_inside_the_image(height, width, seed):
+    geometry = sample("random_crop", height, width, seed, distribution="torchvision")
+    assert_inside_image(geometry, height, width)
+    assert torch.equal(geometry.boxes, geometry.boxes.round()), "torchvision crops whole pixels"
+    areas = area_fraction(geometry.boxes, height, width)
+    assert (areas <= 1 + TOL).all()
+    assert geometry.hole is None
+
+
+KS_BOXES = 3000
+KS_CRITICAL = 1.949 * math.sqrt(2 / KS_BOXES)  # two-sample KS, alpha 0.001
+KS_SIZES = [(96, 96), (375, 500), (500, 333), (37, 61), (9, 40), (40, 9), (7, 7)]
+
+
+def ks_statistic(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The two-sample Kolmogorov-Smirnov statistic: the largest gap between the empirical CDFs."""
+    points = torch.cat((a, b)).sort().values
+    cdf_a = torch.searchsorted(a.sort().values, points, right=True) / len(a)
+    cdf_b = torch.searchsorted(b.sort().values, points, right=True) / len(b)
+    return float((cdf_a - cdf_b).abs().max())
+
+
+def box_statistics(boxes: torch.Tensor, height: int, width: int) -> dict[str, torch.Tensor]:
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    centres = box_centers(boxes)
+    return {"area": w * h / (height * width), "aspect": w / h, "cx": centres[:, 0] / width, "cy": centres[:, 1] / height}
+
+
+def torchvision_boxes(height: int, width: int, seed: int) -> torch.Tensor:
+    from torchvision.transforms import RandomResizedCrop
+
+    torch.manual_seed(seed)
+    image = torch.zeros(1, height, width)
+    rows = []
+    for _ in range(KS_BOXES):
+        top, left, h, w = RandomResizedCrop.get_params(image, scale=[0.2, 1.0], ratio=[3 / 4, 4 / 3])
+        rows.append((left, top, left + w, top + h))
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("height, width", KS_SIZES)
+def test_random_crop_matches_torchvision_get_params_by_ks(height, width):
+    ours = make_views("random_crop", distribution="torchvision").sample(KS_BOXES, height, width, torch.Generator().manual_seed(3)).boxes[:, 0]
+    reference = torchvision_boxes(height, width, seed=4)
+    ours_stats, reference_stats = box_statistics(ours, height, width), box_statistics(reference, height, width)
+    for name in ours_stats:
+        statistic = ks_statistic(ours_stats[name], reference_stats[name])
+        assert statistic < KS_CRITICAL, f"{name} on {height}x{width}: KS {statistic:.3f} >= {KS_CRITICAL:.3f}"
+
+
+def test_the_ks_comparison_rejects_the_area_first_distribution():
+    height, width = 375, 500
+    wrong = make_views("random_crop").sample(KS_BOXES, height, width, torch.Generator().manual_seed(3)).boxes[:, 0]
+    reference = torchvision_boxes(height, width, seed=4)
+    statistic = ks_statistic(box_statistics(wrong, height, width)["area"], box_statistics(reference, height, width)["area"])
+    assert statistic > KS_CRITICAL
+
+
+def test_random_crop_falls_back_to_torchvision_centre_crop():
+    from trainables.views.boxes import random_resized_crop_boxes
+
+    # scale (1, 1) on a 10x40 image: no try fits, so every box is the centred 13x10 crop.
+    boxes = random_resized_crop_boxes(5, 10, 40, (1.0, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(0))
+    assert torch.equal(boxes, torch.tensor([[13.0, 0.0, 26.0, 10.0]], dtype=torch.float64).expand(5, 4))
 
 
 @given(height=sides, width=sides, seed=seeds, overlap=fractions)
@@ -174,6 +241,7 @@ def test_same_seed_same_geometry(family):
         ("cutout", {"fill": "gray"}, "cutout.fill", "'blur'"),
         ("cutout", {"hole": 0.05, "fill": "blur", "blur_sigma": 2.0}, "cutout.blur_sigma", "hole's side"),
         ("random_crop", {"scale": (0.5, 0.2)}, "random_crop.scale", "low <= high"),
+        ("random_crop", {"distribution": "exact"}, "random_crop.distribution", "'torchvision'"),
         ("overlap", {"overlp": 0.3}, "overlap.overlp", "overlap"),
     ],
 )
