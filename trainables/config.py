@@ -166,6 +166,7 @@ class TrainConfig:
                 "optim.warmup_epochs", self.optim.warmup_epochs,
                 f"an integer in [0, {self.epochs - 1}]: the warm-up must end before the last of the {self.epochs} epochs",
             )
+        self._check_views_fit_images()
         smallest = DATASETS[self.data.eval_dataset].smallest_class
         if self.knn.k is None:
             object.__setattr__(self, "knn", dataclasses.replace(self.knn, k=min(DEFAULT_KNN_K, smallest or DEFAULT_KNN_K)))
@@ -174,6 +175,16 @@ class TrainConfig:
                 "knn.k", self.knn.k,
                 f"1..{smallest}: the smallest class of {self.data.eval_dataset}'s kNN bank has {smallest} images",
             )
+
+    def _check_views_fit_images(self) -> None:
+        dataset = DATASETS[self.data.dataset]
+        try:
+            self.views.build().check_image(*dataset.image_size)
+        except ConfigError as error:
+            raise ConfigError(
+                f"views.params.{error.field.split('.', 1)[1]}", error.value,
+                f"{error.valid} ({self.data.dataset}'s images are {dataset.image_size[0]}x{dataset.image_size[1]})",
+            ) from None
 
     @property
     def lr(self) -> float:

@@ -33,6 +33,9 @@ class DatasetInfo:
     ``eval_crop`` is the side of the evaluation view over the image's shorter side: 1 keeps the
     whole centred square; 224/256 is the standard protocol at 224 px (resize the shorter side to
     256/224 of the view size, then centre-crop the view size).
+    ``image_size`` is the ``(height, width)`` of its images, or of a typical one where they vary
+    (COCO's 480x640, ImageNet's 375x500): the shape on which a config's views are checked for
+    feasibility and a distance margin is calibrated.
     ``split_aliases`` maps accepted extra split names onto entries of ``splits``. ``loader`` is
     ``"module:function"``, imported on first use: the parsers pull in torchvision and sklearn,
     which a process that only validates configs (a trial driver, the Train controller) never needs.
@@ -47,6 +50,7 @@ class DatasetInfo:
     bundled: bool
     loader: str = field(repr=False, compare=False)
     smallest_class: int | None = None
+    image_size: tuple[int, int] = (32, 32)
     eval_crop: float = 1.0
     split_aliases: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -95,6 +99,7 @@ DATASETS: dict[str, DatasetInfo] = {
             default_eval="stl10",
             bundled=False,
             loader="trainables.data.binary_sets:load_stl10",
+            image_size=(96, 96),
             smallest_class=500,
         ),
         DatasetInfo(
@@ -106,6 +111,7 @@ DATASETS: dict[str, DatasetInfo] = {
             default_eval="imagenet100",
             bundled=False,
             loader="trainables.data.image_folders:load_imagenet100",
+            image_size=(375, 500),
             smallest_class=732,  # ImageNet-1k's smallest train class; the 100-class subset has no smaller one
             eval_crop=IMAGENET_EVAL_CROP,
             split_aliases={"test": "val"},
@@ -119,6 +125,7 @@ DATASETS: dict[str, DatasetInfo] = {
             default_eval="cifar10",
             bundled=False,
             loader="trainables.data.image_folders:load_coco",
+            image_size=(480, 640),
         ),
         DatasetInfo(
             name="digits",
@@ -140,6 +147,7 @@ DATASETS: dict[str, DatasetInfo] = {
             default_eval="digits",
             bundled=True,
             loader="trainables.data.bundled:load_digit_scenes",
+            image_size=(64, 64),
         ),
         DatasetInfo(
             name="patterns",
@@ -161,6 +169,7 @@ DATASETS: dict[str, DatasetInfo] = {
             default_eval="patterns",
             bundled=True,
             loader="trainables.data.pattern_sets:load_pattern_scenes",
+            image_size=(64, 64),
         ),
     )
 }

@@ -15,6 +15,7 @@ from torch import Tensor
 from trainables.validation import ConfigError, check_choice, check_range
 from trainables.views import boxes as B
 from trainables.views.geometry import ViewGeometry
+from trainables.views.pairs import feasible_overlap_range, sample_overlapping_pairs
 from trainables.views.render import (
     blur_kernel_size,
     crop_resize,
@@ -42,6 +43,11 @@ def _check_ratio(field: str, ratio: tuple[float, float]) -> None:
         raise ConfigError(field, ratio, "a pair (low, high) with 0 < low <= high")
 
 
+def _check_scale(field: str, scale: tuple[float, float]) -> None:
+    if len(scale) != 2 or not (0 < scale[0] <= scale[1] <= 1):
+        raise ConfigError(field, scale, "a pair (low, high) of image-area fractions with 0 < low <= high <= 1")
+
+
 @dataclass(frozen=True)
 class ViewSampler(ABC):
     """Samples two spatial views of an image. Spatial only: photometric changes come later.
@@ -61,6 +67,9 @@ class ViewSampler(ABC):
 
     def validate(self) -> None:
         """Check the family's own parameters; raise ConfigError naming the bad one."""
+
+    def check_image(self, height: int, width: int) -> None:
+        """Refuse parameters the family cannot honour on ``height x width`` images."""
 
     def field(self, name: str) -> str:
         return f"{self.family}.{name}"
@@ -134,8 +143,7 @@ class RandomCrop(ViewSampler):
     distribution: str = "area_first"
 
     def validate(self) -> None:
-        if len(self.scale) != 2 or not (0 < self.scale[0] <= self.scale[1] <= 1):
-            raise ConfigError(self.field("scale"), self.scale, "a pair (low, high) with 0 < low <= high <= 1")
+        _check_scale(self.field("scale"), self.scale)
         _check_ratio(self.field("ratio"), self.ratio)
         check_choice(self.field("distribution"), self.distribution, CROP_DISTRIBUTIONS)
 
@@ -155,22 +163,79 @@ class RandomCrop(ViewSampler):
 class Overlap(ViewSampler):
     """Two random-size crops whose intersection covers exactly ``overlap`` of the image.
 
-    Sampling: the shared region S has area ``overlap * H * W``, an aspect ratio log-uniform in
-    ``ratio`` (narrowed to what fits the image) and a uniform position. Each of the four sides of
-    S is given to one of the two crops by a fair coin; that crop extends past S on that side by
-    a uniform fraction of the room left to the image border, while the other crop's edge stays
-    on S. Hence ``box1 & box2 == S`` exactly, each crop contains S, crop areas range from
-    ``overlap`` to 1 of the image, and the crops' aspect ratios are not constrained.
+    Free crops (``crop_ratio`` and ``crop_area`` both None, the default): the shared region S
+    has area ``overlap * H * W``, an aspect ratio log-uniform in ``ratio`` (narrowed to what
+    fits the image) and a uniform position. Each of the four sides of S is given to one of the
+    two crops by a fair coin; that crop extends past S on that side by a uniform fraction of
+    the room left to the image border, while the other crop's edge stays on S. Each crop
+    contains S, and the crops' areas (``overlap`` to 1) and aspect ratios are free, so they move
+    with the overlap: the median crop is 0.21 of the image at overlap 0.1 and 0.92 at 0.9.
+
+    Decoupled crops (``crop_ratio`` or ``crop_area`` set): each crop's sides are drawn as
+    RandomResizedCrop's, area uniform in ``crop_area`` (default ``(overlap, 1)``) and aspect
+    log-uniform in ``crop_ratio`` (default ``ratio``), and kept when the two can be placed to
+    share exactly ``overlap`` (:func:`~trainables.views.pairs.sample_overlapping_pairs`): the
+    overlap then varies alone. The overlaps a setting admits are
+    :func:`~trainables.views.pairs.feasible_overlap_range`, checked here on a square image and
+    by the training config on its dataset's images; a pair that finds no draw in 4096 (next to the
+    range's ends) falls back to free crops.
     """
 
     overlap: float = 0.5
     ratio: tuple[float, float] = RATIO
+    crop_ratio: tuple[float, float] | None = None
+    crop_area: tuple[float, float] | None = None
 
     def validate(self) -> None:
         check_range(self.field("overlap"), self.overlap, 0, 1, low_open=True, high_open=True)
         _check_ratio(self.field("ratio"), self.ratio)
+        if self.crop_ratio is not None:
+            _check_ratio(self.field("crop_ratio"), self.crop_ratio)
+        if self.crop_area is not None:
+            _check_scale(self.field("crop_area"), self.crop_area)
+        self.check_image(1, 1)
+
+    @property
+    def decoupled(self) -> bool:
+        return self.crop_ratio is not None or self.crop_area is not None
+
+    @property
+    def crop_sides(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """``(area, ratio)`` the decoupled crops' sides are drawn from."""
+        return self.crop_area or (self.overlap, 1.0), self.crop_ratio or self.ratio
+
+    def check_image(self, height: int, width: int) -> None:
+        """Refuse decoupled crops that cannot share ``overlap`` of a ``height x width`` image."""
+        if not self.decoupled:
+            return
+        area, ratio = self.crop_sides
+        low, high = feasible_overlap_range(area, ratio, height, width)
+        if math.isnan(low):
+            largest = feasible_overlap_range((area[0] * 1e-6, area[1]), ratio, height, width)[1]
+            field, value = ("crop_area", self.crop_area) if self.crop_area is not None else ("overlap", self.overlap)
+            raise ConfigError(
+                self.field(field), value,
+                f"a {field.replace('_', ' ')} of at most {largest:.4f}, the largest crop of aspect ratio in "
+                f"{list(ratio)} that fits a {height}x{width} image",
+            )
+        if not low < self.overlap < high:
+            raise ConfigError(
+                self.field("overlap"),
+                self.overlap,
+                f"the open range ({low:.4f}, {high:.4f}) that crops of area {list(area)} and aspect ratio "
+                f"{list(ratio)} can share on a {height}x{width} image",
+            )
 
     def sample_boxes(self, n, height, width, generator):
+        if not self.decoupled:
+            return self._free_boxes(n, height, width, generator), None
+        area, ratio = self.crop_sides
+        boxes, found = sample_overlapping_pairs(n, height, width, self.overlap, area, ratio, generator)
+        if not bool(found.all()):
+            boxes[~found] = self._free_boxes(int((~found).sum()), height, width, generator)
+        return _clip_to_image(boxes, height, width), None
+
+    def _free_boxes(self, n, height, width, generator):
         shared = B.sample_boxes_of_area(self.overlap, n, height, width, self.ratio, generator)
         room = torch.stack(
             (shared[:, 0], shared[:, 1], width - shared[:, 2], height - shared[:, 3]), dim=1
@@ -181,8 +246,7 @@ class Overlap(ViewSampler):
         for owns in (owner_is_first, ~owner_is_first):
             extension = torch.stack([B.uniform(n, 0.0, room[:, side], generator) for side in range(4)], dim=1)
             crops.append(shared + outward * extension * owns)
-        boxes = torch.stack(crops, dim=1)
-        return _clip_to_image(boxes, height, width), None
+        return _clip_to_image(torch.stack(crops, dim=1), height, width)
 
 
 @register("patch")
@@ -333,6 +397,10 @@ def _clip_to_image(boxes: Tensor, height: int, width: int) -> Tensor:
     return torch.minimum(boxes.clamp_min(0), limits)
 
 
+PAIR_PARAMS = ("ratio", "scale", "crop_ratio", "crop_area")
+"""Parameters that are (low, high) pairs; configs from YAML or MLflow hold them as lists."""
+
+
 def make_views(family: str, size: int = 32, **params: Any) -> ViewSampler:
     """Build a view sampler by family name, e.g. ``make_views("overlap", overlap=0.3, size=32)``."""
     check_choice("views.family", family, VIEW_FAMILIES)
@@ -341,8 +409,7 @@ def make_views(family: str, size: int = 32, **params: Any) -> ViewSampler:
     for name in params:
         if name not in accepted:
             raise ConfigError(f"{family}.{name}", params[name], "one of the parameters " + ", ".join(sorted(accepted)))
-    if "ratio" in params:
-        params["ratio"] = tuple(params["ratio"])
-    if "scale" in params:
-        params["scale"] = tuple(params["scale"])
+    for name in PAIR_PARAMS:
+        if params.get(name) is not None:
+            params[name] = tuple(params[name])
     return cls(size=size, **params)
