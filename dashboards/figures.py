@@ -243,27 +243,43 @@ def learning_curves_figure(sweep: SweepData) -> Figure:
     return figure
 
 
+REALISED_PANELS = {
+    "overlap": ("realised overlap (shared area / image area)", "fraction of training pairs"),
+    "phi": ("centre distance φ (fraction of the image diagonal)", "fraction of training pairs"),
+    "crop_area": ("crop area (view box area / image area)", "fraction of training views"),
+    "crop_aspect": ("crop aspect ratio (box width / height, log scale)", "fraction of training views"),
+}
+"""The histograms of ``view_stats.json`` drawn, each in its own panel: name -> (x label, y label)."""
+
+
+def _histogram_edges(data: dict[str, Any], name: str) -> np.ndarray:
+    return np.asarray(data.get(f"{name}_bin_edges", data["bin_edges"]))
+
+
 def realised_views_figure(stats: dict[str, dict[str, Any]], trials: pd.DataFrame) -> Figure:
-    """Histograms of the realised overlap and centre distance phi of the pairs trained on, summed
-    over the trials of each view setting."""
+    """Histograms of the realised overlap, centre distance phi, crop area and crop aspect of the
+    views trained on, summed over the trials of each view setting. Runs logged before the crop
+    statistics were recorded add nothing to the crop panels."""
     if not stats:
         raise MissingData("realised-view distributions need the trials' view_stats.json artifacts in MLflow; none were found")
     labels = dict(zip(trials["trial_id"], view_setting_labels(trials)))
     totals: dict[str, dict[str, np.ndarray]] = {}
-    edges = None
+    edges: dict[str, np.ndarray] = {}
     for trial_id, data in stats.items():
-        edges = np.asarray(data["bin_edges"])
         label = labels.get(trial_id, trial_id)
-        for name in ("overlap", "phi"):
-            totals.setdefault(label, {}).setdefault(name, np.zeros(len(edges) - 1))
-            totals[label][name] += np.asarray(data[name], dtype=float)
-    figure, axes_list = new_figure(width=5.2, ncols=2)
-    names = {"overlap": "realised overlap (shared area / image area)", "phi": "centre distance φ (fraction of the image diagonal)"}
-    for axes, (name, xlabel) in zip(axes_list, names.items()):
+        for name in REALISED_PANELS:
+            edges[name] = _histogram_edges(data, name)
+            counts = np.asarray(data.get(name, np.zeros(len(edges[name]) - 1)), dtype=float)
+            totals.setdefault(label, {}).setdefault(name, np.zeros(len(edges[name]) - 1))
+            totals[label][name] += counts
+    figure, axes_list = new_figure(width=5.2, ncols=len(REALISED_PANELS))
+    for axes, (name, (xlabel, ylabel)) in zip(axes_list, REALISED_PANELS.items()):
         for colour, (label, counts) in zip(COLOURS * 4, sorted(totals.items())):
             density = counts[name] / max(counts[name].sum(), 1)
-            axes.stairs(density, edges, color=colour, label=label, gid=f"hist:{name}:{label}")
-        axes.set(xlabel=xlabel, ylabel="fraction of training pairs", title=f"Realised {name} of the trained views")
+            axes.stairs(density, edges[name], color=colour, label=label, gid=f"hist:{name}:{label}")
+        if name == "crop_aspect":
+            axes.set_xscale("log", base=2)
+        axes.set(xlabel=xlabel, ylabel=ylabel, title=f"Realised {name.replace('_', ' ')} of the trained views")
         axes.legend(fontsize=7)
     return figure
 

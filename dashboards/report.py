@@ -116,7 +116,7 @@ def figure_makers(sweep: SweepData) -> list[tuple[str, str, Callable[[], Figure]
          lambda: parallel_coordinates_figure(load_study(sweep))),
         ("view_gallery", "Sampled view pairs per family and parameter value, boxes drawn on the source image",
          lambda: gallery_figure(sweep)),
-        ("realised_views", "Realised overlap and centre-distance distributions of the views actually trained on",
+        ("realised_views", "Realised overlap, centre distance, crop area and crop aspect of the views actually trained on",
          lambda: realised_views_figure(view_stats(sweep), sweep.trials)),
     ]
     return makers

@@ -38,12 +38,12 @@ from study.storage import SweepStorage
 from trainables.baselines import PIXELS, UNTRAINED, Baselines, BaselineScore
 from trainables.config import flatten
 from trainables.health import STOP_REASONS
-from trainables.train import VIEW_STATS_FILE
+from trainables.view_stats import VIEW_STATS_FILE
 from trainables.validation import ConfigError, check_choice
 
 FINISHED, STOPPED, FAILED = "FINISHED", "STOPPED", "FAILED"
 SOURCES = ("parquet", "mlflow")
-EPOCH_METRICS = ("knn_top1", "knn_top5", "loss", "z_std", "overlap_mean", "phi_mean", "distance_mean")
+EPOCH_METRICS = ("knn_top1", "knn_top5", "loss", "z_std", "overlap_mean", "phi_mean", "distance_mean", "crop_area_mean", "crop_aspect_mean")
 PARENT_TAG = "mlflow.parentRunId"
 PROGRESS_BAR_VARIABLE = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from study.search import stop_reason_of, stopped_early
 from trainables.health import reason_kind
 from trainables.ray_trainable import NODES_KEY
+from trainables.view_stats import REALISED_METRICS
 
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
@@ -25,7 +26,8 @@ STATUSES = (FINISHED, STOPPED, FAILED, DIVERGED, COLLAPSED)
 """Ran every epoch, stopped by ASHA, raised, or stopped itself (:mod:`trainables.health`)."""
 SUMMARY_METRICS = ("knn_top1", "knn_top5", "loss", "z_std", "floor_active", "overlap_mean", "phi_mean", "distance_mean")
 EPOCH_COLUMNS = (
-    "epoch", "lr", "images_per_s", "overlap_std", "distance_std", "phi_std", "margin_mean", "skipped_images", *SUMMARY_METRICS,
+    "epoch", "lr", "images_per_s", *(name for name in REALISED_METRICS if name not in SUMMARY_METRICS),
+    "margin_mean", "skipped_images", *SUMMARY_METRICS,
 )
 
 

@@ -40,15 +40,15 @@ from study.search import stop_reason_of, stopped_early
 from trainables.config import TrainConfig, flatten
 from trainables.health import reason_kind
 from trainables.ray_trainable import NODES_KEY
-from trainables.train import CHECKPOINT_FILE, MARGIN_MEAN, VIEW_STATS_FILE
+from trainables.train import CHECKPOINT_FILE, MARGIN_MEAN
+from trainables.view_stats import REALISED_METRICS, VIEW_STATS_FILE
 from trainables.validation import ConfigError
 
 logger = logging.getLogger(__name__)
 
 METRICS = (
     "loss", "knn_top1", "knn_top5", "z_std", "floor_active", "images_per_s", "lr",
-    "overlap_mean", "overlap_std", "distance_mean", "distance_std", "phi_mean", "phi_std", "skipped_images",
-    MARGIN_MEAN,
+    *REALISED_METRICS, "skipped_images", MARGIN_MEAN,
 )
 EVERY_EPOCH_METRIC = "lr"  # logged for every epoch, finite even when the loss is not
 MAX_PARAM_LENGTH = 6000

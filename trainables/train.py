@@ -41,6 +41,7 @@ from trainables.pipeline import (
     view_batches,
 )
 from trainables.timeline import mark
+from trainables.view_stats import EpochStats, ViewHistograms
 
 Metrics = dict[str, float | str]
 """An epoch's numbers, and ``stop_reason`` (a string) on the last epoch of a run that stopped itself."""
@@ -48,17 +49,11 @@ Reporter = Callable[[Metrics, Path], None]
 DatasetLoader = Callable[[str, "str | Path | None", str], Dataset]
 """``(name, root, split) -> Dataset``, like :func:`~trainables.data.get_dataset`."""
 CHECKPOINT_FILE = "checkpoint.pt"
-VIEW_STATS_FILE = "view_stats.json"
 METRICS_FILE = "metrics.json"
 """The metrics of a checkpoint's epoch, reported again when a run resumes with nothing left to train."""
-VIEW_STAT_BINS = 20
-VIEW_STATS = ("overlap", "phi")
 MARGIN_MEAN = "margin_mean"
 """The mean over an epoch's pairs of the margin ``m`` of the loss floor ``-1 + m`` (0 without one),
 so that arms of different margin modes are compared at a known margin size."""
-EDGE_TOLERANCE = 1e-9
-"""Histogrammed per training pair: overlap (shared area over image area) and phi (centre
-distance over image diagonal), both in [0, 1], so runs on different image sizes compare."""
 
 
 @dataclass(frozen=True)
@@ -126,90 +121,6 @@ def epoch_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_009 + rank)
 
 
-class EpochStats:
-    """Running means of per-step losses and of the realised view geometry. Step values stay on
-    the training device until the epoch ends, so a step never waits for the host."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.steps = 0
-        self.images = 0
-        self.geometry: list[torch.Tensor] = []
-
-    def add_step(self, values: dict[str, torch.Tensor], batch: ViewBatch) -> None:
-        for name, value in values.items():
-            self.sums[name] = self.sums.get(name, 0) + value.detach()
-        self.steps += 1
-        self.images += len(batch)
-        geometry = batch.geometry
-        self.geometry.append(torch.stack((geometry.overlap, geometry.distance, geometry.phi), dim=1))
-
-    def metrics(self, seconds: float) -> Metrics:
-        metrics = {name: float(total) / max(self.steps, 1) for name, total in self.sums.items()}
-        realised = torch.cat(self.geometry) if self.geometry else torch.zeros(0, 3, dtype=torch.float64)
-        for column, name in enumerate(("overlap", "distance", "phi")):
-            values = realised[:, column]
-            metrics[f"{name}_mean"] = float(values.mean()) if len(values) else float("nan")
-            metrics[f"{name}_std"] = float(values.std()) if len(values) > 1 else 0.0
-        metrics["images_per_s"] = self.images / max(seconds, 1e-9)
-        return metrics
-
-    def histograms(self) -> dict[str, torch.Tensor]:
-        realised = torch.cat(self.geometry) if self.geometry else torch.zeros(0, 3, dtype=torch.float64)
-        columns = {"overlap": realised[:, 0], "phi": realised[:, 2]}
-        return {name: unit_histogram(columns[name]) for name in VIEW_STATS}
-
-
-def unit_histogram(values: torch.Tensor, bins: int = VIEW_STAT_BINS) -> torch.Tensor:
-    """int64 counts of ``values`` in ``bins`` equal bins of [0, 1]; 1.0 falls in the last bin.
-    A value within 1e-9 of a bin edge counts in the bin above it, so an overlap of exactly 0.3
-    (realised as 0.29999999999999993) lands in [0.30, 0.35)."""
-    index = (values.double().clamp(0, 1) * bins + EDGE_TOLERANCE).floor().long().clamp(max=bins - 1)
-    return torch.bincount(index, minlength=bins)
-
-
-@dataclass
-class ViewHistograms:
-    """Counts of the realised geometry of every pair trained on so far (rank 0's shard under
-    DDP), carried across resumes in each checkpoint's ``view_stats.json``."""
-
-    counts: dict[str, torch.Tensor]
-    epochs: int = 0
-
-    @classmethod
-    def empty(cls, bins: int = VIEW_STAT_BINS) -> ViewHistograms:
-        return cls({name: torch.zeros(bins, dtype=torch.int64) for name in VIEW_STATS})
-
-    def add_epoch(self, epoch_counts: dict[str, torch.Tensor]) -> None:
-        for name in VIEW_STATS:
-            self.counts[name] = self.counts[name] + epoch_counts[name]
-        self.epochs += 1
-
-    def to_json(self) -> dict:
-        bins = len(self.counts[VIEW_STATS[0]])
-        return {
-            "bin_edges": [index / bins for index in range(bins + 1)],
-            "epochs": self.epochs,
-            **{name: self.counts[name].tolist() for name in VIEW_STATS},
-        }
-
-    @classmethod
-    def from_json(cls, data: dict) -> ViewHistograms:
-        return cls({name: torch.tensor(data[name], dtype=torch.int64) for name in VIEW_STATS}, int(data["epochs"]))
-
-    def save(self, directory: Path) -> Path:
-        path = directory / VIEW_STATS_FILE
-        path.write_text(json.dumps(self.to_json()))
-        return path
-
-    @classmethod
-    def load(cls, directory: Path | str | None) -> ViewHistograms:
-        """The histograms saved beside a checkpoint; empty when there are none (a fresh run, or
-        a checkpoint written before histograms were recorded)."""
-        path = None if directory is None else Path(directory) / VIEW_STATS_FILE
-        return cls.from_json(json.loads(path.read_text())) if path is not None and path.is_file() else cls.empty()
-
-
 def train_epoch(
     net: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[ViewBatch], config: TrainConfig, runtime: Runtime
 ) -> tuple[Metrics, dict[str, torch.Tensor]]:
@@ -232,7 +143,8 @@ def train_epoch(
         z_std = 0.5 * (normalized_std(output.z1) + normalized_std(output.z2))
         margin_mean = torch.as_tensor(0.0 if margin is None else margin, device=runtime.device).float().mean()
         stats.add_step(
-            {"loss": terms.loss.detach(), "floor_active": terms.floor_active, "z_std": z_std, MARGIN_MEAN: margin_mean}, batch
+            {"loss": terms.loss.detach(), "floor_active": terms.floor_active, "z_std": z_std, MARGIN_MEAN: margin_mean},
+            batch.geometry,
         )
     return stats.metrics(time.perf_counter() - started), stats.histograms()
 

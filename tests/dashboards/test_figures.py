@@ -274,8 +274,9 @@ def test_realised_view_histograms_match_the_trained_overlaps(figure_sweeps):
     sweep = sweep_of(figure_sweeps, "overlap-digits", source="parquet")
     stats = view_stats(sweep)
     assert set(stats) == set(sweep.trials["trial_id"])
-    axes_overlap, axes_phi = axes_of(realised_views_figure(stats, sweep.trials))
-    for axes in (axes_overlap, axes_phi):
+    all_axes = axes_of(realised_views_figure(stats, sweep.trials))
+    axes_overlap, axes_crop_area = all_axes[0], all_axes[2]
+    for axes in all_axes:
         assert_labelled(axes)
     for overlap in (0.3, 0.7):
         (stairs,) = [patch for patch in axes_overlap.patches if patch.get_gid() == f"hist:overlap:overlap: overlap={overlap}"]
@@ -283,6 +284,10 @@ def test_realised_view_histograms_match_the_trained_overlaps(figure_sweeps):
         assert values.sum() == pytest.approx(1.0)
         mass = values[(edges[:-1] >= overlap - 0.06) & (edges[1:] <= overlap + 0.06)].sum()
         assert mass == pytest.approx(1.0), "every pair trained at this setting had this overlap"
+        (crops,) = [patch for patch in axes_crop_area.patches if patch.get_gid() == f"hist:crop_area:overlap: overlap={overlap}"]
+        values, edges = crops.get_data().values, crops.get_data().edges
+        assert values.sum() == pytest.approx(1.0)
+        assert values[edges[1:] <= overlap - 1e-9].sum() == 0, "a free crop contains the shared region"
     trained = sum(sum(data["overlap"]) for data in stats.values())
     assert trained == 4 * 2 * 192, "every pair of every epoch of every trial is counted"
 

@@ -8,11 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trainables.recipes import recipe
-from trainables.train import ViewHistograms, load_checkpoint, scheduled_lr, train, unit_histogram
+from trainables.train import load_checkpoint, scheduled_lr, train
+from trainables.view_stats import ViewHistograms, unit_histogram
 
 REQUIRED_METRICS = {
     "epoch", "loss", "knn_top1", "knn_top5", "z_std", "floor_active", "images_per_s",
     "overlap_mean", "overlap_std", "distance_mean", "distance_std", "phi_mean", "phi_std", "margin_mean",
+    "crop_area_mean", "crop_area_std", "crop_aspect_mean", "crop_aspect_std",
 }
 
 
@@ -47,6 +49,21 @@ def test_reports_every_epoch_with_metrics_and_a_checkpoint(tmp_path):
     assert realised.epochs == 2
     assert int(realised.counts["overlap"].sum()) == int(realised.counts["phi"].sum()) == 2 * 256
     assert int(realised.counts["overlap"][6]) == 2 * 256, "every overlap is 0.3, in bin [0.30, 0.35)"
+
+
+def test_decoupled_overlap_logs_the_crops_it_trained_on(tmp_path):
+    """Crops of exactly half the image, aspect in [3/4, 4/3], sharing 0.3: what the run logs."""
+    params = {"overlap": 0.3, "crop_area": [0.5, 0.5], "crop_ratio": [0.75, 4 / 3]}
+    recorder = Recorder()
+    train(quick(**{"views.family": "overlap", "views.params": params}), recorder, workdir=tmp_path)
+    for metrics, _ in recorder.reports:
+        assert metrics["crop_area_mean"] == pytest.approx(0.5, abs=1e-9) and metrics["crop_area_std"] < 1e-9
+        assert 0.75 <= metrics["crop_aspect_mean"] <= 4 / 3 and metrics["crop_aspect_std"] > 0.01
+        assert metrics["overlap_mean"] == pytest.approx(0.3, abs=1e-9)
+    realised = ViewHistograms.load(tmp_path / "epoch_0002")
+    assert int(realised.counts["crop_area"][10]) == 2 * 2 * 256, "both views of every pair, in bin [0.50, 0.55)"
+    aspect_bins = realised.counts["crop_aspect"].nonzero().flatten().tolist()
+    assert aspect_bins == [7, 8, 9, 10, 11, 12], "log2 aspect in [-0.415, 0.415]: bins [-0.6, -0.4) to [0.4, 0.6) of 20 over [-2, 2]"
 
 
 @given(st.lists(st.floats(0, 1), max_size=200), st.integers(1, 40))
