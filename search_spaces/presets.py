@@ -8,6 +8,7 @@ point of ``points()`` (grid point x seed) and a search trial adds what ``define(
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -163,15 +164,17 @@ class _Setting:
 
 
 def _figure(
-    figure: str, name: str, space: str, what: str, real: _Setting, bundled: _Setting
+    figure: str, name: str, space: str, what: str, real: _Setting, bundled: _Setting,
+    views: Mapping[str, Any] | None = None,
 ) -> list[Preset]:
+    """The figure on real data and on bundled data; ``views`` adds dotted overrides to both."""
     return [
         Preset(
             name=f"{name}{suffix}",
             space=space,
             mode=GRID,
             recipe=setting.recipe,
-            overrides=setting.overrides,
+            overrides={**setting.overrides, **(views or {})},
             epochs=setting.epochs,
             seeds=setting.seeds,
             description=(
@@ -238,6 +241,23 @@ def _scenes(seeds: tuple[int, ...] = BUNDLED_SEEDS) -> _Setting:
     )
 
 
+FIXED_CROP_AREA = 0.5
+FIXED_AREA_OVERLAPS = (0.2, 0.3, 0.4)
+FIXED_AREA_VIEWS = {
+    "views.family": "overlap",
+    "views.params.overlap": FIXED_AREA_OVERLAPS[0],
+    "views.params.crop_area": [FIXED_CROP_AREA, FIXED_CROP_AREA],
+}
+"""Fig. 2a with the zoom held still: both crops cover exactly half the image with an aspect ratio
+in [3/4, 4/3], so only the overlap varies. Crops of half the image can share 0.142 to 0.5 of a
+square image (:func:`~trainables.views.pairs.feasible_overlap_range`), which holds the paper's
+points 0.2, 0.3 and 0.4 (at 0.5 both crops would be the same box)."""
+
+
+def _only(setting: _Setting, grid_only: Mapping[str, tuple[Any, ...]]) -> _Setting:
+    return dataclasses.replace(setting, grid_only=grid_only)
+
+
 OTHER_DATASETS = "other datasets of the figure via base_config(**{'data.dataset': ...})"
 
 _PRESETS: list[Preset] = [
@@ -249,6 +269,16 @@ _PRESETS: list[Preset] = [
         f"(paper: STL10, CIFAR10/100 at 400 epochs; {OTHER_DATASETS})",
         _cifar(400),
         _patterns(grid_only={OVERLAP: EVERY_OTHER_STEP}),
+    ),
+    *_figure(
+        "Fig. 2a",
+        "fig2a-overlap-fixed-area",
+        "overlap",
+        f"overlap augmentation at overlap {list(FIXED_AREA_OVERLAPS)} with both crops of exactly "
+        f"{FIXED_CROP_AREA} of the image, aspect ratio in [3/4, 4/3]: overlap apart from zoom",
+        _only(_cifar(400), {OVERLAP: FIXED_AREA_OVERLAPS}),
+        _patterns(grid_only={OVERLAP: FIXED_AREA_OVERLAPS}),
+        views=FIXED_AREA_VIEWS,
     ),
     *_figure(
         "Fig. 2b",

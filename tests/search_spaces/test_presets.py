@@ -11,10 +11,25 @@ from tests.search_spaces.helpers import assert_overrides_applied, run_define
 from trainables.config import TrainConfig
 from trainables.validation import ConfigError
 
-FIGURES = ("fig2a-overlap", "fig2b-patch", "fig3-exclusive", "fig4-cutout", "fig5-margin")
+FIGURES = ("fig2a-overlap", "fig2a-overlap-fixed-area", "fig2b-patch", "fig3-exclusive", "fig4-cutout", "fig5-margin")
 SEARCHES = tuple(
     f"{space}-search" for space in ("overlap", "patch", "exclusive", "cutout", "margin")
 )
+
+
+FEASIBLE_SUBSETS = {"fig2a-overlap-fixed-area": {"views.params.overlap": (0.2, 0.3, 0.4)}}
+"""Real-data grids that keep only the paper's points their views can realise."""
+
+
+@pytest.mark.parametrize("name", ["fig2a-overlap-fixed-area", "fig2a-overlap-fixed-area-bundled"])
+def test_the_fixed_area_figure_varies_the_overlap_alone(name: str) -> None:
+    preset = get_preset(name)
+    assert dict(preset.grid_only) == FEASIBLE_SUBSETS["fig2a-overlap-fixed-area"]
+    for point in preset.points():
+        sampler = preset.base_config(**point).views.build()
+        assert sampler.crop_area == (0.5, 0.5) and sampler.overlap == point["views.params.overlap"]
+    with pytest.raises(ConfigError, match=r"overlap\.overlap=0\.5 .*\(0\.1423, 0\.5000\).* square image"):
+        preset.base_config(**{"views.params.overlap": 0.5})
 
 
 def test_every_figure_and_search_has_a_real_and_a_bundled_preset() -> None:
@@ -44,7 +59,7 @@ def test_grid_presets_are_the_space_grid_times_the_seeds(name: str) -> None:
     grid = SEARCH_SPACES[preset.space].grid(preset.size)
     assert points == with_seeds(select_points(grid, preset.grid_only), preset.seeds)
     assert preset.num_trials == len(points)
-    if not name.endswith("-bundled"):
+    if not name.endswith("-bundled") and name not in FEASIBLE_SUBSETS:
         assert not preset.grid_only and len(points) == len(grid) * len(preset.seeds)
 
 

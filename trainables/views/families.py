@@ -216,14 +216,14 @@ class Overlap(ViewSampler):
             raise ConfigError(
                 self.field(field), value,
                 f"a {field.replace('_', ' ')} of at most {largest:.4f}, the largest crop of aspect ratio in "
-                f"{list(ratio)} that fits a {height}x{width} image",
+                f"{list(ratio)} that fits {_image_text(height, width)}",
             )
         if not low < self.overlap < high:
             raise ConfigError(
                 self.field("overlap"),
                 self.overlap,
                 f"the open range ({low:.4f}, {high:.4f}) that crops of area {list(area)} and aspect ratio "
-                f"{list(ratio)} can share on a {height}x{width} image",
+                f"{list(ratio)} can share on {_image_text(height, width)}",
             )
 
     def sample_boxes(self, n, height, width, generator):
@@ -389,6 +389,10 @@ class Cutout(ViewSampler):
     def fill_hole(self, views: Tensor, holes: Tensor, frames: Tensor) -> Tensor:
         """Fill each ``(B, 4)`` hole of views ``(B, C, size, size)`` cut from ``frames``."""
         return fill_holes(views, hole_mask(holes, frames, self.size), self.fill, self.blur_sigma)
+
+
+def _image_text(height: int, width: int) -> str:
+    return "a square image" if height == width else f"a {height}x{width} image"
 
 
 def _clip_to_image(boxes: Tensor, height: int, width: int) -> Tensor:

@@ -54,7 +54,7 @@ def feasible_overlap_range(
     forced = (small_w[:, None] + small_w[None, :] - width).clamp_min(0) * (
         small_h[:, None] + small_h[None, :] - height
     ).clamp_min(0)
-    return float(forced.min()) / image_area, float(large.max()) / image_area
+    return float(forced.min()) / image_area, min(float(large.max()) / image_area, area[1])
 
 
 def _necessary_bounds(
