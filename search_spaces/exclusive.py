@@ -1,9 +1,11 @@
 """Mutually exclusive crops (paper 3.1, Fig. 3), parameterised by the exclusive region's area.
 
-The crop area is pinned to ``CROP`` (the family's default, 0.2 of the image) so that the
-family's feasibility condition ``gap + 2 * crop <= 1`` holds for every gap up to 0.6. The
-searched gaps stop at 0.4, well inside that limit: at 0.6 the two crops and the gap fill the
-image exactly and their placement has no freedom left.
+The crop area is pinned to ``CROP_AREA`` and the gaps stay where the crops keep random freedom
+(:func:`~trainables.views.pairs.largest_exclusive_gap`: at least the lower half of the aspect
+range open, and the second crop free to slide across). For crops of 0.1 of the image that is a
+gap of up to 0.116; a larger gap forces one shape and one centre distance, so a trend over it
+would measure the shape. The paper does not give its gaps; the grid spreads five over the
+feasible region.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ if TYPE_CHECKING:
 
 GAP = view_param("gap")
 CROP = view_param("crop")
-CROP_AREA = 0.2
-GAP_RANGE = (0.02, 0.4)
-GRID_GAPS = (0.05, 0.1, 0.2, 0.3, 0.4)
+CROP_AREA = 0.1
+GAP_RANGE = (0.01, 0.11)
+GRID_GAPS = (0.02, 0.04, 0.06, 0.08, 0.1)
 
 
 def constants() -> dict[str, Any]:

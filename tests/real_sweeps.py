@@ -43,7 +43,7 @@ FIGURE_SWEEPS = {
     "overlap-scenes": dict(space="overlap", grid=True, dataset="digit-scenes", eval_dataset="digits",
                            grid_only={"views.params.overlap": [0.3, 0.7]}),
     "patch-digits": dict(dataset="digits", space="patch", grid=True, grid_only={"views.params.patch": [0.3, 0.7]}),
-    "exclusive-digits": dict(dataset="digits", space="exclusive", grid=True, grid_only={"views.params.gap": [0.1, 0.3]}),
+    "exclusive-digits": dict(dataset="digits", space="exclusive", grid=True, grid_only={"views.params.gap": [0.02, 0.1]}),
     "cutout-digits": dict(dataset="digits", space="cutout", grid=True, grid_only={"views.params.hole": [0.5]}),
     "margin-scenes": dict(preset="fig5-margin-bundled", seeds=(0,), grid_only={"seed": [0]}),
 }

@@ -29,7 +29,7 @@ FAMILIES = {
     "random_crop": {},
     "overlap": {"overlap": 0.3},
     "patch": {"patch": 0.3},
-    "exclusive": {"gap": 0.1, "crop": 0.2},
+    "exclusive": {"gap": 0.1, "crop": 0.1},
     "cutout": {"hole": 0.3, "fill": "blur"},
 }
 GALLERY = [

@@ -14,7 +14,7 @@ TRIALS = 60
 FLOAT_RANGES = {
     "views.params.overlap": (0.1, 0.9),
     "views.params.patch": (0.1, 0.9),
-    "views.params.gap": (0.02, 0.4),
+    "views.params.gap": (0.01, 0.11),
     "views.params.hole": (0.1, 0.7),
     "margin.m": (0.05, 0.5),
     "margin.k": (0.0, 2.0),
@@ -33,7 +33,7 @@ EXPECTED_KEYS = {
 EXPECTED_CONSTANTS = {
     "overlap": {"views.family": "overlap"},
     "patch": {"views.family": "patch"},
-    "exclusive": {"views.family": "exclusive", "views.params.crop": 0.2},
+    "exclusive": {"views.family": "exclusive", "views.params.crop": 0.1},
     "cutout": {"views.family": "cutout"},
     "margin": {},
 }

@@ -37,8 +37,8 @@ def test_patch_grid() -> None:
 
 def test_exclusive_grid() -> None:
     assert exclusive.grid() == [
-        {"views.family": "exclusive", "views.params.crop": 0.2, "views.params.gap": gap}
-        for gap in (0.05, 0.1, 0.2, 0.3, 0.4)
+        {"views.family": "exclusive", "views.params.crop": 0.1, "views.params.gap": gap}
+        for gap in (0.02, 0.04, 0.06, 0.08, 0.1)
     ]
 
 

@@ -33,7 +33,7 @@ def test_adds_both_parameters_log_uniformly_within_bounds(name: str) -> None:
 def test_keeps_the_wrapped_constants() -> None:
     define = with_training(SEARCH_SPACES["exclusive"].define(16))
     [(trial, constants)] = run_define(define, 1)
-    assert constants == {"views.family": "exclusive", "views.params.crop": 0.2}
+    assert constants == {"views.family": "exclusive", "views.params.crop": 0.1}
     assert {"views.params.gap", "optim.base_lr", "optim.weight_decay"} == set(trial.params)
 
 

@@ -15,7 +15,7 @@ from torch import Tensor
 from trainables.validation import ConfigError, check_choice, check_range
 from trainables.views import boxes as B
 from trainables.views.geometry import ViewGeometry
-from trainables.views.pairs import feasible_overlap_range, sample_overlapping_pairs
+from trainables.views.pairs import feasible_overlap_range, largest_exclusive_gap, sample_overlapping_pairs
 from trainables.views.render import (
     blur_kernel_size,
     crop_resize,
@@ -280,21 +280,41 @@ class Exclusive(ViewSampler):
     image area: the paper's "area of the exclusive region".
 
     Sampling: the axis (left-right or top-bottom) is a fair coin. The crops' aspect ratio is
-    log-uniform in ``ratio``, narrowed to what leaves room for the gap (the closest ratio that
-    does when none in ``ratio`` does). Across the axis, the second crop is offset from the first
-    by a uniform amount, as far as the gap still fits; the gap's length along the axis then
-    follows from its area. The pair sits at a uniform position and which crop is view 1 is a
-    fair coin. Feasible for any image shape iff ``gap + 2 * crop <= 1``.
+    log-uniform in ``ratio``, narrowed to what leaves room for the gap. Across the axis, the
+    second crop is offset from the first by a uniform amount, as far as the gap still fits; the
+    gap's length along the axis then follows from its area. The pair sits at a uniform position
+    and which crop is view 1 is a fair coin.
+
+    Feasible region: ``gap`` at most :func:`~trainables.views.pairs.largest_exclusive_gap`,
+    which keeps at least the lower half of ``ratio`` open to the aspect and the offset free, so
+    no gap pins the crops to one shape (with ``crop=0.1`` and the default ratio, gaps up to
+    0.116 of the image). Checked on a square image here, and along both axes of the dataset's
+    images by the training config; an image of another shape whose axis leaves no aspect in
+    ``ratio`` gets the closest one that fits.
     """
 
     gap: float = 0.1
-    crop: float = 0.2
+    crop: float = 0.1
     ratio: tuple[float, float] = RATIO
 
     def validate(self) -> None:
         check_range(self.field("crop"), self.crop, 0, 0.5, low_open=True, high_open=True)
-        check_range(self.field("gap"), self.gap, 0, 1 - 2 * self.crop, low_open=True)
+        check_range(self.field("gap"), self.gap, 0, low_open=True)
         _check_ratio(self.field("ratio"), self.ratio)
+        self.check_image(1, 1)
+
+    def check_image(self, height: int, width: int) -> None:
+        """Refuse a gap that pins the crops' shape along either axis of ``height x width`` images."""
+        largest = min(
+            largest_exclusive_gap(self.crop, self.ratio, along, across) for along, across in ((width, height), (height, width))
+        )
+        if self.gap > largest:
+            raise ConfigError(
+                self.field("gap"), self.gap,
+                f"a number in (0, {largest:.4f}]: the largest gap between crops of {self.crop} of "
+                f"{_image_text(height, width)} that leaves their aspect ratio and offset random "
+                f"(aspect ratio in {list(self.ratio)}); a smaller crop holds a larger gap",
+            )
 
     def sample_boxes(self, n, height, width, generator):
         horizontal = B.coin(n, generator)

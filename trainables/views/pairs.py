@@ -1,6 +1,7 @@
-"""Box maths for two crops that share a set area: which overlaps are feasible, and sampling them.
+"""Box maths for pairs of crops: which overlaps and exclusive gaps are feasible, and sampling
+crops that share a set area.
 
-A pair is two crops of the image whose intersection has area ``overlap * H * W``. Each crop's
+An overlapping pair is two crops of the image whose intersection has area ``overlap * H * W``. Each crop's
 sides are drawn as RandomResizedCrop draws them (area uniform in ``area`` of the image, aspect
 ratio ``w / h`` log-uniform in ``ratio``), so the crops' zoom and stretch are the caller's to
 fix, and the overlap only decides how the two are placed against each other.
@@ -159,3 +160,25 @@ def sample_overlapping_pairs(
         boxes[rows] = placed[kept]
         found[rows] = True
     return boxes, found
+
+
+def largest_exclusive_gap(crop: float, ratio: tuple[float, float], along: float = 1.0, across: float = 1.0) -> float:
+    """The largest exclusive region (a fraction of the image area) that two crops of ``crop`` of
+    the image, side by side along an axis of length ``along``, can hold between them while the
+    lower half of ``ratio`` (in log scale) stays open to their aspect ratio (along-side over
+    across-side).
+
+    With crop sides ``a`` (along) and ``b`` (across), the region between the facing edges spans
+    at most ``b`` across and ``along - 2 a`` along, so it holds at most ``b (along - 2 a)``; this
+    falls as the crops widen along the axis, and the bound is taken at the aspect
+    ``sqrt(ratio[0] * ratio[1])``. Below it, every aspect from ``ratio[0]`` to that one leaves the
+    second crop room to slide across, so the pair's shape and centre distance stay random.
+    0 when no such crop fits across.
+    """
+    image_area = along * across
+    aspect = math.sqrt(ratio[0] * ratio[1])
+    side_along = math.sqrt(crop * image_area * aspect)
+    side_across = math.sqrt(crop * image_area / aspect)
+    if side_across > across:
+        return 0.0
+    return max(0.0, side_across * (along - 2 * side_along)) / image_area

@@ -12,7 +12,8 @@ from trainables.config import TrainConfig
 from trainables.validation import ConfigError
 from trainables.views import make_views
 from trainables.views.boxes import box_area, box_height, box_width, intersection_area
-from trainables.views.pairs import feasible_overlap_range, sample_overlapping_pairs
+from search_spaces import exclusive as exclusive_space
+from trainables.views.pairs import feasible_overlap_range, largest_exclusive_gap, sample_overlapping_pairs
 
 RATIO = (3 / 4, 4 / 3)
 sides = st.integers(min_value=8, max_value=600)
@@ -131,3 +132,39 @@ def test_rows_without_a_pair_fall_back_to_free_crops_with_the_exact_overlap():
 def test_pairs_are_reproducible_from_the_generator():
     draw = lambda: sample_overlapping_pairs(32, 64, 80, 0.3, (0.3, 1.0), RATIO, torch.Generator().manual_seed(5))[0]
     assert torch.equal(draw(), draw())
+
+
+@pytest.mark.parametrize("gap", exclusive_space.GRID_GAPS)
+@pytest.mark.parametrize(("height", "width"), [(32, 32), (96, 96), (64, 64)])
+def test_every_exclusive_grid_point_keeps_a_random_shape_and_distance(gap, height, width):
+    """Aspect ratios within [3/4, 4/3] with real spread, and a centre distance that varies."""
+    sampler = make_views("exclusive", gap=gap, crop=exclusive_space.CROP_AREA)
+    geometry = sampler.sample(4000, height, width, torch.Generator().manual_seed(0))
+    ratio = aspects(geometry.boxes)
+    assert (ratio >= RATIO[0] - 1e-9).all() and (ratio <= RATIO[1] + 1e-9).all()
+    log_aspect = ratio.log().abs()
+    assert float(log_aspect.quantile(0.95) - log_aspect.quantile(0.05)) > 0.1
+    phi = geometry.phi
+    assert float(phi.quantile(0.95) - phi.quantile(0.05)) > 0.02, "the centre distance is not pinned"
+
+
+def test_a_gap_that_would_pin_the_crops_is_refused_with_the_largest_that_does_not():
+    """The crops of 0.2 and gap 0.3 the landed grid used: stretched 2.45x and at one distance."""
+    with pytest.raises(ConfigError) as error:
+        make_views("exclusive", gap=0.3, crop=0.2)
+    assert error.value.field == "exclusive.gap" and "(0, 0.0472]" in str(error.value)
+    largest = largest_exclusive_gap(0.1, RATIO)
+    make_views("exclusive", gap=largest, crop=0.1)
+    with pytest.raises(ConfigError, match=r"exclusive\.gap"):
+        make_views("exclusive", gap=largest + 1e-6, crop=0.1)
+
+
+def test_the_training_config_checks_the_gap_along_both_axes_of_its_images():
+    """COCO's 480 px side holds less gap than a square of the same area."""
+    square, coco_short = largest_exclusive_gap(0.1, RATIO), largest_exclusive_gap(0.1, RATIO, 480, 640)
+    assert coco_short < square
+    gap = (square + coco_short) / 2
+    TrainConfig.from_dict({"data": {"dataset": "cifar10"}, "views": {"family": "exclusive", "params": {"gap": gap}}})
+    with pytest.raises(ConfigError) as error:
+        TrainConfig.from_dict({"data": {"dataset": "coco"}, "views": {"family": "exclusive", "params": {"gap": gap}}})
+    assert error.value.field == "views.params.gap" and "480x640" in str(error.value)
