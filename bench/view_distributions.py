@@ -20,6 +20,7 @@ from torch import Tensor
 from bench.common import parser, table
 from search_spaces import get_space
 from search_spaces.common import FAMILY, Point
+from trainables.recipes import recipe
 from trainables.views import ViewGeometry, make_views
 from trainables.views.boxes import box_height, box_width
 
@@ -28,13 +29,15 @@ WHOLE_FIRST_VIEW = ("patch", "cutout")
 SPACES = ("overlap", "patch", "exclusive", "cutout")
 IMAGE_SIZES = ((96, 96), (480, 640))
 VIEW_SIZE = 32
+BASE = recipe("cifar", **{"views.size": VIEW_SIZE})
+"""The configuration the grids are built on: the CIFAR recipe at 32 px views."""
 
 
 def points() -> Iterator[tuple[str, dict]]:
     yield "random_crop", {}
     yield "random_crop", {"distribution": "torchvision"}
     for space in SPACES:
-        for point in get_space(space).grid(VIEW_SIZE):
+        for point in get_space(space).grid(BASE):
             yield point[FAMILY], parameters(point)
 
 

@@ -19,7 +19,9 @@ from itertools import combinations
 
 import pandas as pd
 
-from dashboards.series import DATASET, FAMILY, FILL_NAMES, MARGIN_NAMES, SCORE, MissingData, family_trials, margin_trials, repeats
+from dashboards.series import (
+    DATASET, FAMILY, FILL_NAMES, MARGIN_ARM, SCORE, MissingData, family_trials, margin_arms, margin_trials, repeats,
+)
 from dashboards.sweeps import FINISHED, SweepData
 from study.statistics import MIN_PAIRS, PairedComparison, paired_comparison
 
@@ -128,15 +130,15 @@ def cutout_comparisons(trials: pd.DataFrame) -> FigureComparisons:
 
 
 def margin_comparisons(trials: pd.DataFrame) -> FigureComparisons:
-    """Fig. 5: each margin mode against each earlier one (vanilla, fixed, distance) per setting."""
+    """Fig. 5: each margin arm against each earlier one (vanilla, fixed, distance) per setting."""
     figure = "Fig. 5"
-    selected = margin_trials(trials, figure).assign(**{"margin.mode": lambda frame: frame["margin.mode"].fillna("none")})
+    selected = margin_trials(trials, figure)
     found = []
     for (family, dataset), group in selected.groupby([FAMILY, DATASET], sort=True):
-        modes = [mode for mode in MARGIN_NAMES if not _finished(group[group["margin.mode"] == mode]).empty]
-        for a, b in combinations(modes, 2):
-            found.append(Comparison(figure, f"{family} views on {dataset}", MARGIN_NAMES[a], MARGIN_NAMES[b],
-                                    compare_arms(group[group["margin.mode"] == a], group[group["margin.mode"] == b])))
+        arms = [arm for arm in margin_arms(group) if not _finished(group[group[MARGIN_ARM] == arm]).empty]
+        for a, b in combinations(arms, 2):
+            found.append(Comparison(figure, f"{family} views on {dataset}", a, b,
+                                    compare_arms(group[group[MARGIN_ARM] == a], group[group[MARGIN_ARM] == b])))
     return FigureComparisons(figure, "comparison", "between the margins", tuple(found))
 
 

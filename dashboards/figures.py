@@ -24,13 +24,14 @@ from matplotlib.ticker import MaxNLocator
 from dashboards.series import (
     DATASET,
     FILL_NAMES,
-    MARGIN_NAMES,
+    MARGIN_ARM,
     SCORE,
     MissingData,
     Series,
     best_settings,
     epoch_curves,
     family_trials,
+    margin_arms,
     margin_trials,
     no_finished,
     repeats,
@@ -192,20 +193,18 @@ def margin_figure(sweep: SweepData) -> Figure:
     """Fig. 5: kNN top-1 against epoch for vanilla, fixed-margin and distance-margin training."""
     title = "Fig. 5: margins on the SimSiam loss"
     trials = margin_trials(sweep.trials, title)
-    curves = epoch_curves(sweep, "margin.mode", trials)
+    curves = epoch_curves(sweep, MARGIN_ARM, trials)
     if not curves:
         raise no_finished(title, trials)
     figure, (axes,) = new_figure()
-    for colour, mode in zip(COLOURS, MARGIN_NAMES):
-        if mode not in curves:
-            continue
-        curve = curves[mode]
+    for colour, arm in zip(COLOURS * 2, [arm for arm in margin_arms(trials) if arm in curves]):
+        curve = curves[arm]
         epochs, mean = curve.index.to_numpy(), curve["mean"].to_numpy()
         repeated = bool((curve["count"] > 1).any())
         shaded = ", 95% t-interval shaded" if repeated else ""
-        axes.plot(epochs, mean, marker="o", color=colour, label=f"{MARGIN_NAMES[mode]} (n={int(curve['count'].max())}{shaded})", gid=f"mean:{mode}")
+        axes.plot(epochs, mean, marker="o", color=colour, label=f"{arm} (n={int(curve['count'].max())}{shaded})", gid=f"mean:{arm}")
         if repeated:
-            axes.fill_between(epochs, curve["low"].to_numpy(), curve["high"].to_numpy(), color=colour, alpha=0.2, gid=f"ci:{mode}")
+            axes.fill_between(epochs, curve["low"].to_numpy(), curve["high"].to_numpy(), color=colour, alpha=0.2, gid=f"ci:{arm}")
     draw_baselines(axes, sweep.baselines)
     setting = ", ".join(f"{family} views on {dataset}" for family, dataset in settings_of(trials))
     axes.set(xlabel="epoch", ylabel=SCORE_LABEL, title=f"{title}\n{setting}")

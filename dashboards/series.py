@@ -25,6 +25,10 @@ FAMILY = "views.family"
 DATASET = "dataset"
 FILL_NAMES = {"zero": "cutout", "blur": "cutout-blur"}
 MARGIN_NAMES = {"none": "vanilla", "fixed": "fixed margin", "distance": "distance-based margin"}
+MARGIN_ARM = "margin.arm"
+"""The column naming a trial's margin arm: its mode, and its ``m`` or ``k`` where one mode has
+several arms (the paper's distance arm ``k=1`` beside one matched to the fixed margin's size)."""
+MARGIN_VALUES = {"fixed": "margin.m", "distance": "margin.k"}
 
 
 class MissingData(ValueError):
@@ -164,7 +168,37 @@ def margin_trials(trials: pd.DataFrame, figure_name: str) -> pd.DataFrame:
             f"{figure_name} needs trials of at least two margin modes of {list(MARGIN_NAMES)} on the same views and dataset; "
             f"this sweep has {_present(trials, 'margin.mode') or 'none'}"
         )
-    return comparable
+    return comparable.assign(**{MARGIN_ARM: margin_arm_labels(comparable)})
+
+
+def _margin_arm_key(row: pd.Series) -> tuple[int, float]:
+    mode = row.get("margin.mode")
+    mode = "none" if not isinstance(mode, str) else mode
+    value = row.get(MARGIN_VALUES.get(mode, ""), np.nan)
+    return list(MARGIN_NAMES).index(mode), float(value) if _is_set(value) else np.nan
+
+
+def margin_arm_labels(trials: pd.DataFrame) -> list[str]:
+    """Each trial's margin arm: ``fixed margin``, or ``distance-based margin k=1.9`` where the
+    mode has trials at more than one ``m`` or ``k``."""
+    keys = [_margin_arm_key(row) for _, row in trials.iterrows()]
+    values_per_mode: dict[int, set[float]] = {}
+    for mode_index, value in keys:
+        values_per_mode.setdefault(mode_index, set()).add(value)
+    labels = []
+    for mode_index, value in keys:
+        mode = list(MARGIN_NAMES)[mode_index]
+        several = len(values_per_mode[mode_index]) > 1
+        parameter = MARGIN_VALUES.get(mode, "").removeprefix("margin.")
+        labels.append(f"{MARGIN_NAMES[mode]} {parameter}={value:.4g}" if several else MARGIN_NAMES[mode])
+    return labels
+
+
+def margin_arms(trials: pd.DataFrame) -> list[str]:
+    """The arms of :func:`margin_trials`' trials in the paper's order: vanilla, fixed, distance,
+    each by increasing ``m`` or ``k``."""
+    order = sorted(zip((_margin_arm_key(row) for _, row in trials.iterrows()), trials[MARGIN_ARM]), key=lambda item: (item[0][0], item[0][1]))
+    return list(dict.fromkeys(label for _, label in order))
 
 
 def view_setting_labels(trials: pd.DataFrame) -> list[str]:

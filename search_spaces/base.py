@@ -7,19 +7,22 @@ from dataclasses import dataclass
 
 from search_spaces import cutout, exclusive, margin, overlap, patch
 from search_spaces.common import DefineFn, Point
+from trainables.config import TrainConfig
 from trainables.validation import check_choice
 
 DefineFactory = Callable[[int], DefineFn]
-GridFactory = Callable[[int], list[Point]]
+GridFactory = Callable[[TrainConfig], list[Point]]
 
 
 @dataclass(frozen=True)
 class SearchSpace:
     """A named space of dotted overrides.
 
-    ``define(size)`` gives the define-by-run for Optuna/Ray Tune and ``grid(size)`` the paper's
-    grid points, for views of ``size`` output pixels (only cutout depends on it). ``family`` is
-    the view family the space sets, or ``"margin"``.
+    ``define(size)`` gives the define-by-run for Optuna/Ray Tune, for views of ``size`` output
+    pixels (only cutout depends on it), and ``grid(base)`` the paper's grid points for a study
+    on the base configuration ``base`` (cutout's depend on its view size, the margin's matched
+    distance arm on its views and images). ``family`` is the view family the space sets, or
+    ``"margin"``.
     """
 
     name: str
@@ -36,11 +39,15 @@ def _sized(define_fn: DefineFn) -> DefineFactory:
     return at_size
 
 
-def _sized_grid(grid_fn: Callable[[], list[Point]]) -> GridFactory:
-    def at_size(size: int) -> list[Point]:
+def _fixed_grid(grid_fn: Callable[[], list[Point]]) -> GridFactory:
+    def for_base(base: TrainConfig) -> list[Point]:
         return grid_fn()
 
-    return at_size
+    return for_base
+
+
+def _cutout_grid(base: TrainConfig) -> list[Point]:
+    return cutout.grid(base.views.size)
 
 
 SEARCH_SPACES: dict[str, SearchSpace] = {
@@ -51,14 +58,14 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
             family="overlap",
             description=f"overlap area in {list(overlap.OVERLAP_RANGE)}; grid 0.1..0.9 (Fig. 2a)",
             define=_sized(overlap.define),
-            grid=_sized_grid(overlap.grid),
+            grid=_fixed_grid(overlap.grid),
         ),
         SearchSpace(
             name="patch",
             family="patch",
             description=f"patch area in {list(patch.PATCH_RANGE)}; grid 0.1..0.9 (Fig. 2b)",
             define=_sized(patch.define),
-            grid=_sized_grid(patch.grid),
+            grid=_fixed_grid(patch.grid),
         ),
         SearchSpace(
             name="exclusive",
@@ -68,7 +75,7 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
                 f"{exclusive.CROP_AREA}; grid {list(exclusive.GRID_GAPS)} (Fig. 3)"
             ),
             define=_sized(exclusive.define),
-            grid=_sized_grid(exclusive.grid),
+            grid=_fixed_grid(exclusive.grid),
         ),
         SearchSpace(
             name="cutout",
@@ -79,7 +86,7 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
                 "per hole 0.1..0.7, without blur points whose kernel does not fit (Fig. 4)"
             ),
             define=cutout.define_for,
-            grid=cutout.grid,
+            grid=_cutout_grid,
         ),
         SearchSpace(
             name="margin",
@@ -87,10 +94,11 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
             description=(
                 f"loss margin none | fixed m in {list(margin.FIXED_MARGIN_RANGE)} | distance k in "
                 f"{list(margin.DISTANCE_SCALE_RANGE)}; grid vanilla, fixed "
-                f"{margin.PAPER_FIXED_MARGIN}, distance k={margin.DEFAULT_DISTANCE_SCALE} (Fig. 5)"
+                f"{margin.PAPER_FIXED_MARGIN}, distance k={margin.DEFAULT_DISTANCE_SCALE} (the paper's) and distance "
+                f"k = {margin.PAPER_FIXED_MARGIN} / E[phi] (the fixed margin's mean size) (Fig. 5)"
             ),
             define=_sized(margin.define),
-            grid=_sized_grid(margin.grid),
+            grid=margin.grid_for,
         ),
     )
 }

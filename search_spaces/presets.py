@@ -101,20 +101,22 @@ class Preset:
         """The view side in output pixels, which the cutout space depends on."""
         return self.base_config().views.size
 
-    def points(self, size: int | None = None) -> list[Point]:
+    def points(self, base: TrainConfig | None = None) -> list[Point]:
         """Grid mode: every grid point once per seed (points outer); search mode: none.
-        ``size`` overrides the preset's view size (the cutout grid depends on it)."""
+        ``base`` replaces the preset's base configuration (a study's own overrides), on which
+        the grid depends (cutout on the view size, the margin on the views and images)."""
         if self.mode == SEARCH:
             return []
-        points = select_points(self.search_space.grid(size or self.size), self.grid_only, field="preset.grid_only")
-        return with_seeds(points, self.seeds)
+        grid = self.search_space.grid(base or self.base_config())
+        return with_seeds(select_points(grid, self.grid_only, field="preset.grid_only"), self.seeds)
 
-    def define(self, size: int | None = None) -> DefineFn:
+    def define(self, base: TrainConfig | None = None) -> DefineFn:
         """The define-by-run of the study: over the enqueued grid points, or the space's own
         (with the preset's seed as a constant)."""
+        base = base or self.base_config()
         if self.mode == GRID:
-            return grid_define(self.points(size))
-        return WithConstants(self.search_space.define(size or self.size), {SEED: self.seeds[0]})
+            return grid_define(self.points(base))
+        return WithConstants(self.search_space.define(base.views.size), {SEED: self.seeds[0]})
 
     @property
     def num_trials(self) -> int:

@@ -210,8 +210,8 @@ def plan(config: StudyConfig) -> StudyPlan:
         preset = get_preset(config.preset)
         recipe_name = config.recipe or preset.recipe
         base = recipe(recipe_name, **{"epochs": preset.epochs, **preset.overrides, **extra})
-        points = select_points(preset.points(base.views.size), config.grid_only)
-        define = grid_define(points) if points else preset.define(base.views.size)
+        points = select_points(preset.points(base), config.grid_only)
+        define = grid_define(points) if points else preset.define(base)
         samples = len(points) or config.num_samples or preset.num_trials
         label, description = preset.name, preset.description
     else:
@@ -220,7 +220,7 @@ def plan(config: StudyConfig) -> StudyPlan:
         base = recipe(recipe_name, **extra)
         space = SEARCH_SPACES[config.space]
         if config.grid:
-            points = select_points(with_seeds(space.grid(base.views.size), config.seeds), config.grid_only)
+            points = select_points(with_seeds(space.grid(base), config.seeds), config.grid_only)
             define = grid_define(points)
         else:
             points = select_points([], config.grid_only)

@@ -67,6 +67,21 @@ def test_cutout_and_margin_comparisons_name_their_arms():
     assert [item.result.difference for item in found.comparisons] == pytest.approx([0.05, 0.2, 0.15])
 
 
+def test_two_distance_arms_are_compared_as_arms_of_their_own():
+    """The paper's k=1 and the arm matched to the fixed margin's size stay apart."""
+    arms = (("none", {}, 0.3), ("fixed", {"margin.m": 0.2}, 0.35), ("distance", {"margin.k": 1.0}, 0.32),
+            ("distance", {"margin.k": 1.95}, 0.4))
+    margins = [{"dataset": "scenes", "views.family": "random_crop", "margin.mode": mode, **values, "seed": seed, "score": score + seed / 10}
+               for seed in (0, 1) for mode, values, score in arms]
+    found = margin_comparisons(trials_frame(margins))
+    names = ["vanilla", "fixed margin", "distance-based margin k=1", "distance-based margin k=1.95"]
+    assert [(item.baseline, item.arm) for item in found.comparisons] == [
+        (a, b) for index, a in enumerate(names) for b in names[index + 1:]]
+    by_pair = {(item.baseline, item.arm): item.result.difference for item in found.comparisons}
+    assert by_pair[("fixed margin", "distance-based margin k=1.95")] == pytest.approx(0.05)
+    assert by_pair[("distance-based margin k=1", "distance-based margin k=1.95")] == pytest.approx(0.08)
+
+
 def test_a_sweep_recorded_before_the_switch_ran_asha():
     sweep = from_tables("old", pd.DataFrame({"trial_id": ["t"], "status": ["FINISHED"], "data.dataset": ["digits"]}),
                         epochs_frame({"t": [0.1, 0.2, 0.3]}), 3, "parquet", state={"config": {"grace_period": 5, "reduction_factor": 3}})

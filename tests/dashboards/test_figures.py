@@ -26,6 +26,8 @@ from dashboards.search import (
 )
 from dashboards.series import MissingData
 from dashboards.sweeps import combine, load_sweep, view_stats
+from search_spaces import get_preset
+from search_spaces import margin as margin_space
 from study.layout import PIXELS_METRIC, UNTRAINED_METRIC
 from study.tracking import TRIAL_TAG
 
@@ -208,6 +210,9 @@ def test_cutout_figure_compares_zero_and_blur_fill_at_each_size(figure_sweeps, s
     assert [tick.get_text() for tick in axes.get_xticklabels()] == ["0.5"]
 
 
+MATCHED_K = margin_space.matched_distance_scale(get_preset("fig5-margin-bundled").base_config())
+
+
 @pytest.mark.parametrize("source", SOURCES)
 def test_margin_figure_plots_each_modes_history_by_epoch(figure_sweeps, source):
     """Drawn beside the cutout sweep, whose trials are vanilla too but on other views and data."""
@@ -215,11 +220,15 @@ def test_margin_figure_plots_each_modes_history_by_epoch(figure_sweeps, source):
     assert_labelled(axes)
     assert axes.get_xlabel() == "epoch"
     legend = [text.get_text() for text in axes.get_legend().get_texts()]
-    assert legend[:3] == ["vanilla (n=1)", "fixed margin (n=1)", "distance-based margin (n=1)"], "no cutout trial counted as vanilla"
+    arms = ["vanilla", "fixed margin", "distance-based margin k=1", f"distance-based margin k={MATCHED_K:.4g}"]
+    assert legend[:4] == [f"{arm} (n=1)" for arm in arms], "no cutout trial counted as vanilla"
     assert_baselines(axes, figure_sweeps["margin-scenes"], figure_sweeps["cutout-digits"])
-    assert len(legend) == 3 + 4, "32 px scenes and 16 px digits are evaluated differently: a pair of baselines each"
+    assert len(legend) == 4 + 4, "32 px scenes and 16 px digits are evaluated differently: a pair of baselines each"
     for run in runs_of(figure_sweeps["margin-scenes"]):
-        drawn = line(axes, f"mean:{run['params']['margin.mode']}")
+        params = run["params"]
+        arm = arms[0] if params["margin.mode"] == "none" else arms[1] if params["margin.mode"] == "fixed" else (
+            arms[2] if float(params["margin.k"]) == 1.0 else arms[3])
+        drawn = line(axes, f"mean:{arm}")
         assert list(drawn.get_xdata()) == [step for step, _ in run["history"]]
         assert list(drawn.get_ydata()) == pytest.approx([value for _, value in run["history"]])
 

@@ -129,6 +129,7 @@ def parquet_trials(result):
     return table.assign(
         seed=[config["seed"] for config in configs], params=[config["views"]["params"] for config in configs],
         margin=[config["margin"]["mode"] for config in configs],
+        margin_k=[config["margin"]["k"] for config in configs],
     )
 
 
@@ -214,11 +215,17 @@ def test_cutout_and_margin_arms_are_compared_seed_by_seed(figure_sweeps):
     assert (hole.setting, hole.baseline, hole.arm) == ("digits, cutout size 0.5", "cutout", "cutout-blur")
     assert (hole.result.pairs, hole.result.difference) == pytest.approx((1, by_fill["blur"][0] - by_fill["zero"][0]))
     margins = parquet_trials(figure_sweeps["margin-scenes"])
-    by_mode = dict(zip(margins["margin"], margins["final_knn_top1"]))
+    arm_of = lambda mode, k: mode if mode != "distance" else f"distance k={k:.4g}"
+    by_arm = {arm_of(mode, k): score for mode, k, score in zip(margins["margin"], margins["margin_k"], margins["final_knn_top1"])}
+    (matched,) = [arm for arm in by_arm if arm.startswith("distance") and arm != "distance k=1"]
+    names = {"none": "vanilla", "fixed": "fixed margin", "distance k=1": "distance-based margin k=1",
+             matched: f"distance-based margin {matched.removeprefix('distance ')}"}
+    order = ["none", "fixed", "distance k=1", matched]
+    expected = [(a, b) for index, a in enumerate(order) for b in order[index + 1:]]
     assert [(item.baseline, item.arm, item.result.pairs) for item in found["Fig. 5"].comparisons] == [
-        ("vanilla", "fixed margin", 1), ("vanilla", "distance-based margin", 1), ("fixed margin", "distance-based margin", 1)]
+        (names[a], names[b], 1) for a, b in expected]
     assert [item.result.difference for item in found["Fig. 5"].comparisons] == pytest.approx(
-        [by_mode["fixed"] - by_mode["none"], by_mode["distance"] - by_mode["none"], by_mode["distance"] - by_mode["fixed"]])
+        [by_arm[b] - by_arm[a] for a, b in expected])
     assert found["Fig. 5"].summary().startswith("No difference in Fig. 5 can be tested")
     assert isinstance(found["Fig. 2a"], str) and "'overlap' view family" in found["Fig. 2a"]
 

@@ -2,6 +2,7 @@
 
 import optuna
 import pytest
+import torch
 
 from search_spaces import (
     SEARCH_SPACES,
@@ -15,9 +16,15 @@ from search_spaces import (
     with_seeds,
 )
 from tests.search_spaces.helpers import assert_overrides_applied
+from trainables.data import DATASETS
 from trainables.recipes import recipe
 from trainables.validation import ConfigError
 from trainables.views import VIEW_FAMILIES
+
+
+def sized(size: int):
+    """A base configuration with views of ``size`` pixels, on which the grids are built."""
+    return recipe("digits", **{"views.size": size})
 
 NINE_STEPS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 HOLES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
@@ -43,11 +50,33 @@ def test_exclusive_grid() -> None:
 
 
 def test_margin_grid() -> None:
-    assert margin.grid() == [
+    paper = [
         {"margin.mode": "none"},
         {"margin.mode": "fixed", "margin.m": 0.2},
         {"margin.mode": "distance", "margin.k": 1.0},
     ]
+    assert margin.grid() == paper
+    assert margin.grid(1.9) == [*paper, {"margin.mode": "distance", "margin.k": 1.9}]
+
+
+@pytest.mark.parametrize(("dataset", "size"), [("pattern-scenes", 32), ("digit-scenes", 32), ("cifar10", 32)])
+def test_the_matched_distance_arm_has_the_fixed_margins_mean_size(dataset: str, size: int) -> None:
+    """k = m / E[phi] from the study's own views: fresh pairs of them give a mean margin of m."""
+    base = recipe("cifar", **{"data.dataset": dataset, "views.size": size})
+    matched = margin.grid_for(base)[-1]
+    assert matched["margin.mode"] == "distance" and matched["margin.k"] > 1.5
+    height, width = DATASETS[dataset].image_size
+    fresh = base.views.build().sample(20_000, height, width, torch.Generator().manual_seed(1))
+    assert float((matched["margin.k"] * fresh.phi).mean()) == pytest.approx(margin.PAPER_FIXED_MARGIN, rel=0.01)
+    paper_arm = margin.grid_for(base)[2]
+    assert float((paper_arm["margin.k"] * fresh.phi).mean()) < 0.6 * margin.PAPER_FIXED_MARGIN, "k=1 is the smaller margin"
+
+
+def test_the_matched_scale_follows_the_views() -> None:
+    """Smaller crops lie further apart, so the same mean margin needs a smaller k."""
+    large = recipe("cifar", **{"views.params": {"scale": [0.8, 1.0]}})
+    small = recipe("cifar", **{"views.params": {"scale": [0.1, 0.3]}})
+    assert margin.matched_distance_scale(small) < margin.matched_distance_scale(large)
 
 
 def cutout_points(zero_holes: list[float], blur_holes: list[float]) -> list[dict]:
@@ -95,7 +124,7 @@ def test_cutout_grid_blur_sigma_is_a_parameter() -> None:
 @pytest.mark.parametrize("name", sorted(SEARCH_SPACES))
 def test_grid_points_build_valid_configs_with_clean_decimals(name: str, size: int) -> None:
     base = recipe("digits", **{"views.size": size})
-    points = SEARCH_SPACES[name].grid(size)
+    points = SEARCH_SPACES[name].grid(base)
     assert points
     for point in points:
         assert_overrides_applied(base.replace(**point), point)
@@ -109,7 +138,7 @@ def test_registry_names_and_families() -> None:
     for name, space in SEARCH_SPACES.items():
         assert space.name == name
         assert space.description
-        points = space.grid(32)
+        points = space.grid(sized(32))
         if space.family == "margin":
             assert all(key.startswith("margin.") for point in points for key in point)
         else:
@@ -150,7 +179,7 @@ def test_with_seeds_rejects_bad_seeds(seeds: tuple) -> None:
 @pytest.mark.filterwarnings("error")
 @pytest.mark.parametrize("name", sorted(SEARCH_SPACES))
 def test_enqueued_points_are_reproduced_exactly(name: str) -> None:
-    points = with_seeds(SEARCH_SPACES[name].grid(16), (0, 1))
+    points = with_seeds(SEARCH_SPACES[name].grid(sized(16)), (0, 1))
     define = grid_define(points)
     space = grid_search_space(points)
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))

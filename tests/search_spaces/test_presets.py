@@ -5,6 +5,7 @@ from types import MappingProxyType
 import optuna
 import pytest
 
+from search_spaces import margin
 from search_spaces import PRESETS, SEARCH_SPACES, Preset, get_preset, get_space, with_seeds
 from search_spaces.grids import select_points
 from tests.search_spaces.helpers import assert_overrides_applied, run_define
@@ -56,7 +57,7 @@ def test_grid_presets_are_the_space_grid_times_the_seeds(name: str) -> None:
     preset = PRESETS[name]
     assert preset.num_samples is None and preset.figure.startswith("Fig. ")
     points = preset.points()
-    grid = SEARCH_SPACES[preset.space].grid(preset.size)
+    grid = SEARCH_SPACES[preset.space].grid(preset.base_config())
     assert points == with_seeds(select_points(grid, preset.grid_only), preset.seeds)
     assert preset.num_trials == len(points)
     if not name.endswith("-bundled") and name not in FEASIBLE_SUBSETS:
@@ -124,7 +125,7 @@ def test_cutout_presets_leave_out_the_blur_that_does_not_fit_their_views() -> No
     real, bundled = get_preset("fig4-cutout"), get_preset("fig4-cutout-bundled")
     assert (real.size, bundled.size) == (32, 16)
     assert len(real.points()) == 14 * 3
-    full_grid = SEARCH_SPACES["cutout"].grid(bundled.size)
+    full_grid = SEARCH_SPACES["cutout"].grid(bundled.base_config())
     assert {p["views.params.hole"] for p in full_grid if p["views.params.fill"] == "blur"} == {0.2, 0.3, 0.4, 0.5, 0.6, 0.7}
     # the bundled figure keeps only holes where both fills run: every comparison is paired
     fills = {}
@@ -146,8 +147,13 @@ def test_margin_presets_train_scene_centric_and_evaluate_object_centric() -> Non
         "patterns",
         32,
     )
-    modes = [p["margin.mode"] for p in get_preset("fig5-margin").points()]
-    assert modes == ["none"] * 3 + ["fixed"] * 3 + ["distance"] * 3
+    for name in ("fig5-margin", "fig5-margin-bundled"):
+        preset = get_preset(name)
+        points = preset.points()
+        assert [p["margin.mode"] for p in points] == ["none"] * 3 + ["fixed"] * 3 + ["distance"] * 6
+        scales = sorted({p["margin.k"] for p in points if p["margin.mode"] == "distance"})
+        assert scales == [1.0, margin.matched_distance_scale(preset.base_config())], "the paper's k and the matched one"
+        assert 1.5 < scales[1] < 2.5
 
 
 def test_unknown_names_raise_config_errors() -> None:
