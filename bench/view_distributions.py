@@ -5,7 +5,10 @@ distributions (the default and torchvision's exact one), samples view pairs on a
 the median and 5-95% range of what each family actually varies: the cropped views' area (over
 the image area), their aspect ratio (width over height) and the centre distance phi (over the
 image diagonal). For ``patch`` and ``cutout`` view 1 is the whole image, so only view 2 (the
-patch or the hole's region) is measured; the other families pool both views.
+patch or the hole's region) is measured; the other families pool both views. The overlap grid
+is measured again with decoupled crops (aspect ratio in [3/4, 4/3]; then at the fixed-area
+figure's crops of half the image); a setting the image shape cannot hold is printed as refused,
+with its feasible range.
 
     .venv/bin/python -m bench.view_distributions [--pairs 4000] [--smoke]
 """
@@ -20,8 +23,11 @@ from torch import Tensor
 from bench.common import parser, table
 from search_spaces import get_space
 from search_spaces.common import FAMILY, Point
+from search_spaces.presets import FIXED_AREA_OVERLAPS, FIXED_CROP_AREA
 from trainables.recipes import recipe
+from trainables.validation import ConfigError
 from trainables.views import ViewGeometry, make_views
+from trainables.views.families import RATIO
 from trainables.views.boxes import box_height, box_width
 
 PARAMS_PREFIX = "views.params."
@@ -34,11 +40,17 @@ BASE = recipe("cifar", **{"views.size": VIEW_SIZE})
 
 
 def points() -> Iterator[tuple[str, dict]]:
+    """Both random-crop distributions, every grid point, and the overlap grid again with the
+    crops decoupled: aspect ratio in [3/4, 4/3], and the fixed-area figure's crops of 0.5."""
     yield "random_crop", {}
     yield "random_crop", {"distribution": "torchvision"}
     for space in SPACES:
         for point in get_space(space).grid(BASE):
             yield point[FAMILY], parameters(point)
+    for point in get_space("overlap").grid(BASE):
+        yield "overlap", {**parameters(point), "crop_ratio": [round(value, 3) for value in RATIO]}
+    for overlap in FIXED_AREA_OVERLAPS:
+        yield "overlap", {"overlap": overlap, "crop_area": [FIXED_CROP_AREA, FIXED_CROP_AREA]}
 
 
 def parameters(point: Point) -> dict:
@@ -56,7 +68,12 @@ def spread(values: Tensor) -> str:
 
 
 def describe(family: str, params: dict, height: int, width: int, pairs: int) -> tuple[str, str, str]:
-    geometry = make_views(family, size=VIEW_SIZE, **params).sample(pairs, height, width, torch.Generator().manual_seed(0))
+    sampler = make_views(family, size=VIEW_SIZE, **params)
+    try:
+        sampler.check_image(height, width)
+    except ConfigError as error:
+        return f"refused: {error.valid}", "", ""
+    geometry = sampler.sample(pairs, height, width, torch.Generator().manual_seed(0))
     boxes = cropped_views(geometry, family)
     area = box_width(boxes) * box_height(boxes) / (height * width)
     return spread(area), spread(box_width(boxes) / box_height(boxes)), spread(geometry.phi)

@@ -131,7 +131,7 @@ def patch_figure(sweep: SweepData) -> Figure:
 
 
 def exclusive_figure(sweep: SweepData) -> Figure:
-    return parameter_figure(sweep, "exclusive", "views.params.gap", "exclusive-region area between the crops (fraction of the image)", "Fig. 3: mutually exclusive crops")
+    return parameter_figure(sweep, "exclusive", "views.params.gap", "gap: exclusive-region area between the crops (fraction of the image)", "Fig. 3: mutually exclusive crops")
 
 
 def overlap_vs_patch_figure(sweep: SweepData) -> Figure:

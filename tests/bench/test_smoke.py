@@ -118,9 +118,11 @@ def test_view_distribution_benchmark_tables_every_grid_point_on_both_image_shape
     rows = [line for line in output.splitlines() if line.startswith("| ") and not line.startswith("| family")]
     from search_spaces import get_space
 
-    from bench.view_distributions import BASE
+    from bench.view_distributions import points
+    from trainables.recipes import recipe
 
-    per_shape = 2 + sum(len(get_space(space).grid(BASE)) for space in ("overlap", "patch", "exclusive", "cutout"))
+    per_shape = len(list(points()))
+    assert per_shape == 2 + sum(len(get_space(space).grid(recipe("cifar"))) for space in ("overlap", "patch", "exclusive", "cutout")) + 9 + 3
     assert len(rows) == 2 * per_shape
     overlap_01 = next(row for row in rows if row.startswith("| overlap | overlap=0.1 |"))
     area_median = float(overlap_01.split("|")[3].split()[0])
