@@ -1,7 +1,8 @@
 """The report's paired comparisons: the arms the paper compares, seed by seed.
 
 - Fig. 2a, 2b and 3: at each dataset, every grid point against the best one (the highest mean);
-- Fig. 4: cutout-blur against cutout (``views.params.fill`` blur vs zero) at each hole size;
+- Fig. 4: each cutout-blur strength against cutout (``views.params.fill`` blur at each
+  ``views.params.blur`` vs zero) at each hole size;
 - Fig. 5: fixed and distance-based margins against vanilla, and distance against fixed.
 
 Two arms are paired on the ``seed`` column (a seed's trials in one arm are averaged), over the
@@ -20,7 +21,18 @@ from itertools import combinations
 import pandas as pd
 
 from dashboards.series import (
-    DATASET, FAMILY, FILL_NAMES, MARGIN_ARM, SCORE, MissingData, family_trials, margin_arms, margin_trials, repeats,
+    CUTOUT_ARM,
+    DATASET,
+    FAMILY,
+    FILL_NAMES,
+    MARGIN_ARM,
+    SCORE,
+    MissingData,
+    cutout_arms,
+    family_trials,
+    margin_arms,
+    margin_trials,
+    repeats,
 )
 from dashboards.sweeps import FINISHED, SweepData
 from study.statistics import MIN_PAIRS, PairedComparison, paired_comparison
@@ -117,16 +129,19 @@ def grid_comparisons(trials: pd.DataFrame, figure: str) -> FigureComparisons:
 
 
 def cutout_comparisons(trials: pd.DataFrame) -> FigureComparisons:
-    """Fig. 4: cutout-blur minus cutout at each dataset and hole size."""
+    """Fig. 4: each cutout-blur arm (one per blur strength) minus cutout at each dataset and hole size."""
     figure, hole = "Fig. 4", "views.params.hole"
-    selected = family_trials(trials, "cutout", figure, hole)
+    selected, arms = cutout_arms(family_trials(trials, "cutout", figure, hole))
+    zero = FILL_NAMES["zero"]
     found = []
     for (dataset, size), group in selected.groupby([DATASET, hole], sort=True):
-        fills = {fill: group[group["views.params.fill"] == fill] for fill in FILL_NAMES}
-        if all(not _finished(arm).empty for arm in fills.values()):
-            found.append(Comparison(figure, f"{dataset}, cutout size {_value(size)}", FILL_NAMES["zero"], FILL_NAMES["blur"],
-                                    compare_arms(fills["zero"], fills["blur"])))
-    return FigureComparisons(figure, "hole size", "cutout-blur − cutout", tuple(found))
+        at = {arm: group[group[CUTOUT_ARM] == arm] for arm in arms}
+        if zero not in at or _finished(at[zero]).empty:
+            continue
+        for arm in arms:
+            if arm != zero and not _finished(at[arm]).empty:
+                found.append(Comparison(figure, f"{dataset}, cutout size {_value(size)}", zero, arm, compare_arms(at[zero], at[arm])))
+    return FigureComparisons(figure, "comparison", "cutout-blur − cutout", tuple(found))
 
 
 def margin_comparisons(trials: pd.DataFrame) -> FigureComparisons:

@@ -22,13 +22,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from dashboards.series import (
+    CUTOUT_ARM,
     DATASET,
-    FILL_NAMES,
     MARGIN_ARM,
     SCORE,
     MissingData,
     Series,
     best_settings,
+    cutout_arms,
     epoch_curves,
     family_trials,
     margin_arms,
@@ -160,27 +161,28 @@ def overlap_vs_patch_figure(sweep: SweepData) -> Figure:
 
 
 def cutout_figure(sweep: SweepData) -> Figure:
-    """Fig. 4: cutout (zero fill) against cutout-blur at each hole size, one panel per dataset."""
+    """Fig. 4: cutout (zero fill) against cutout-blur at each blur strength and hole size, one
+    panel per dataset."""
     title = "Fig. 4: cutout vs cutout-blur"
-    trials = family_trials(sweep.trials, "cutout", title, "views.params.hole")
-    series = repeats(trials, [DATASET, "views.params.fill"], "views.params.hole")
+    trials, arms = cutout_arms(family_trials(sweep.trials, "cutout", title, "views.params.hole"))
+    series = repeats(trials, [DATASET, CUTOUT_ARM], "views.params.hole")
     if not series:
         raise no_finished(title, trials)
     datasets = sorted({dataset for dataset, _ in series})
     figure, axes_list = new_figure(width=5.6, ncols=len(datasets))
     for axes, dataset in zip(axes_list, datasets):
-        fills = [fill for fill in FILL_NAMES if (dataset, fill) in series]
+        drawn = [arm for arm in arms if (dataset, arm) in series]
         holes = sorted({float(x) for (name, _), line in series.items() if name == dataset for x in line.x})
-        width = 0.8 / max(len(fills), 1)
-        for offset, fill in enumerate(fills):
-            line = series[(dataset, fill)]
-            positions = [holes.index(float(x)) + (offset - (len(fills) - 1) / 2) * width for x in line.x]
+        width = 0.8 / max(len(drawn), 1)
+        for offset, arm in enumerate(drawn):
+            line = series[(dataset, arm)]
+            positions = [holes.index(float(x)) + (offset - (len(drawn) - 1) / 2) * width for x in line.x]
             bars = axes.bar(
                 positions, line.mean, width, yerr=line.yerr, capsize=3,
-                color=COLOURS[offset], label=FILL_NAMES[fill], gid=f"mean:{dataset}:{fill}",
+                color=COLOURS[offset % len(COLOURS)], label=arm, gid=f"mean:{dataset}:{arm}",
             )
             if bars.errorbar is not None:
-                bars.errorbar.lines[2][0].set_gid(f"ci:{dataset}:{fill}")
+                bars.errorbar.lines[2][0].set_gid(f"ci:{dataset}:{arm}")
         draw_baselines(axes, sweep.baselines)
         axes.set_xticks(range(len(holes)), [f"{hole:g}" for hole in holes])
         axes.set(xlabel="cutout size (fraction of the image)", ylabel=SCORE_LABEL, title=f"{title}\n{dataset}")

@@ -24,6 +24,9 @@ SCORE = "final_knn_top1"
 FAMILY = "views.family"
 DATASET = "dataset"
 FILL_NAMES = {"zero": "cutout", "blur": "cutout-blur"}
+FILL = "views.params.fill"
+BLUR = "views.params.blur"
+CUTOUT_ARM = "cutout.arm"
 MARGIN_NAMES = {"none": "vanilla", "fixed": "fixed margin", "distance": "distance-based margin"}
 MARGIN_ARM = "margin.arm"
 """The column naming a trial's margin arm: its mode, and its ``m`` or ``k`` where one mode has
@@ -199,6 +202,23 @@ def margin_arms(trials: pd.DataFrame) -> list[str]:
     each by increasing ``m`` or ``k``."""
     order = sorted(zip((_margin_arm_key(row) for _, row in trials.iterrows()), trials[MARGIN_ARM]), key=lambda item: (item[0][0], item[0][1]))
     return list(dict.fromkeys(label for _, label in order))
+
+
+def cutout_arm(fill: str, blur: Any) -> str:
+    """``cutout``, ``cutout-blur 0.5``; plain ``cutout-blur`` for a trial recorded without a strength."""
+    return f"{FILL_NAMES[fill]} {float(blur):g}" if fill == "blur" and _is_set(blur) else FILL_NAMES[fill]
+
+
+def cutout_arms(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The cutout trials with a zero or blur fill, with a ``CUTOUT_ARM`` column naming what each
+    trained (:func:`cutout_arm`), and the arms found: cutout first, then by blur strength."""
+    filled = trials[trials[FILL].isin(list(FILL_NAMES))] if FILL in trials else trials.iloc[:0]
+    blurs = filled[BLUR] if BLUR in filled else pd.Series(np.nan, index=filled.index)
+    order = {}
+    for fill, blur in zip(filled[FILL], blurs):
+        order[cutout_arm(fill, blur)] = (fill == "blur", float(blur) if fill == "blur" and _is_set(blur) else -1.0)
+    with_arms = filled.assign(**{CUTOUT_ARM: [cutout_arm(fill, blur) for fill, blur in zip(filled[FILL], blurs)]})
+    return with_arms, sorted(order, key=order.__getitem__)
 
 
 def view_setting_labels(trials: pd.DataFrame) -> list[str]:

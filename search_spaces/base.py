@@ -81,9 +81,10 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
             name="cutout",
             family="cutout",
             description=(
-                f"hole area in {list(cutout.HOLE_RANGE)}, fill zero|blur|none, blur sigma up to "
-                f"what fits the hole; grid zero vs blur (sigma {cutout.DEFAULT_BLUR_SIGMA}) "
-                "per hole 0.1..0.7, without blur points whose kernel does not fit (Fig. 4)"
+                f"hole area in {list(cutout.HOLE_RANGE)}, fill zero|blur|none, blur strength (the "
+                f"kernel's share of the hole's shorter side) in {list(cutout.BLUR_RANGE)} from what "
+                f"fits the hole; grid zero vs blur {list(cutout.GRID_BLURS)} per hole 0.1..0.7, "
+                "without blur points whose kernel does not fit (Fig. 4)"
             ),
             define=cutout.define_for,
             grid=_cutout_grid,

@@ -1,67 +1,57 @@
 """Cutout and cutout-blur (paper 3.2, Fig. 4): the image with a hole filled, and the hole.
 
-The blur's Gaussian kernel (``2 * ceil(3 * sigma) + 1`` output pixels) must fit inside the hole
-(side ``sqrt(hole) * size`` output pixels), so the largest valid ``blur_sigma`` depends on the
-hole and on the view size: the define-by-run derives the upper bound of ``blur_sigma`` from the
-hole it has just drawn, and the grid skips blur points whose kernel would not fit, as the
-paper's Fig. 4 does.
+The blur's strength ``blur`` is the share of the hole's shorter side that its Gaussian kernel
+spans (see :class:`~trainables.views.families.Cutout`). Its kernel must span at least 3 output
+pixels of the shortest side a hole can have, so the smallest valid ``blur`` depends on the hole
+and on the view size: the define-by-run derives the lower bound of ``blur`` from the hole it has
+just drawn, and the grid skips blur points that do not fit, as the paper's Fig. 4 does.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from typing import TYPE_CHECKING, Any
 
 from search_spaces.common import FAMILY, DefineFn, Point, decimal_steps, view_param
 from trainables.validation import ConfigError, check_range
-from trainables.views.families import FILLS
-from trainables.views.render import blur_kernel_size
+from trainables.views.boxes import shortest_side_on_square
+from trainables.views.families import FILLS, RATIO
+from trainables.views.render import smallest_fitting_blur
 
 if TYPE_CHECKING:
     import optuna
 
 HOLE = view_param("hole")
 FILL = view_param("fill")
-BLUR_SIGMA = view_param("blur_sigma")
+BLUR = view_param("blur")
 HOLE_RANGE = (0.1, 0.7)
 GRID_STEP = 0.1
-GRID_FILLS = ("zero", "blur")
-BLUR_SIGMA_LOW = 0.25
-DEFAULT_BLUR_SIGMA = 1.0
-"""The grid's blur, in output pixels (the Cutout family's default): a 7 px kernel."""
+BLUR_RANGE = (0.25, 1.0)
+"""The searched strengths: from a kernel spanning a quarter of the hole's shorter side to all of it."""
+GRID_BLURS = (0.5, 1.0)
+"""The grid's strengths: the kernel spans half the hole's shorter side, or all of it."""
 DEFAULT_SIZE = 32
 
 
-def hole_side(hole: float, size: int) -> float:
-    """The side in output pixels of a square hole covering ``hole`` of a ``size`` px view."""
-    return math.sqrt(hole) * size
+def min_blur(hole: float, size: int) -> float:
+    """The smallest ``blur`` that the Cutout family accepts for ``hole`` at ``size`` px views
+    (above 1 when none does): its kernel spans 3 px of the shortest side such a hole can have."""
+    return smallest_fitting_blur(shortest_side_on_square(hole, RATIO) * size)
 
 
-def blur_fits(hole: float, blur_sigma: float, size: int) -> bool:
-    """Whether the blur kernel fits inside the hole, exactly as the Cutout family checks it."""
-    return blur_kernel_size(blur_sigma) <= hole_side(hole, size)
+def blur_fits(hole: float, blur: float, size: int) -> bool:
+    """Whether the Cutout family accepts ``blur`` for ``hole`` at ``size``."""
+    return min_blur(hole, size) <= blur <= 1
 
 
-def max_blur_sigma(hole: float, size: int) -> float:
-    """The largest ``blur_sigma`` whose kernel fits the hole; 0.0 when no blur fits.
-
-    The kernel ``2 * ceil(3 * sigma) + 1`` fits a side ``s`` iff ``ceil(3 * sigma) <=
-    floor((s - 1) / 2)``, hence ``sigma <= floor((s - 1) / 2) / 3``, stepped down past any
-    rounding error so that every value up to the bound is accepted.
-    """
-    half_width = math.floor((hole_side(hole, size) - 1) / 2)
-    if half_width < 1:
-        return 0.0
-    sigma = half_width / 3
-    while not blur_fits(hole, sigma, size):
-        sigma = math.nextafter(sigma, 0.0)
-    return sigma
+def blur_low(hole: float, size: int) -> float:
+    """The define-by-run's lowest ``blur`` for ``hole``: what fits, and at least ``BLUR_RANGE[0]``."""
+    return max(BLUR_RANGE[0], min_blur(hole, size))
 
 
 def blur_searchable(size: int) -> bool:
-    """Whether every hole of ``HOLE_RANGE`` admits some blur of at least ``BLUR_SIGMA_LOW``."""
-    return max_blur_sigma(HOLE_RANGE[0], size) >= BLUR_SIGMA_LOW
+    """Whether every hole of ``HOLE_RANGE`` admits some blur of ``BLUR_RANGE``."""
+    return blur_low(HOLE_RANGE[0], size) <= BLUR_RANGE[1]
 
 
 def _check_size(size: int) -> int:
@@ -71,19 +61,19 @@ def _check_size(size: int) -> int:
         raise ConfigError(
             "views.size",
             size,
-            f"at least {smallest} px, so that a blur of sigma {BLUR_SIGMA_LOW} fits the "
+            f"at least {smallest} px, so that a blur of at most {BLUR_RANGE[1]} fits the "
             f"smallest searched hole ({HOLE_RANGE[0]} of the view)",
         )
     return size
 
 
 def define(trial: optuna.Trial, size: int = DEFAULT_SIZE) -> dict[str, Any]:
-    """Hole size and fill; with ``fill == "blur"`` also ``blur_sigma`` in output pixels, from
-    ``BLUR_SIGMA_LOW`` up to the largest sigma whose kernel fits the drawn hole at ``size``."""
+    """Hole size and fill; with ``fill == "blur"`` also ``blur`` from what fits the drawn hole at
+    ``size`` (at least ``BLUR_RANGE[0]``) up to ``BLUR_RANGE[1]``."""
     hole = trial.suggest_float(HOLE, *HOLE_RANGE)
     fill = trial.suggest_categorical(FILL, list(FILLS))
     if fill == "blur":
-        trial.suggest_float(BLUR_SIGMA, BLUR_SIGMA_LOW, max_blur_sigma(hole, size))
+        trial.suggest_float(BLUR, blur_low(hole, size), BLUR_RANGE[1])
     return {FAMILY: "cutout"}
 
 
@@ -92,17 +82,12 @@ def define_for(size: int) -> DefineFn:
     return functools.partial(define, size=_check_size(size))
 
 
-def grid(size: int = DEFAULT_SIZE, blur_sigma: float = DEFAULT_BLUR_SIGMA) -> list[Point]:
-    """Cutout (``fill=zero``) and cutout-blur (``fill=blur``) at holes 0.1, ..., 0.7, leaving out
-    the blur points whose kernel does not fit the hole at ``size``."""
+def grid(size: int = DEFAULT_SIZE, blurs: tuple[float, ...] = GRID_BLURS) -> list[Point]:
+    """Per hole 0.1, ..., 0.7: cutout (``fill=zero``), then cutout-blur (``fill=blur``) at each
+    of ``blurs`` that fits the hole at ``size``."""
     check_range("views.size", size, 1, integer=True)
     points: list[Point] = []
     for hole in decimal_steps(*HOLE_RANGE, GRID_STEP):
-        for fill in GRID_FILLS:
-            point: Point = {FAMILY: "cutout", HOLE: hole, FILL: fill}
-            if fill == "blur":
-                if not blur_fits(hole, blur_sigma, size):
-                    continue
-                point[BLUR_SIGMA] = blur_sigma
-            points.append(point)
+        points.append({FAMILY: "cutout", HOLE: hole, FILL: "zero"})
+        points.extend({FAMILY: "cutout", HOLE: hole, FILL: "blur", BLUR: blur} for blur in blurs if blur_fits(hole, blur, size))
     return points

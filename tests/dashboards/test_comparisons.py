@@ -82,6 +82,49 @@ def test_two_distance_arms_are_compared_as_arms_of_their_own():
     assert by_pair[("distance-based margin k=1", "distance-based margin k=1.95")] == pytest.approx(0.08)
 
 
+def cutout_rows(seeds=(0, 1, 2)):
+    """Zero fill and blurs 0.5 and 1.0 at holes 0.3 and 0.5; blur 1.0 is 0.1 above cutout at 0.5."""
+    rows = []
+    for seed in seeds:
+        for hole in (0.3, 0.5):
+            for fill, blur, gain in (("zero", None, 0.0), ("blur", 0.5, 0.02 * seed), ("blur", 1.0, 0.1 if hole == 0.5 else -0.01 * seed)):
+                row = {"dataset": "patterns", "views.family": "cutout", "views.params.hole": hole, "views.params.fill": fill,
+                       "seed": seed, "score": 0.3 + seed / 10 + gain}
+                if blur is not None:
+                    row["views.params.blur"] = blur
+                rows.append(row)
+    return rows
+
+
+def test_each_blur_strength_is_compared_with_cutout_at_the_same_hole():
+    found = cutout_comparisons(trials_frame(cutout_rows()))
+    assert [(item.setting, item.baseline, item.arm) for item in found.comparisons] == [
+        ("patterns, cutout size 0.3", "cutout", "cutout-blur 0.5"), ("patterns, cutout size 0.3", "cutout", "cutout-blur 1"),
+        ("patterns, cutout size 0.5", "cutout", "cutout-blur 0.5"), ("patterns, cutout size 0.5", "cutout", "cutout-blur 1")]
+    assert [item.result.difference for item in found.comparisons] == pytest.approx([0.02, -0.01, 0.02, 0.1])
+    assert all(item.result.pairs == 3 for item in found.comparisons)
+    assert "cutout size 0.5: cutout-blur 1 vs cutout (+0.1000)" in found.summary()
+
+
+def test_a_blur_strength_without_its_cutout_is_not_compared():
+    rows = [row for row in cutout_rows() if not (row["views.params.hole"] == 0.3 and row["views.params.fill"] == "zero")]
+    found = cutout_comparisons(trials_frame(rows))
+    assert {item.setting for item in found.comparisons} == {"patterns, cutout size 0.5"}
+
+
+def test_the_cutout_figure_draws_one_bar_series_per_arm():
+    from dashboards.figures import cutout_figure
+
+    trials = trials_frame(cutout_rows()).assign(**{"data.dataset": "patterns"})
+    epochs = epochs_frame({trial_id: [score] for trial_id, score in zip(trials["trial_id"], trials["final_knn_top1"])})
+    (axes,) = cutout_figure(from_tables("fig4", trials, epochs, 1, "parquet")).get_axes()
+    labels = [container.get_label() for container in axes.containers if getattr(container, "patches", None)]
+    assert labels == ["cutout", "cutout-blur 0.5", "cutout-blur 1"]
+    (bars,) = [c for c in axes.containers if getattr(c, "patches", None) and c.get_label() == "cutout-blur 1"]
+    assert [bar.get_height() for bar in bars] == pytest.approx([0.4 - 0.01, 0.5])
+    assert [tick.get_text() for tick in axes.get_xticklabels()] == ["0.3", "0.5"]
+
+
 def test_a_sweep_recorded_before_the_switch_ran_asha():
     sweep = from_tables("old", pd.DataFrame({"trial_id": ["t"], "status": ["FINISHED"], "data.dataset": ["digits"]}),
                         epochs_frame({"t": [0.1, 0.2, 0.3]}), 3, "parquet", state={"config": {"grace_period": 5, "reduction_factor": 3}})

@@ -24,7 +24,7 @@ from dashboards.search import (
     parallel_coordinates_figure,
     param_importances,
 )
-from dashboards.series import MissingData
+from dashboards.series import MissingData, cutout_arm
 from dashboards.sweeps import combine, load_sweep, view_stats
 from search_spaces import get_preset
 from search_spaces import margin as margin_space
@@ -194,19 +194,20 @@ def test_overlap_vs_patch_bars_are_the_best_of_each_family(figure_sweeps, source
 
 
 @pytest.mark.parametrize("source", SOURCES)
-def test_cutout_figure_compares_zero_and_blur_fill_at_each_size(figure_sweeps, source):
+def test_cutout_figure_compares_zero_and_each_blur_at_each_size(figure_sweeps, source):
     (axes,) = axes_of(cutout_figure(sweep_of(figure_sweeps, "cutout-digits", source=source)))
     assert_labelled(axes)
-    scores = {run["params"]["views.params.fill"]: run["history"][-1][1] for run in runs_of(figure_sweeps["cutout-digits"])}
-    assert set(scores) == {"zero", "blur"}
+    scores = {
+        cutout_arm(run["params"]["views.params.fill"], run["params"].get("views.params.blur")): run["history"][-1][1]
+        for run in runs_of(figure_sweeps["cutout-digits"])
+    }
+    assert set(scores) == {"cutout", "cutout-blur 0.5", "cutout-blur 1"}
     legend = [text.get_text() for text in axes.get_legend().get_texts()]
-    assert legend == ["untrained encoder", "raw pixels", "cutout", "cutout-blur"], "lines first, then the bars"
+    assert legend == ["untrained encoder", "raw pixels", "cutout", "cutout-blur 0.5", "cutout-blur 1"], "lines first, then the bars"
     assert_baselines(axes, figure_sweeps["cutout-digits"])
-    for fill in ("zero", "blur"):
-        (bars,) = [c for c in axes.containers if getattr(c, "patches", None) and c.patches[0].get_gid() == f"mean:digits:{fill}"] or [
-            c for c in axes.containers if c.get_label() == {"zero": "cutout", "blur": "cutout-blur"}[fill]
-        ]
-        assert [bar.get_height() for bar in bars] == pytest.approx([scores[fill]])
+    for arm, score in scores.items():
+        (bars,) = [c for c in axes.containers if getattr(c, "patches", None) and c.get_label() == arm]
+        assert [bar.get_height() for bar in bars] == pytest.approx([score])
     assert [tick.get_text() for tick in axes.get_xticklabels()] == ["0.5"]
 
 
@@ -272,11 +273,12 @@ def test_importance_and_parallel_coordinates_come_from_the_optuna_study(figure_s
 def test_view_gallery_shows_each_setting_the_sweep_trained(figure_sweeps):
     sweep = sweep_of(figure_sweeps, "cutout-digits", source="mlflow")
     settings = gallery_settings(sweep.trials)
-    assert [(family, params["fill"], params["hole"]) for family, params in settings] == [("cutout", "blur", 0.5), ("cutout", "zero", 0.5)]
+    assert [(family, params["fill"], params.get("blur") if params["fill"] == "blur" else None, params["hole"]) for family, params in settings] == [
+        ("cutout", "blur", 0.5, 0.5), ("cutout", "blur", 1.0, 0.5), ("cutout", "zero", None, 0.5)]
     figure = gallery_figure(sweep)
     titles = [sub._suptitle.get_text() for sub in figure.subfigs]
-    assert len(titles) == 2 and all("cutout" in title for title in titles)
-    assert sum(1 for axes in figure.get_axes() if axes.get_gid() == "source") == 2 * 3
+    assert len(titles) == 3 and all("cutout" in title for title in titles)
+    assert sum(1 for axes in figure.get_axes() if axes.get_gid() == "source") == 3 * 3
 
 
 def test_realised_view_histograms_match_the_trained_overlaps(figure_sweeps):

@@ -204,16 +204,20 @@ def test_the_page_compares_each_point_with_the_best_pairing_seeds(report, figure
 
 def test_cutout_and_margin_arms_are_compared_seed_by_seed(figure_sweeps):
     from dashboards.comparisons import sweep_comparisons
+    from dashboards.series import cutout_arm
     from dashboards.sweeps import combine, load_sweep
 
     storage = figure_sweeps["cutout-digits"].directory.parent
     sweep = combine([load_sweep(name, storage) for name in ("cutout-digits", "margin-scenes")])
     found = dict(sweep_comparisons(sweep))
     cutout = parquet_trials(figure_sweeps["cutout-digits"])
-    by_fill = {fill: dict(zip(group["seed"], group["final_knn_top1"])) for fill, group in cutout.groupby(cutout["params"].map(lambda p: p["fill"]))}
-    (hole,) = found["Fig. 4"].comparisons
-    assert (hole.setting, hole.baseline, hole.arm) == ("digits, cutout size 0.5", "cutout", "cutout-blur")
-    assert (hole.result.pairs, hole.result.difference) == pytest.approx((1, by_fill["blur"][0] - by_fill["zero"][0]))
+    arms = cutout["params"].map(lambda params: cutout_arm(params["fill"], params.get("blur")))
+    by_arm = {arm: dict(zip(group["seed"], group["final_knn_top1"])) for arm, group in cutout.groupby(arms)}
+    half, whole = found["Fig. 4"].comparisons
+    assert [(item.setting, item.baseline, item.arm) for item in (half, whole)] == [
+        ("digits, cutout size 0.5", "cutout", "cutout-blur 0.5"), ("digits, cutout size 0.5", "cutout", "cutout-blur 1")]
+    for item in (half, whole):
+        assert (item.result.pairs, item.result.difference) == pytest.approx((1, by_arm[item.arm][0] - by_arm["cutout"][0]))
     margins = parquet_trials(figure_sweeps["margin-scenes"])
     arm_of = lambda mode, k: mode if mode != "distance" else f"distance k={k:.4g}"
     by_arm = {arm_of(mode, k): score for mode, k, score in zip(margins["margin"], margins["margin_k"], margins["final_knn_top1"])}

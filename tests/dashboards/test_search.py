@@ -23,7 +23,7 @@ def cutout_study(values):
         hole = trial.suggest_float("views.params.hole", 0.1, 0.7)
         fill = trial.suggest_categorical("views.params.fill", ["zero", "blur"])
         if fill == "blur":
-            trial.suggest_float("views.params.blur_sigma", 0.5, 4.0, log=True)
+            trial.suggest_float("views.params.blur", 0.25, 1.0, log=True)
         if index == len(values) - 1:
             trial.report(value, step=1)
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -36,7 +36,7 @@ def test_the_space_is_described_as_the_searcher_drew_it():
     space = searched_space(cutout_study([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]))
     assert space["views.params.hole"] == "float in [0.1, 0.7]"
     assert space["views.params.fill"] == "one of ['zero', 'blur']"
-    assert space["views.params.blur_sigma"] == "float in [0.5, 4], log", "the conditional param of the blur trials"
+    assert space["views.params.blur"] == "float in [0.25, 1], log", "the conditional param of the blur trials"
 
 
 def test_importances_cover_the_varied_params_and_sum_to_one():

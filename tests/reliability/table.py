@@ -127,7 +127,7 @@ def bad_inputs(scratch: Path) -> list[tuple[str, str]]:
         "--space overlap --set views.family=overlap --set views.params.overlap=1.2",
         "--space patch --set views.family=patch --set views.params.patch=0",
         "--space exclusive --set views.family=exclusive --set views.params.gap=1",
-        "--space cutout --set views.family=cutout --set views.params.fill=blur --set views.params.hole=0.1 --set views.params.blur_sigma=3",
+        "--space cutout --set views.family=cutout --set views.params.fill=blur --set views.params.hole=0.1 --set views.params.blur=0.5",
         "--space overlap --epochs 0",
         "--space overlap --epochs -3",
         "--space margin --set margin.mode=distance --set margin.k=-1",

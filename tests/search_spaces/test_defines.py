@@ -1,5 +1,7 @@
 """Each define-by-run against a real TPE study: ranges, conditional branches, valid configs."""
 
+import math
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -27,7 +29,7 @@ EXPECTED_KEYS = {
     "overlap": {"views.params.overlap"},
     "patch": {"views.params.patch"},
     "exclusive": {"views.params.gap"},
-    "cutout": {"views.params.hole", "views.params.fill", "views.params.blur_sigma"},
+    "cutout": {"views.params.hole", "views.params.fill", "views.params.blur"},
     "margin": {"margin.mode", "margin.m", "margin.k"},
 }
 EXPECTED_CONSTANTS = {
@@ -46,9 +48,9 @@ def check_param(name: str, value: object, params: dict, size: int) -> None:
     elif name in CHOICES:
         assert value in CHOICES[name], (name, value)
     else:
-        assert name == "views.params.blur_sigma"
+        assert name == "views.params.blur"
         hole = params["views.params.hole"]
-        assert cutout.BLUR_SIGMA_LOW <= value <= cutout.max_blur_sigma(hole, size)
+        assert max(cutout.BLUR_RANGE[0], cutout.min_blur(hole, size)) <= value <= cutout.BLUR_RANGE[1]
 
 
 @pytest.mark.parametrize("size", [16, 32])
@@ -74,32 +76,36 @@ def test_module_defines_match_registry() -> None:
     assert constants == {"views.family": "cutout"}
 
 
-def test_cutout_blur_sigma_only_with_blur_fill() -> None:
+def test_cutout_blur_only_with_blur_fill() -> None:
     fills_seen = set()
     for trial, _ in run_define(cutout.define_for(16), 120):
         fill = trial.params["views.params.fill"]
         fills_seen.add(fill)
-        assert ("views.params.blur_sigma" in trial.params) == (fill == "blur")
+        assert ("views.params.blur" in trial.params) == (fill == "blur")
     assert fills_seen == {"zero", "blur", "none"}
 
 
-def test_cutout_blur_sigma_bound_follows_the_drawn_hole() -> None:
+def test_cutout_blur_bound_follows_the_drawn_hole() -> None:
     size = 16
+    lows = set()
     for trial, _ in run_define(cutout.define_for(size), 80):
         if trial.params["views.params.fill"] != "blur":
             continue
-        distribution = trial.distributions["views.params.blur_sigma"]
+        distribution = trial.distributions["views.params.blur"]
         hole = trial.params["views.params.hole"]
-        assert distribution.high == cutout.max_blur_sigma(hole, size)
-        assert cutout.blur_fits(hole, trial.params["views.params.blur_sigma"], size)
+        assert distribution.low == max(cutout.BLUR_RANGE[0], cutout.min_blur(hole, size))
+        assert distribution.high == cutout.BLUR_RANGE[1]
+        assert cutout.blur_fits(hole, trial.params["views.params.blur"], size)
+        lows.add(distribution.low)
+    assert len(lows) > 1, "at 16 px the small holes need more than the searched minimum"
 
 
 def test_cutout_define_rejects_views_too_small_for_any_blur() -> None:
     with pytest.raises(ConfigError) as error:
         cutout.define_for(8)
     assert error.value.field == "views.size"
-    assert "at least 10 px" in str(error.value)
-    cutout.define_for(10)
+    assert "at least 11 px" in str(error.value)
+    cutout.define_for(11)
 
 
 def test_margin_parameters_follow_the_mode() -> None:
@@ -113,19 +119,20 @@ def test_margin_parameters_follow_the_mode() -> None:
 
 
 @given(hole=st.floats(0.01, 0.99), size=st.integers(1, 512))
-def test_max_blur_sigma_is_the_largest_that_the_cutout_family_accepts(
-    hole: float, size: int
-) -> None:
-    sigma = cutout.max_blur_sigma(hole, size)
-    if sigma == 0.0:
-        assert not cutout.blur_fits(hole, 1e-6, size)
+def test_min_blur_is_the_smallest_that_the_cutout_family_accepts(hole: float, size: int) -> None:
+    smallest = cutout.min_blur(hole, size)
+    if smallest > 1:
+        with pytest.raises(ConfigError):
+            make_views("cutout", size=size, hole=hole, fill="blur", blur=1.0)
         return
-    make_views("cutout", size=size, hole=hole, fill="blur", blur_sigma=sigma)
+    make_views("cutout", size=size, hole=hole, fill="blur", blur=smallest)
     with pytest.raises(ConfigError):
-        make_views("cutout", size=size, hole=hole, fill="blur", blur_sigma=sigma + 1e-9)
+        make_views("cutout", size=size, hole=hole, fill="blur", blur=math.nextafter(smallest, 0.0))
 
 
-def test_max_blur_sigma_known_values() -> None:
-    assert cutout.max_blur_sigma(0.1, 16) == pytest.approx(2 / 3)
-    assert cutout.max_blur_sigma(0.25, 32) == pytest.approx(7 / 3)
-    assert cutout.max_blur_sigma(0.01, 16) == 0.0
+def test_min_blur_known_values() -> None:
+    # the shortest side of a hole of aspect in (3/4, 4/3) is sqrt(hole * 3/4) of the view
+    assert cutout.min_blur(0.1, 16) == pytest.approx(3 / (math.sqrt(0.075) * 16))
+    assert cutout.min_blur(0.75, 16) == pytest.approx(3 / 12)
+    assert cutout.min_blur(1 / 3, 12) == pytest.approx(0.5)
+    assert cutout.min_blur(0.01, 16) > 1

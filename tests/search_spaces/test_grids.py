@@ -79,45 +79,41 @@ def test_the_matched_scale_follows_the_views() -> None:
     assert margin.matched_distance_scale(small) < margin.matched_distance_scale(large)
 
 
-def cutout_points(zero_holes: list[float], blur_holes: list[float]) -> list[dict]:
+def cutout_points(blur_holes: dict[float, list[float]]) -> list[dict]:
+    """Per hole, the zero fill, then the blurs listed for it."""
     points = []
     for hole in HOLES:
-        if hole in zero_holes:
+        points.append({"views.family": "cutout", "views.params.hole": hole, "views.params.fill": "zero"})
+        for blur in blur_holes[hole]:
             points.append(
-                {"views.family": "cutout", "views.params.hole": hole, "views.params.fill": "zero"}
-            )
-        if hole in blur_holes:
-            points.append(
-                {
-                    "views.family": "cutout",
-                    "views.params.hole": hole,
-                    "views.params.fill": "blur",
-                    "views.params.blur_sigma": 1.0,
-                }
+                {"views.family": "cutout", "views.params.hole": hole, "views.params.fill": "blur", "views.params.blur": blur}
             )
     return points
+
+
+def blurs_from(half_from: float, whole_from: float) -> dict[float, list[float]]:
+    """Blur 0.5 at holes from ``half_from``, blur 1.0 at holes from ``whole_from``."""
+    return {hole: [blur for blur, low in ((0.5, half_from), (1.0, whole_from)) if hole >= low] for hole in HOLES}
 
 
 @pytest.mark.parametrize(
     ("size", "blur_holes"),
     [
-        (32, HOLES),  # hole 0.1 is 10.1 px wide: the 7 px kernel of sigma 1 fits everywhere
-        (16, HOLES[1:]),  # hole 0.1 is 5.06 px, 0.2 is 7.16 px
-        (12, HOLES[3:]),  # hole 0.3 is 6.57 px, 0.4 is 7.59 px
-        (8, []),  # hole 0.7 is 6.69 px
+        # the shortest side of a hole is sqrt(hole * 3/4) * size; blur b fits when b * side >= 3 px
+        (32, blurs_from(0.1, 0.1)),  # hole 0.1: 8.76 px
+        (16, blurs_from(0.2, 0.1)),  # hole 0.1: 4.38 px, 0.2: 6.20 px
+        (12, blurs_from(0.4, 0.1)),  # hole 0.3: 5.69 px, 0.4: 6.57 px
+        (8, blurs_from(1.0, 0.2)),  # hole 0.1: 2.19 px, 0.2: 3.10 px, 0.7: 5.80 px
+        (5, blurs_from(1.0, 0.5)),  # hole 0.4: 2.74 px, 0.5: 3.06 px
     ],
 )
-def test_cutout_grid_skips_blur_points_whose_kernel_does_not_fit(
-    size: int, blur_holes: list[float]
-) -> None:
-    assert cutout.grid(size) == cutout_points(HOLES, blur_holes)
+def test_cutout_grid_skips_blur_points_whose_kernel_does_not_fit(size: int, blur_holes: dict[float, list[float]]) -> None:
+    assert cutout.grid(size) == cutout_points(blur_holes)
 
 
-def test_cutout_grid_blur_sigma_is_a_parameter() -> None:
-    points = cutout.grid(16, blur_sigma=0.5)  # a 5 px kernel fits hole 0.1 (5.06 px)
-    assert [p["views.params.blur_sigma"] for p in points if p["views.params.fill"] == "blur"] == [
-        0.5
-    ] * 7
+def test_cutout_grid_blurs_are_a_parameter() -> None:
+    points = cutout.grid(16, blurs=(0.75,))  # a 3 px kernel at 0.75 of hole 0.1's 4.38 px side
+    assert [p["views.params.blur"] for p in points if p["views.params.fill"] == "blur"] == [0.75] * 7
 
 
 @pytest.mark.parametrize("size", [16, 32, 64])
@@ -156,7 +152,7 @@ def test_grid_search_space_sorted_unique_values_per_key() -> None:
     space = grid_search_space(cutout.grid(16))
     assert space["views.params.hole"] == HOLES
     assert space["views.params.fill"] == ["blur", "zero"]
-    assert space["views.params.blur_sigma"] == [1.0]
+    assert space["views.params.blur"] == [0.5, 1.0]
 
 
 def test_with_seeds_every_point_and_seed_exactly_once_points_outer() -> None:

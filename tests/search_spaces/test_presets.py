@@ -124,14 +124,16 @@ def test_figure_settings() -> None:
 def test_cutout_presets_leave_out_the_blur_that_does_not_fit_their_views() -> None:
     real, bundled = get_preset("fig4-cutout"), get_preset("fig4-cutout-bundled")
     assert (real.size, bundled.size) == (32, 16)
-    assert len(real.points()) == 14 * 3
+    assert len(real.points()) == 7 * 3 * 3, "every hole: zero fill and both blurs, 3 seeds"
     full_grid = SEARCH_SPACES["cutout"].grid(bundled.base_config())
-    assert {p["views.params.hole"] for p in full_grid if p["views.params.fill"] == "blur"} == {0.2, 0.3, 0.4, 0.5, 0.6, 0.7}
-    # the bundled figure keeps only holes where both fills run: every comparison is paired
-    fills = {}
+    half_blur = {p["views.params.hole"] for p in full_grid if p.get("views.params.blur") == 0.5}
+    assert half_blur == {0.2, 0.3, 0.4, 0.5, 0.6, 0.7}
+    # the bundled figure keeps only holes where every arm runs: every comparison is paired
+    arms = {}
     for point in bundled.points():
-        fills.setdefault(point["views.params.hole"], set()).add(point["views.params.fill"])
-    assert fills == {hole: {"zero", "blur"} for hole in (0.2, 0.4, 0.6)}
+        arms.setdefault(point["views.params.hole"], set()).add((point["views.params.fill"], point.get("views.params.blur")))
+    assert arms == {hole: {("zero", None), ("blur", 0.5), ("blur", 1.0)} for hole in (0.3, 0.5)}
+    assert bundled.num_trials == 18
 
 
 def test_margin_presets_train_scene_centric_and_evaluate_object_centric() -> None:

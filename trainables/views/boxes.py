@@ -100,6 +100,15 @@ def sample_sides(
     return box_w, box_h
 
 
+def shortest_side_on_square(area_fraction: float, ratio: tuple[float, float]) -> float:
+    """The shortest side, over the image side, that :func:`sample_sides` can give a box covering
+    ``area_fraction`` of a square image. Its aspect ``a = w / h`` lies in ``ratio`` clamped to what
+    fits, ``[area_fraction, 1 / area_fraction]``; its shorter side is ``sqrt(area * min(a, 1 / a))``,
+    which is smallest at an end of that range: ``min(low, 1 / high)``."""
+    low, high = (min(max(r, area_fraction), 1 / area_fraction) for r in ratio)
+    return math.sqrt(area_fraction * min(low, 1 / high))
+
+
 def place_uniform(
     box_w: Tensor, box_h: Tensor, height: float, width: float, generator: torch.Generator | None
 ) -> Tensor:

@@ -17,11 +17,15 @@ from trainables.views import boxes as B
 from trainables.views.geometry import ViewGeometry
 from trainables.views.pairs import feasible_overlap_range, largest_exclusive_gap, sample_overlapping_pairs
 from trainables.views.render import (
-    blur_kernel_size,
+    MIN_KERNEL,
+    blur_fits,
     crop_resize,
     crop_resize_one,
     fill_holes,
     hole_mask,
+    hole_shorter_side,
+    relative_blur,
+    smallest_fitting_blur,
 )
 
 RATIO = (3 / 4, 4 / 3)
@@ -365,14 +369,24 @@ class Cutout(ViewSampler):
     """View 1 is the whole image with a hole filled; view 2 is the hole's region.
 
     ``hole`` is the hole's area over the image area (the paper's cutout size). ``fill`` is
-    ``zero`` (black: cutout), ``blur`` (a Gaussian blur of ``blur_sigma`` output pixels: the
-    paper's cutout-blur) or ``none`` (untouched: this is then the patch augmentation). The hole's
-    aspect ratio is log-uniform in ``ratio`` where it fits and its position uniform.
+    ``zero`` (black: cutout), ``blur`` (a Gaussian blur: the paper's cutout-blur) or ``none``
+    (untouched: this is then the patch augmentation). The hole's aspect ratio is log-uniform in
+    ``ratio`` where it fits and its position uniform.
+
+    ``blur`` in (0, 1] is the blur's strength relative to the hole: the kernel's +-3 sigma window
+    spans ``blur`` of the hole's shorter side in view 1 (output pixels), per sample, so sigma is
+    ``blur * side / 6`` and the kernel the largest odd side up to ``blur * side``
+    (:func:`~trainables.views.render.relative_blur`). Being a fraction of the hole, it removes the
+    same share of the hole's structure at every resolution, and the kernel fits the hole by
+    construction; a sigma fixed in pixels was a different share of each hole and view size.
+    ``validate`` asks that ``blur`` of the shortest side a hole can have on a square image spans
+    a 3 px kernel. On other images view 1 is stretched to a square and a hole can be narrower
+    there: the kernel follows that real side, and is never under 3 px.
     """
 
     hole: float = 0.25
     fill: str = "zero"
-    blur_sigma: float = 1.0
+    blur: float = 1.0
     ratio: tuple[float, float] = RATIO
 
     def validate(self) -> None:
@@ -380,17 +394,16 @@ class Cutout(ViewSampler):
         check_choice(self.field("fill"), self.fill, FILLS)
         _check_ratio(self.field("ratio"), self.ratio)
         if self.fill == "blur":
-            check_range(self.field("blur_sigma"), self.blur_sigma, 0, low_open=True)
-            kernel = blur_kernel_size(self.blur_sigma)
-            hole_side = math.sqrt(self.hole) * self.size
-            if kernel > hole_side:
-                largest_sigma = max(0.0, math.floor((hole_side - 1) / 2) / 3)
+            check_range(self.field("blur"), self.blur, 0, 1, low_open=True)
+            side = B.shortest_side_on_square(self.hole, self.ratio) * self.size
+            if not blur_fits(self.blur, side):
+                smallest = smallest_fitting_blur(side)
+                remedy = f"blur >= {math.ceil(smallest * 1e4) / 1e4:g}" if smallest <= 1 else "a larger hole or view size"
                 raise ConfigError(
-                    self.field("blur_sigma"),
-                    self.blur_sigma,
-                    f"a blur kernel ({kernel} px) no larger than the hole's side "
-                    f"({hole_side:.1f} px for hole={self.hole} at size={self.size}): "
-                    f"blur_sigma <= {largest_sigma:.2f}, or a larger hole",
+                    self.field("blur"),
+                    self.blur,
+                    f"a blur whose kernel (blur x the hole's shorter side) spans at least {MIN_KERNEL} px; "
+                    f"the hole's shorter side can be {side:.2f} px (hole={self.hole} at size={self.size}): {remedy}",
                 )
 
     def sample_boxes(self, n, height, width, generator):
@@ -408,7 +421,8 @@ class Cutout(ViewSampler):
 
     def fill_hole(self, views: Tensor, holes: Tensor, frames: Tensor) -> Tensor:
         """Fill each ``(B, 4)`` hole of views ``(B, C, size, size)`` cut from ``frames``."""
-        return fill_holes(views, hole_mask(holes, frames, self.size), self.fill, self.blur_sigma)
+        kernel_sizes, sigmas = relative_blur(self.blur, hole_shorter_side(holes, frames, self.size))
+        return fill_holes(views, hole_mask(holes, frames, self.size), self.fill, kernel_sizes, sigmas)
 
 
 def _image_text(height: int, width: int) -> str:

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import roi_align
-from torchvision.transforms.v2 import functional as TF
 
 
 def to_float(images: Tensor) -> Tensor:
@@ -113,16 +112,74 @@ def hole_mask(holes: Tensor, frames: Tensor, size: int) -> Tensor:
     return (cover_y[:, :, None] * cover_x[:, None, :]).unsqueeze(1)
 
 
-def blur_kernel_size(sigma: float) -> int:
-    """Odd Gaussian kernel side covering +-3 sigma."""
-    return 2 * math.ceil(3 * sigma) + 1
+def hole_shorter_side(holes: Tensor, frames: Tensor, size: int) -> Tensor:
+    """``(B,)`` the shorter side, in output pixels, of each hole in a ``size x size`` view cut from ``frames``."""
+    width = (holes[:, 2] - holes[:, 0]) * size / (frames[:, 2] - frames[:, 0])
+    height = (holes[:, 3] - holes[:, 1]) * size / (frames[:, 3] - frames[:, 1])
+    return torch.minimum(width, height)
 
 
-def fill_holes(views: Tensor, mask: Tensor, fill: str, blur_sigma: float) -> Tensor:
+MIN_KERNEL = 3
+
+
+def relative_blur(blur: float, shorter_side: Tensor) -> tuple[Tensor, Tensor]:
+    """Per hole, the Gaussian kernel side and sigma of a blur whose +-3 sigma window spans
+    ``blur`` of the hole's shorter side: sigma ``blur * side / 6`` and the kernel the largest
+    odd integer no larger than ``blur * side``, at least ``MIN_KERNEL``."""
+    extent = blur * shorter_side
+    odd = 2 * torch.floor((extent - 1) / 2) + 1
+    return odd.clamp_min(MIN_KERNEL).long(), extent / 6
+
+
+def blur_fits(blur: float, shorter_side: float) -> bool:
+    """Whether ``blur`` of a hole's shorter side spans a ``MIN_KERNEL`` px kernel."""
+    return blur * shorter_side >= MIN_KERNEL
+
+
+def smallest_fitting_blur(shorter_side: float) -> float:
+    """The smallest ``blur`` that :func:`blur_fits` a hole of ``shorter_side`` output pixels
+    (exactly, past any rounding error); above 1 when no blur in (0, 1] fits."""
+    blur = MIN_KERNEL / shorter_side
+    while not blur_fits(blur, shorter_side):
+        blur = math.nextafter(blur, math.inf)
+    while blur_fits(math.nextafter(blur, 0.0), shorter_side):
+        blur = math.nextafter(blur, 0.0)
+    return blur
+
+
+def gaussian_taps(kernel_sizes: Tensor, sigmas: Tensor, width: int, dtype: torch.dtype) -> Tensor:
+    """``(B, width)`` normalised 1-D Gaussians centred in ``width`` (odd) taps, each zero past
+    its own kernel: torchvision's ``gaussian_blur`` kernels, padded to a common width."""
+    half = width // 2
+    offsets = torch.arange(-half, half + 1, dtype=dtype, device=sigmas.device)
+    inside = offsets.abs()[None, :] <= (kernel_sizes[:, None] // 2).to(dtype)
+    pdf = torch.exp(-0.5 * (offsets[None, :] / sigmas[:, None].to(dtype)) ** 2) * inside
+    return pdf / pdf.sum(dim=1, keepdim=True)
+
+
+def gaussian_blur_per_sample(images: Tensor, kernel_sizes: Tensor, sigmas: Tensor) -> Tensor:
+    """Blur each float image of ``(B, C, H, W)`` with its own Gaussian (odd side
+    ``kernel_sizes[i]``, ``sigmas[i]`` pixels) as torchvision's ``gaussian_blur`` blurs one
+    image, but separably: reflect padding to the batch's largest kernel, whose taps past a
+    smaller kernel are zero."""
+    batch, channels, height, width = images.shape
+    side = int(kernel_sizes.max())
+    taps = gaussian_taps(kernel_sizes.to(images.device), sigmas.to(images.device), side, images.dtype)
+    weights = taps.repeat_interleave(channels, dim=0)
+    flat = F.pad(images.reshape(1, batch * channels, height, width), [side // 2] * 4, mode="reflect")
+    rows = F.conv2d(flat, weights[:, None, None, :], groups=batch * channels)
+    both = F.conv2d(rows, weights[:, None, :, None], groups=batch * channels)
+    return both.reshape(batch, channels, height, width)
+
+
+def fill_holes(
+    views: Tensor, mask: Tensor, fill: str, kernel_sizes: Tensor | None = None, sigmas: Tensor | None = None
+) -> Tensor:
     """Fill the masked region of each view: black (``zero``), blurred (``blur``) or not (``none``).
 
-    The blur is a Gaussian of ``blur_sigma`` output pixels; blending by the coverage mask keeps
-    the region's edges sub-pixel exact.
+    The blur of view ``i`` is a Gaussian of side ``kernel_sizes[i]`` and ``sigmas[i]`` output
+    pixels (see :func:`relative_blur`); blending by the coverage mask keeps the region's edges
+    sub-pixel exact.
     """
     if fill == "none":
         return views
@@ -131,8 +188,9 @@ def fill_holes(views: Tensor, mask: Tensor, fill: str, blur_sigma: float) -> Ten
     if fill == "zero":
         filled = source * (1 - mask)
     elif fill == "blur":
-        kernel = blur_kernel_size(blur_sigma)
-        blurred = TF.gaussian_blur(source, kernel_size=[kernel, kernel], sigma=[blur_sigma, blur_sigma])
+        if kernel_sizes is None or sigmas is None:
+            raise ValueError("fill='blur' needs each view's kernel_sizes and sigmas")
+        blurred = gaussian_blur_per_sample(source, kernel_sizes, sigmas)
         filled = source * (1 - mask) + blurred * mask
     else:
         raise ValueError(f"fill={fill!r} is invalid: expected one of 'blur', 'none', 'zero'")
