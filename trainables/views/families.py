@@ -220,14 +220,14 @@ class Overlap(ViewSampler):
             raise ConfigError(
                 self.field(field), value,
                 f"a {field.replace('_', ' ')} of at most {largest:.4f}, the largest crop of aspect ratio in "
-                f"{list(ratio)} that fits {_image_text(height, width)}",
+                f"{_pair_text(ratio)} that fits {_image_text(height, width)}",
             )
         if not low < self.overlap < high:
             raise ConfigError(
                 self.field("overlap"),
                 self.overlap,
-                f"the open range ({low:.4f}, {high:.4f}) that crops of area {list(area)} and aspect ratio "
-                f"{list(ratio)} can share on {_image_text(height, width)}",
+                f"the open range ({low:.4f}, {high:.4f}) that crops of area {_pair_text(area)} and aspect ratio "
+                f"{_pair_text(ratio)} can share on {_image_text(height, width)}",
             )
 
     def sample_boxes(self, n, height, width, generator):
@@ -317,7 +317,7 @@ class Exclusive(ViewSampler):
                 self.field("gap"), self.gap,
                 f"a number in (0, {largest:.4f}]: the largest gap between crops of {self.crop} of "
                 f"{_image_text(height, width)} that leaves their aspect ratio and offset random "
-                f"(aspect ratio in {list(self.ratio)}); a smaller crop holds a larger gap",
+                f"(aspect ratio in {_pair_text(self.ratio)}); a smaller crop holds a larger gap",
             )
 
     def sample_boxes(self, n, height, width, generator):
@@ -423,6 +423,10 @@ class Cutout(ViewSampler):
         """Fill each ``(B, 4)`` hole of views ``(B, C, size, size)`` cut from ``frames``."""
         kernel_sizes, sigmas = relative_blur(self.blur, hole_shorter_side(holes, frames, self.size))
         return fill_holes(views, hole_mask(holes, frames, self.size), self.fill, kernel_sizes, sigmas)
+
+
+def _pair_text(pair: tuple[float, float]) -> str:
+    return "[" + ", ".join(f"{value:.4g}" for value in pair) + "]"
 
 
 def _image_text(height: int, width: int) -> str:
