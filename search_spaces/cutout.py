@@ -1,7 +1,7 @@
 """Cutout and cutout-blur (paper 3.2, Fig. 4): the image with a hole filled, and the hole.
 
 The blur's strength ``blur`` is the share of the hole's shorter side that its Gaussian kernel
-spans (see :class:`~trainables.views.families.Cutout`). Its kernel must span at least 3 output
+spans (see :class:`~trainables.views.cutout.Cutout`). Its kernel must span at least 3 output
 pixels of the shortest side a hole can have, so the smallest valid ``blur`` depends on the hole
 and on the view size: the define-by-run derives the lower bound of ``blur`` from the hole it has
 just drawn, and the grid skips blur points that do not fit, as the paper's Fig. 4 does.

@@ -54,7 +54,7 @@ def test_one_image_transform_renders_per_sample_what_batch_renders(monkeypatch):
         transform = TwoViewTransform(make_views(family, size=24, **params), flip_only)
         batched = transform.batch(image[None], torch.Generator().manual_seed(3))
         with monkeypatch.context() as patched:
-            patched.setattr("trainables.views.families.crop_resize", None)  # per-sample path only
+            patched.setattr("trainables.views.sampler.crop_resize", None)  # per-sample path only
             single = transform(image, torch.Generator().manual_seed(3))
         assert torch.equal(single.geometry.boxes, batched.geometry.boxes)
         assert torch.equal(single.flipped, batched.flipped) and len(single) == 1

@@ -188,7 +188,7 @@ def test_calling_a_sampler_renders_per_sample_what_batch_renders(family, monkeyp
     sampler = make_views(family, size=SIZE)
     image = random_images(1, 30, 44, torch.uint8, 1)[0]
     view1, view2, geometry = sampler.batch(image[None], torch.Generator().manual_seed(4))
-    monkeypatch.setattr("trainables.views.families.crop_resize", None)  # the batched path is not used
+    monkeypatch.setattr("trainables.views.sampler.crop_resize", None)  # the batched path is not used
     single1, single2, single_geometry = sampler(image, torch.Generator().manual_seed(4))
     assert torch.equal(single_geometry.boxes, geometry.boxes[0])
     assert_same_views(view1[0], single1)
