@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from trainables.config import TrainConfig, set_path
+from trainables.config import TrainConfig, apply_overrides, switch_family
 from trainables.recipes import RECIPES, recipe
 from trainables.validation import ConfigError
 
@@ -86,12 +86,13 @@ def load_config(recipe_name: str, config_file: Path | None, overrides: dict[str,
     """Recipe, then the YAML file's fields, then the overrides; validated once at the end."""
     config = recipe(recipe_name).to_dict()
     _merge(config, read_yaml(config_file))
-    for path, value in overrides.items():
-        set_path(config, path, value)
+    apply_overrides(config, overrides)
     return TrainConfig.from_dict(config)
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
+    if isinstance(update.get("views"), dict) and "family" in update["views"]:
+        switch_family(base, update["views"]["family"])
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict) and key != "params":
             _merge(base[key], value)

@@ -198,10 +198,10 @@ class TrainConfig:
         return build(cls, data, prefix="")
 
     def replace(self, **overrides: Any) -> TrainConfig:
-        """A copy with dotted-path overrides, e.g. ``replace(**{"views.params.overlap": 0.3})``."""
+        """A copy with dotted-path overrides, e.g. ``replace(**{"views.params.overlap": 0.3})``
+        (see :func:`apply_overrides`)."""
         data = self.to_dict()
-        for path, value in overrides.items():
-            set_path(data, path, value)
+        apply_overrides(data, overrides)
         return TrainConfig.from_dict(data)
 
 
@@ -214,6 +214,28 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+FAMILY_PATH = "views.family"
+
+
+def switch_family(data: dict[str, Any], family: Any) -> None:
+    """Set the views' family in a config mapping; a different family starts with no params,
+    since the old ones (a recipe's ``distribution`` of ``random_crop``, say) are not its own."""
+    views = data.setdefault("views", {})
+    if views.get("family", ViewConfig.family) != family:
+        views["params"] = {}
+    views["family"] = family
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Set dotted-path overrides on a config mapping, ``views.family`` first (which clears the
+    params of another family, :func:`switch_family`), then the rest in order."""
+    if FAMILY_PATH in overrides:
+        switch_family(data, overrides[FAMILY_PATH])
+    for path, value in overrides.items():
+        if path != FAMILY_PATH:
+            set_path(data, path, value)
 
 
 def set_path(data: dict[str, Any], path: str, value: Any) -> None:

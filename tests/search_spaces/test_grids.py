@@ -69,7 +69,7 @@ def test_the_matched_distance_arm_has_the_fixed_margins_mean_size(dataset: str, 
     fresh = base.views.build().sample(20_000, height, width, torch.Generator().manual_seed(1))
     assert float((matched["margin.k"] * fresh.phi).mean()) == pytest.approx(margin.PAPER_FIXED_MARGIN, rel=0.01)
     paper_arm = margin.grid_for(base)[2]
-    assert float((paper_arm["margin.k"] * fresh.phi).mean()) < 0.6 * margin.PAPER_FIXED_MARGIN, "k=1 is the smaller margin"
+    assert float((paper_arm["margin.k"] * fresh.phi).mean()) < 0.7 * margin.PAPER_FIXED_MARGIN, "k=1 is the smaller margin"
 
 
 def test_the_matched_scale_follows_the_views() -> None:

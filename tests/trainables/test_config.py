@@ -85,3 +85,22 @@ def test_no_recipe_uses_a_k_above_its_banks_smallest_class(name: str) -> None:
     config = recipe(name)
     smallest = DATASETS[config.data.eval_dataset].smallest_class
     assert smallest is not None and config.knn.k <= smallest
+
+
+def test_recipes_crop_as_torchvision_but_the_bundled_ones_keep_area_first():
+    from trainables.recipes import RECIPES, recipe
+
+    for name in RECIPES:
+        expected = "area_first" if name in ("digits", "patterns", "patterns-quick") else "torchvision"
+        assert recipe(name).views.build().distribution == expected, name
+
+
+def test_a_new_view_family_starts_without_the_old_familys_params():
+    from trainables.recipes import recipe
+
+    switched = recipe("patterns-quick", **{"views.params.overlap": 0.3, "views.family": "overlap"})
+    assert (switched.views.family, switched.views.params) == ("overlap", {"overlap": 0.3})
+    again = switched.replace(**{"views.family": "overlap", "views.params.crop_area": [0.5, 0.5]})
+    assert again.views.params == {"overlap": 0.3, "crop_area": [0.5, 0.5]}, "the same family keeps its params"
+    back = switched.replace(**{"views.family": "random_crop"})
+    assert back.views.params == {} and back.views.build().distribution == "torchvision"

@@ -30,17 +30,17 @@ CROP_DISTRIBUTIONS = ("area_first", "torchvision")
 class RandomCrop(ViewSampler):
     """The SimSiam baseline: two independent RandomResizedCrop boxes.
 
-    ``distribution="torchvision"`` draws from exactly ``RandomResizedCrop.get_params(scale,
-    ratio)``, its 10 tries, whole-pixel sides and centred fallback included
-    (:func:`~trainables.views.boxes.random_resized_crop_boxes`). ``"area_first"`` (the default
-    until the bundled recipes are re-measured on the exact one) draws the area uniformly in
+    ``distribution="torchvision"`` (the default) draws from exactly
+    ``RandomResizedCrop.get_params(scale, ratio)``, its 10 tries, whole-pixel sides and centred
+    fallback included (:func:`~trainables.views.boxes.random_resized_crop_boxes`).
+    ``"area_first"`` (the bundled recipes', on which they were tuned) draws the area uniformly in
     ``scale`` and narrows the aspect ratio to what fits, which keeps more large crops than
     torchvision and lets the aspect leave ``ratio`` on narrow images.
     """
 
     scale: tuple[float, float] = (0.2, 1.0)
     ratio: tuple[float, float] = RATIO
-    distribution: str = "area_first"
+    distribution: str = "torchvision"
 
     def validate(self) -> None:
         check_scale(self.field("scale"), self.scale)

@@ -47,7 +47,7 @@ def aspect_ok_or_forced(boxes, height, width, ratio=(3 / 4, 4 / 3)):
 
 @given(height=sides, width=sides, seed=seeds)
 def test_area_first_random_crop_boxes_have_the_scale_and_ratio_asked_for(height, width, seed):
-    geometry = sample("random_crop", height, width, seed)
+    geometry = sample("random_crop", height, width, seed, distribution="area_first")
     assert_inside_image(geometry, height, width)
     areas = area_fraction(geometry.boxes, height, width)
     assert (areas >= 0.2 - TOL).all() and (areas <= 1 + TOL).all()
@@ -108,7 +108,7 @@ def test_random_crop_matches_torchvision_get_params_by_ks(height, width):
 
 def test_the_ks_comparison_rejects_the_area_first_distribution():
     height, width = 375, 500
-    wrong = make_views("random_crop").sample(KS_BOXES, height, width, torch.Generator().manual_seed(3)).boxes[:, 0]
+    wrong = make_views("random_crop", distribution="area_first").sample(KS_BOXES, height, width, torch.Generator().manual_seed(3)).boxes[:, 0]
     reference = torchvision_boxes(height, width, seed=4)
     statistic = ks_statistic(box_statistics(wrong, height, width)["area"], box_statistics(reference, height, width)["area"])
     assert statistic > KS_CRITICAL
