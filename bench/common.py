@@ -23,7 +23,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved_seconds(candidates: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int = 1) -> dict[str, float]:
+def interleaved_seconds(
+    candidates: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int = 1
+) -> dict[str, float]:
     """Median seconds of each candidate, timed in alternation (A B A B ...) so that a noisy
     machine slows all of them alike and their ratios stay meaningful."""
     for run in candidates.values():
@@ -57,6 +59,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 def parser(description: str) -> argparse.ArgumentParser:
     arguments = argparse.ArgumentParser(description=description)
     arguments.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    arguments.add_argument("--smoke", action="store_true", help="tiny sizes: proves the benchmark runs (CI)")
+    arguments.add_argument(
+        "--smoke", action="store_true", help="tiny sizes: proves the benchmark runs (CI)"
+    )
     arguments.add_argument("--repeats", type=int, default=5)
     return arguments

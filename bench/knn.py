@@ -29,13 +29,17 @@ def problem(sizes: dict[str, int], device: torch.device):
     generator = torch.Generator().manual_seed(0)
     queries = torch.randn(sizes["queries"], sizes["dim"], generator=generator).to(device)
     bank = torch.randn(sizes["bank"], sizes["dim"], generator=generator).to(device)
-    query_labels = torch.randint(sizes["classes"], (sizes["queries"],), generator=generator).to(device)
+    query_labels = torch.randint(sizes["classes"], (sizes["queries"],), generator=generator).to(
+        device
+    )
     bank_labels = torch.randint(sizes["classes"], (sizes["bank"],), generator=generator).to(device)
     return queries, query_labels, bank, bank_labels
 
 
 def run_knn(sizes, queries, query_labels, bank, bank_labels):
-    return knn_topk_accuracy(queries, query_labels, bank, bank_labels, sizes["classes"], k=sizes["k"])
+    return knn_topk_accuracy(
+        queries, query_labels, bank, bank_labels, sizes["classes"], k=sizes["k"]
+    )
 
 
 def peak_extra_bytes(sizes: dict[str, int], device: torch.device) -> int:
@@ -50,7 +54,12 @@ def peak_extra_bytes(sizes: dict[str, int], device: torch.device) -> int:
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
     smoke = ["--smoke"] if sizes is SMOKE else []
-    output = subprocess.run([sys.executable, "-m", "bench.knn", "--memory-child", *smoke], capture_output=True, text=True, check=True)
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.knn", "--memory-child", *smoke],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(output.stdout.strip().splitlines()[-1])
 
 
@@ -65,7 +74,9 @@ def peak_resident_bytes() -> int:
 
 def memory_child(sizes: dict[str, int]) -> None:
     inputs = problem(sizes, torch.device("cpu"))
-    run_knn(SMOKE, *problem(SMOKE, torch.device("cpu")))  # code paths loaded, on inputs of their own
+    run_knn(
+        SMOKE, *problem(SMOKE, torch.device("cpu"))
+    )  # code paths loaded, on inputs of their own
     before = peak_resident_bytes()
     run_knn(sizes, *inputs)
     print(peak_resident_bytes() - before)
@@ -93,10 +104,26 @@ def main() -> None:
     ratio = seconds["knn"] / seconds["floor"]
     shape = f"{sizes['queries']} x {sizes['bank']} x {sizes['dim']}, k={sizes['k']}"
     print(f"kNN benchmark on {machine(device)}: {shape}")
-    print(table(
-        ["device", "floor: one matmul (s)", "knn_topk_accuracy (s)", "ratio (target <= 2)", "peak extra memory (GiB, target < 1)"],
-        [[device.type, f"{seconds['floor']:.4g}", f"{seconds['knn']:.4g}", f"{ratio:.2f}", f"{extra / 2**30:.3f}"]],
-    ))
+    print(
+        table(
+            [
+                "device",
+                "floor: one matmul (s)",
+                "knn_topk_accuracy (s)",
+                "ratio (target <= 2)",
+                "peak extra memory (GiB, target < 1)",
+            ],
+            [
+                [
+                    device.type,
+                    f"{seconds['floor']:.4g}",
+                    f"{seconds['knn']:.4g}",
+                    f"{ratio:.2f}",
+                    f"{extra / 2**30:.3f}",
+                ]
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ def reports_of(tracking_uri: str, experiment_name: str) -> list[Report]:
     """Every epoch report of the sweep's child runs, in the order they were logged."""
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name)
-    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'trial'", max_results=1000)
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'trial'", max_results=1000
+    )
     reports = [
         Report(point.timestamp, run.info.run_id, point.step, point.value)
         for run in runs
@@ -62,33 +64,65 @@ def epochs_to_reach(reports: list[Report], target: float) -> int | None:
     return None
 
 
-def run_sweep(directory: Path, name: str, dataset: str, **study: object) -> tuple[list[Report], Baselines]:
+def run_sweep(
+    directory: Path, name: str, dataset: str, **study: object
+) -> tuple[list[Report], Baselines]:
     from study.config import StudyConfig
     from study.sweep import run_study
 
     tracking_uri = f"sqlite:///{directory / 'mlflow.db'}"
-    result = run_study(StudyConfig(space="overlap", dataset=dataset, name=name, storage=str(directory / "runs"), tracking_uri=tracking_uri, **study))
+    result = run_study(
+        StudyConfig(
+            space="overlap",
+            dataset=dataset,
+            name=name,
+            storage=str(directory / "runs"),
+            tracking_uri=tracking_uri,
+            **study,
+        )
+    )
     return reports_of(tracking_uri, result.name), result.baselines
 
 
-def fraction_row(sweep: str, reports: list[Report], target: float, grid_epochs: int) -> tuple[list[str], float | None]:
+def fraction_row(
+    sweep: str, reports: list[Report], target: float, grid_epochs: int
+) -> tuple[list[str], float | None]:
     """The table row of one sweep, and its fraction of the grid's epochs (None: target not reached)."""
     reached = epochs_to_reach(reports, target)
     fraction = None if reached is None else reached / grid_epochs
     row = [
-        sweep, str(len({report.trial for report in reports})), str(len(reports)), f"{max(report.knn_top1 for report in reports):.4f}",
-        "not reached" if reached is None else str(reached), "-" if fraction is None else f"{fraction:.2f}",
+        sweep,
+        str(len({report.trial for report in reports})),
+        str(len(reports)),
+        f"{max(report.knn_top1 for report in reports):.4f}",
+        "not reached" if reached is None else str(reached),
+        "-" if fraction is None else f"{fraction:.2f}",
     ]
     return row, fraction
 
 
 def main() -> None:
     arguments = parser(__doc__.splitlines()[0])
-    arguments.add_argument("--dataset", default="patterns", help="a bundled dataset (default: patterns)")
-    arguments.add_argument("--samples", type=int, default=16, help="TPE trials (the overlap-search-bundled preset: 16)")
-    arguments.add_argument("--epochs", type=int, default=None, help="epochs per trial, ASHA's max_t (default: the dataset's recipe's)")
+    arguments.add_argument(
+        "--dataset", default="patterns", help="a bundled dataset (default: patterns)"
+    )
+    arguments.add_argument(
+        "--samples", type=int, default=16, help="TPE trials (the overlap-search-bundled preset: 16)"
+    )
+    arguments.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs per trial, ASHA's max_t (default: the dataset's recipe's)",
+    )
     arguments.add_argument("--seed", type=int, default=0, help="the training seed of every trial")
-    arguments.add_argument("--searcher-seeds", type=int, nargs="+", default=[0, 1, 2], help="one TPE + ASHA sweep per seed")
+    arguments.add_argument(
+        "--searcher-seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="one TPE + ASHA sweep per seed",
+    )
     args = arguments.parse_args()
     common: dict[str, object] = {"seeds": (args.seed,)}
     if args.smoke or args.epochs is not None:
@@ -98,21 +132,57 @@ def main() -> None:
     grid_only = {"views.params.overlap": [0.3, 0.6]} if args.smoke else {}
     samples = 2 if args.smoke else args.samples
     searcher_seeds = args.searcher_seeds[:1] if args.smoke else args.searcher_seeds
-    headers = ["sweep", "trials", "epochs trained", "best kNN top-1", "epochs to reach target", "fraction of the grid's epochs"]
+    headers = [
+        "sweep",
+        "trials",
+        "epochs trained",
+        "best kNN top-1",
+        "epochs to reach target",
+        "fraction of the grid's epochs",
+    ]
     with tempfile.TemporaryDirectory(prefix="bench-search-") as scratch:
-        grid, baselines = run_sweep(Path(scratch), "grid", args.dataset, grid=True, grid_only=grid_only, early_stopping=False, seed=args.seed, **common)
+        grid, baselines = run_sweep(
+            Path(scratch),
+            "grid",
+            args.dataset,
+            grid=True,
+            grid_only=grid_only,
+            early_stopping=False,
+            seed=args.seed,
+            **common,
+        )
         grid_best = max(report.knn_top1 for report in grid)
         target = grid_best - TOLERANCE
         grid_epochs = len(grid)
         epochs = max(report.epoch for report in grid)
-        print(f"Search efficiency on bundled {args.dataset}, overlap space, {epochs} epochs per trial, training seed {args.seed}")
-        print(f"baselines: untrained encoder {baselines.untrained_mean:.4f} (seed {args.seed}), raw pixels {baselines.pixels:.4f}")
+        print(
+            f"Search efficiency on bundled {args.dataset}, overlap space, {epochs} epochs per trial, training seed {args.seed}"
+        )
+        print(
+            f"baselines: untrained encoder {baselines.untrained_mean:.4f} (seed {args.seed}), raw pixels {baselines.pixels:.4f}"
+        )
         print(f"grid best kNN top-1 {grid_best:.4f}; target: a report of at least {target:.4f}")
-        print(table(headers, [fraction_row("grid (every point, every epoch)", grid, target, grid_epochs)[0]]), flush=True)
+        print(
+            table(
+                headers,
+                [fraction_row("grid (every point, every epoch)", grid, target, grid_epochs)[0]],
+            ),
+            flush=True,
+        )
         rows, fractions = [], []
         for seed in searcher_seeds:
-            reports, _ = run_sweep(Path(scratch), f"asha-tpe-{seed}", args.dataset, num_samples=samples, early_stopping=True, seed=seed, **common)
-            row, fraction = fraction_row(f"ASHA + TPE ({samples} trials), searcher seed {seed}", reports, target, grid_epochs)
+            reports, _ = run_sweep(
+                Path(scratch),
+                f"asha-tpe-{seed}",
+                args.dataset,
+                num_samples=samples,
+                early_stopping=True,
+                seed=seed,
+                **common,
+            )
+            row, fraction = fraction_row(
+                f"ASHA + TPE ({samples} trials), searcher seed {seed}", reports, target, grid_epochs
+            )
             print(f"searcher seed {seed}: " + " | ".join(row[1:]), flush=True)
             rows.append(row)
             fractions.append(1.0 if fraction is None else fraction)
@@ -121,9 +191,12 @@ def main() -> None:
     spread = f", std {statistics.stdev(fractions):.2f}" if len(fractions) > 1 else ""
     met = sum(fraction <= TARGET_FRACTION for fraction in fractions)
     verdict = "met" if mean <= TARGET_FRACTION else "not met"
-    print(f"ASHA + TPE over {len(fractions)} searcher seed{'s' if len(fractions) > 1 else ''}: mean fraction {mean:.2f}{spread} "
-          f"(a seed that never reached the target counts as 1.00); {met} of {len(fractions)} within {TARGET_FRACTION:.0%}; "
-          f"target <= {TARGET_FRACTION:.0%} on the mean: {verdict}")
+    print(
+        f"ASHA + TPE over {len(fractions)} searcher seed{'s' if len(fractions) > 1 else ''}: mean fraction {mean:.2f}{spread} "
+        f"(a seed that never reached the target counts as 1.00); {met} of {len(fractions)} within {TARGET_FRACTION:.0%}; "
+        f"target <= {TARGET_FRACTION:.0%} on the mean: {verdict}"
+    )
+
 
 if __name__ == "__main__":
     main()

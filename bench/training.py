@@ -59,16 +59,46 @@ def configure(setting: Setting, device: torch.device) -> TrainConfig:
     return recipe(setting.recipe, **{**VIEWS, **setting.overrides, "device": device.type})
 
 
-def full_pass(net, optimizer, dataset, indices: torch.Tensor, transform: TwoViewTransform, config: TrainConfig, runtime: Runtime) -> None:
+def full_pass(
+    net,
+    optimizer,
+    dataset,
+    indices: torch.Tensor,
+    transform: TwoViewTransform,
+    config: TrainConfig,
+    runtime: Runtime,
+) -> None:
     """``steps`` training steps of the real code, views included (as ``train`` runs an epoch)."""
-    batches = view_batches(dataset, indices, transform, config.batch_size, torch.Generator().manual_seed(1), seed=1, epoch=0)
+    batches = view_batches(
+        dataset,
+        indices,
+        transform,
+        config.batch_size,
+        torch.Generator().manual_seed(1),
+        seed=1,
+        epoch=0,
+    )
     train_epoch(net, optimizer, batches, config, runtime)
 
 
-def prepared_views(dataset, indices: torch.Tensor, transform: TwoViewTransform, config: TrainConfig, runtime: Runtime):
+def prepared_views(
+    dataset,
+    indices: torch.Tensor,
+    transform: TwoViewTransform,
+    config: TrainConfig,
+    runtime: Runtime,
+):
     """The views of a full pass, normalised on the device, and each pair's margin."""
     prepared = []
-    for batch in view_batches(dataset, indices, transform, config.batch_size, torch.Generator().manual_seed(1), seed=1, epoch=0):
+    for batch in view_batches(
+        dataset,
+        indices,
+        transform,
+        config.batch_size,
+        torch.Generator().manual_seed(1),
+        seed=1,
+        epoch=0,
+    ):
         margin = config.margin.margin(batch.geometry.phi.to(runtime.device, torch.float32))
         view1 = normalize(batch.view1, runtime.device, channels_last=runtime.cuda)
         view2 = normalize(batch.view2, runtime.device, channels_last=runtime.cuda)
@@ -82,7 +112,9 @@ def model_pass(net, optimizer, prepared, runtime: Runtime) -> None:
     for view1, view2, margin in prepared:
         with runtime.autocast():
             output = net(view1, view2)
-        terms = simsiam_loss_terms(output.p1.float(), output.p2.float(), output.z1.float(), output.z2.float(), margin)
+        terms = simsiam_loss_terms(
+            output.p1.float(), output.p2.float(), output.z1.float(), output.z2.float(), margin
+        )
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         optimizer.step()
@@ -90,7 +122,11 @@ def model_pass(net, optimizer, prepared, runtime: Runtime) -> None:
 
 def main() -> None:
     arguments = parser(__doc__.splitlines()[0])
-    arguments.add_argument("--compile", action="store_true", help="also time torch.compile(model) on the model-only step")
+    arguments.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time torch.compile(model) on the model-only step",
+    )
     args = arguments.parse_args()
     device = device_from(args.device)
     runtime = Runtime.detect(device.type)
@@ -109,7 +145,9 @@ def main() -> None:
         transform = TwoViewTransform(config.views.build(), config.photometric)
         prepared = prepared_views(dataset, indices, transform, config, runtime)
         candidates = {
-            "full": lambda: full_pass(model, optimizer, dataset, indices, transform, config, runtime),
+            "full": lambda: full_pass(
+                model, optimizer, dataset, indices, transform, config, runtime
+            ),
             "model": lambda: model_pass(model, optimizer, prepared, runtime),
         }
         compiled_rate = "-"
@@ -119,29 +157,55 @@ def main() -> None:
             try:
                 model_pass(compiled, optimizer, prepared[:1], runtime)
             except Exception as error:  # inductor needs a working C++ (or Triton) toolchain
-                notes.append(f"{setting.name}: torch.compile failed ({type(error).__name__}: {str(error)[:200]})")
+                notes.append(
+                    f"{setting.name}: torch.compile failed ({type(error).__name__}: {str(error)[:200]})"
+                )
             else:
-                notes.append(f"{setting.name}: torch.compile's first step took {time.perf_counter() - started:.0f} s (compilation)")
+                notes.append(
+                    f"{setting.name}: torch.compile's first step took {time.perf_counter() - started:.0f} s (compilation)"
+                )
                 candidates["compiled"] = lambda: model_pass(compiled, optimizer, prepared, runtime)
         seconds = interleaved_seconds(candidates, device, repeats=1 if args.smoke else args.repeats)
         full_rate, model_rate = images / seconds["full"], images / seconds["model"]
         if "compiled" in seconds:
             compiled_rate = f"{images / seconds['compiled']:,.1f}"
-        rows.append([
-            setting.name, config.model.backbone, f"{config.views.size} px", str(config.batch_size),
-            f"{full_rate:,.1f}", f"{model_rate:,.1f}", f"{full_rate / model_rate:.2f}", compiled_rate,
-        ])
+        rows.append(
+            [
+                setting.name,
+                config.model.backbone,
+                f"{config.views.size} px",
+                str(config.batch_size),
+                f"{full_rate:,.1f}",
+                f"{model_rate:,.1f}",
+                f"{full_rate / model_rate:.2f}",
+                compiled_rate,
+            ]
+        )
     precision = "channels_last, bf16 autocast" if runtime.cuda else "float32"
-    print(f"training throughput on {machine(device)}, {precision}, overlap views (overlap 0.5), data in memory")
+    print(
+        f"training throughput on {machine(device)}, {precision}, overlap views (overlap 0.5), data in memory"
+    )
     if not compile_model:
-        notes.append("torch.compile not timed (pass --compile: on 2 CPU cores it compiles for 0.5 to 2 min per setting)")
+        notes.append(
+            "torch.compile not timed (pass --compile: on 2 CPU cores it compiles for 0.5 to 2 min per setting)"
+        )
     for note in notes:
         print(note)
-    print(table(
-        ["setting", "backbone", "views", "batch", "full step (img/s)", "model-only step (img/s)",
-         "ratio full / model-only (target >= 0.8 CPU, 0.9 GPU)", "model-only, torch.compile (img/s)"],
-        rows,
-    ))
+    print(
+        table(
+            [
+                "setting",
+                "backbone",
+                "views",
+                "batch",
+                "full step (img/s)",
+                "model-only step (img/s)",
+                "ratio full / model-only (target >= 0.8 CPU, 0.9 GPU)",
+                "model-only, torch.compile (img/s)",
+            ],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -70,11 +70,19 @@ def run_sweep(directory: Path, trials: int, smoke: bool) -> None:
     from study.sweep import run_study
 
     limit = 64 if smoke else 512
-    run_study(StudyConfig(
-        space="overlap", dataset="digits", num_samples=trials, epochs=1, max_concurrent_trials=1,
-        overrides={"data.limit": limit, "data.eval_limit": limit},
-        name="trial-overhead", storage=str(directory / "runs"), tracking_uri=f"sqlite:///{directory / 'mlflow.db'}",
-    ))
+    run_study(
+        StudyConfig(
+            space="overlap",
+            dataset="digits",
+            num_samples=trials,
+            epochs=1,
+            max_concurrent_trials=1,
+            overrides={"data.limit": limit, "data.eval_limit": limit},
+            name="trial-overhead",
+            storage=str(directory / "runs"),
+            tracking_uri=f"sqlite:///{directory / 'mlflow.db'}",
+        )
+    )
 
 
 def empty_loop(config: dict) -> None:
@@ -92,7 +100,11 @@ def empty_trial(config: dict) -> None:
     trainer = TorchTrainer(
         empty_loop,
         scaling_config=ScalingSpec().scaling_config(),
-        run_config=RunConfig(name=f"empty-{tune.get_context().get_trial_id()}", storage_path=config["storage"], callbacks=[TuneReportCallback()]),
+        run_config=RunConfig(
+            name=f"empty-{tune.get_context().get_trial_id()}",
+            storage_path=config["storage"],
+            callbacks=[TuneReportCallback()],
+        ),
     )
     os.environ[POLL_INTERVAL_VARIABLE] = str(TrainerSpec().poll_interval_s)
     mark("trial.tracked")
@@ -101,14 +113,16 @@ def empty_trial(config: dict) -> None:
 
 def run_floor(directory: Path, trials: int) -> None:
     """Tune trials that each run a TorchTrainer doing nothing but one report."""
-    from study.tuner import TRIAL_DRIVER_MEMORY
     from study.trial import TimelineCallback
+    from study.tuner import TRIAL_DRIVER_MEMORY
 
     tune.Tuner(
         tune.with_resources(empty_trial, {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY}),
         param_space={"storage": str(directory / "floor")},
         tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=1),
-        run_config=tune.RunConfig(storage_path=str(directory / "floor"), callbacks=[TimelineCallback()]),
+        run_config=tune.RunConfig(
+            storage_path=str(directory / "floor"), callbacks=[TimelineCallback()]
+        ),
     ).fit()
 
 
@@ -119,8 +133,12 @@ def main() -> None:
     trials = 2 if args.smoke else args.trials
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as scratch:
         timeline = Path(scratch) / "timeline.jsonl"
-        os.environ[TIMELINE_VARIABLE] = str(timeline)  # before Ray starts, so that its workers inherit it
-        ray.init(include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False)  # as `study run` starts it
+        os.environ[TIMELINE_VARIABLE] = str(
+            timeline
+        )  # before Ray starts, so that its workers inherit it
+        ray.init(
+            include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False
+        )  # as `study run` starts it
         try:
             run_sweep(Path(scratch), trials, args.smoke)
             mark(FLOOR_MARK)
@@ -130,24 +148,59 @@ def main() -> None:
         entries = read(timeline)
     split = next(index for index, entry in enumerate(entries) if entry["phase"] == FLOOR_MARK)
     rows = [overhead_row(marks) for marks in trial_timelines(entries[:split])]
-    floor = [marks["trial.result"] - marks["trial.start"] for marks in trial_timelines(entries[split:])]
+    floor = [
+        marks["trial.result"] - marks["trial.start"] for marks in trial_timelines(entries[split:])
+    ]
     phases = list(rows[0])
     median = {phase: statistics.median(row[phase] for row in rows) for phase in phases}
-    print(f"Trial overhead on local Ray: {trials} one-epoch trials on digits, one at a time (seconds)")
-    print(table(
-        ["phase", *(f"trial {index + 1}" for index in range(len(rows))), "median"],
-        [[phase, *(f"{row[phase]:.2f}" for row in rows), f"{median[phase]:.2f}"] for phase in phases],
-    ))
+    print(
+        f"Trial overhead on local Ray: {trials} one-epoch trials on digits, one at a time (seconds)"
+    )
+    print(
+        table(
+            ["phase", *(f"trial {index + 1}" for index in range(len(rows))), "median"],
+            [
+                [phase, *(f"{row[phase]:.2f}" for row in rows), f"{median[phase]:.2f}"]
+                for phase in phases
+            ],
+        )
+    )
     floor_median = statistics.median(floor)
-    print(f"\nSide by side: the same Tune + Train path with an empty training loop (Ray's floor), {trials} trials (seconds)")
-    print(table(
-        ["trial", "start to first report: ours, less compute", "start to first report: empty TorchTrainer", "ours / floor"],
-        [[str(index + 1), f"{row['overhead']:.2f}", f"{empty:.2f}", f"{row['overhead'] / empty:.2f}"] for index, (row, empty) in enumerate(zip(rows, floor))]
-        + [["median", f"{median['overhead']:.2f}", f"{floor_median:.2f}", f"{median['overhead'] / floor_median:.2f}"]],
-    ))
+    print(
+        f"\nSide by side: the same Tune + Train path with an empty training loop (Ray's floor), {trials} trials (seconds)"
+    )
+    print(
+        table(
+            [
+                "trial",
+                "start to first report: ours, less compute",
+                "start to first report: empty TorchTrainer",
+                "ours / floor",
+            ],
+            [
+                [
+                    str(index + 1),
+                    f"{row['overhead']:.2f}",
+                    f"{empty:.2f}",
+                    f"{row['overhead'] / empty:.2f}",
+                ]
+                for index, (row, empty) in enumerate(zip(rows, floor))
+            ]
+            + [
+                [
+                    "median",
+                    f"{median['overhead']:.2f}",
+                    f"{floor_median:.2f}",
+                    f"{median['overhead'] / floor_median:.2f}",
+                ]
+            ],
+        )
+    )
     verdict = "met" if median["overhead"] <= TARGET_SECONDS else "not met"
     print(f"Ray's floor (empty TorchTrainer in a Tune trial): median {floor_median:.2f} s")
-    print(f"median overhead {median['overhead']:.2f} s (target <= {TARGET_SECONDS:.0f} s: {verdict})")
+    print(
+        f"median overhead {median['overhead']:.2f} s (target <= {TARGET_SECONDS:.0f} s: {verdict})"
+    )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ from search_spaces.presets import FIXED_AREA_OVERLAPS, FIXED_CROP_AREA
 from trainables.recipes import recipe
 from trainables.validation import ConfigError
 from trainables.views import ViewGeometry, make_views
-from trainables.views.families import RATIO
 from trainables.views.boxes import box_height, box_width
+from trainables.views.families import RATIO
 
 PARAMS_PREFIX = "views.params."
 WHOLE_FIRST_VIEW = ("patch", "cutout")
@@ -54,7 +54,11 @@ def points() -> Iterator[tuple[str, dict]]:
 
 
 def parameters(point: Point) -> dict:
-    return {key.removeprefix(PARAMS_PREFIX): value for key, value in point.items() if key.startswith(PARAMS_PREFIX)}
+    return {
+        key.removeprefix(PARAMS_PREFIX): value
+        for key, value in point.items()
+        if key.startswith(PARAMS_PREFIX)
+    }
 
 
 def cropped_views(geometry: ViewGeometry, family: str) -> Tensor:
@@ -63,11 +67,15 @@ def cropped_views(geometry: ViewGeometry, family: str) -> Tensor:
 
 
 def spread(values: Tensor) -> str:
-    low, median, high = torch.quantile(values.double(), torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64)).tolist()
+    low, median, high = torch.quantile(
+        values.double(), torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64)
+    ).tolist()
     return f"{median:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def describe(family: str, params: dict, height: int, width: int, pairs: int) -> tuple[str, str, str]:
+def describe(
+    family: str, params: dict, height: int, width: int, pairs: int
+) -> tuple[str, str, str]:
     sampler = make_views(family, size=VIEW_SIZE, **params)
     try:
         sampler.check_image(height, width)
@@ -87,12 +95,20 @@ def main() -> None:
     print(f"# Realised view geometry: median [5%, 95%] over {pairs} pairs per row, seed 0\n")
     for height, width in IMAGE_SIZES:
         rows = [
-            (family, ", ".join(f"{key}={value}" for key, value in params.items()) or "defaults",
-             *describe(family, params, height, width, pairs))
+            (
+                family,
+                ", ".join(f"{key}={value}" for key, value in params.items()) or "defaults",
+                *describe(family, params, height, width, pairs),
+            )
             for family, params in points()
         ]
         print(f"## {height}x{width} images\n")
-        print(table(("family", "parameters", "crop area", "crop aspect (w/h)", "centre distance phi"), rows))
+        print(
+            table(
+                ("family", "parameters", "crop area", "crop aspect (w/h)", "centre distance phi"),
+                rows,
+            )
+        )
         print()
 
 

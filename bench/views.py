@@ -41,19 +41,30 @@ def source_images(count: int, side: int) -> torch.Tensor:
     """Smooth random colour fields (not flat noise, so resampling does real work)."""
     generator = torch.Generator().manual_seed(0)
     coarse = torch.randint(0, 256, (count, 3, 8, 8), generator=generator, dtype=torch.uint8).float()
-    return torch.nn.functional.interpolate(coarse, size=(side, side), mode="bilinear", align_corners=False).round().to(torch.uint8)
+    return (
+        torch.nn.functional.interpolate(
+            coarse, size=(side, side), mode="bilinear", align_corners=False
+        )
+        .round()
+        .to(torch.uint8)
+    )
 
 
 class ReferencePairs(Dataset):
     def __init__(self, images: torch.Tensor, size: int) -> None:
-        self.images = [Image.fromarray(np.ascontiguousarray(image.permute(1, 2, 0).numpy())) for image in images]
-        self.transform = T.Compose([
-            T.RandomResizedCrop(size, scale=(0.2, 1.0)),
-            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-            T.RandomGrayscale(p=0.2),
-            T.RandomHorizontalFlip(),
-            T.PILToTensor(),
-        ])
+        self.images = [
+            Image.fromarray(np.ascontiguousarray(image.permute(1, 2, 0).numpy()))
+            for image in images
+        ]
+        self.transform = T.Compose(
+            [
+                T.RandomResizedCrop(size, scale=(0.2, 1.0)),
+                T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+                T.RandomGrayscale(p=0.2),
+                T.RandomHorizontalFlip(),
+                T.PILToTensor(),
+            ]
+        )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -66,8 +77,19 @@ class ReferencePairs(Dataset):
 class BatchedPairs(Dataset):
     """One item per batch: the whole batch's views rendered at once."""
 
-    def __init__(self, images: torch.Tensor, transform: TwoViewTransform, batch_size: int, device: torch.device) -> None:
-        self.images, self.transform, self.batch_size, self.device = images, transform, batch_size, device
+    def __init__(
+        self,
+        images: torch.Tensor,
+        transform: TwoViewTransform,
+        batch_size: int,
+        device: torch.device,
+    ) -> None:
+        self.images, self.transform, self.batch_size, self.device = (
+            images,
+            transform,
+            batch_size,
+            device,
+        )
 
     def __len__(self) -> int:
         return len(self.images) // self.batch_size
@@ -87,28 +109,49 @@ def drain(loader) -> int:
 
 def main() -> None:
     arguments = parser(__doc__.splitlines()[0])
-    arguments.add_argument("--workers", type=int, default=2, help="DataLoader worker processes, for both pipelines")
+    arguments.add_argument(
+        "--workers", type=int, default=2, help="DataLoader worker processes, for both pipelines"
+    )
     args = arguments.parse_args()
     device = device_from(args.device)
-    workers = 0 if device.type == "cuda" else args.workers  # on GPU ours renders on the device, in the main process
+    workers = (
+        0 if device.type == "cuda" else args.workers
+    )  # on GPU ours renders on the device, in the main process
     rows = []
     for size, (side, count) in (SMOKE_SETTINGS if args.smoke else SETTINGS).items():
         images = source_images(count, side)
         batch = min(BATCH, count)
         reference = ReferencePairs(images, size)
-        candidates = {"reference": lambda: drain(DataLoader(reference, batch_size=batch, num_workers=args.workers))}
+        candidates = {
+            "reference": lambda: drain(
+                DataLoader(reference, batch_size=batch, num_workers=args.workers)
+            )
+        }
         for family, params in FAMILIES.items():
             name, fill = ("cutout", params) if family.startswith("cutout") else (family, params)
             transform = TwoViewTransform(make_views(name, size=size, **fill), PhotometricConfig())
-            pairs = BatchedPairs(images.to(device) if device.type == "cuda" else images, transform, batch, device)
-            candidates[family] = (lambda pairs=pairs: drain(DataLoader(pairs, batch_size=None, num_workers=workers)))
-        seconds = interleaved_seconds(candidates, device, repeats=1 if args.smoke else args.repeats, warmup=0 if args.smoke else 1)
+            pairs = BatchedPairs(
+                images.to(device) if device.type == "cuda" else images, transform, batch, device
+            )
+            candidates[family] = lambda pairs=pairs: drain(
+                DataLoader(pairs, batch_size=None, num_workers=workers)
+            )
+        seconds = interleaved_seconds(
+            candidates,
+            device,
+            repeats=1 if args.smoke else args.repeats,
+            warmup=0 if args.smoke else 1,
+        )
         reference_rate = count / seconds["reference"]
-        rows.append([f"{size} px", "reference (torchvision, PIL)", f"{reference_rate:,.0f}", "1.00"])
+        rows.append(
+            [f"{size} px", "reference (torchvision, PIL)", f"{reference_rate:,.0f}", "1.00"]
+        )
         for family in FAMILIES:
             rate = (count // batch * batch) / seconds[family]
             rows.append([f"{size} px", family, f"{rate:,.0f}", f"{rate / reference_rate:.2f}"])
-    print(f"view throughput on {machine(device)}, {args.workers} DataLoader workers for the reference, {workers} for ours")
+    print(
+        f"view throughput on {machine(device)}, {args.workers} DataLoader workers for the reference, {workers} for ours"
+    )
     print(table(["size", "pipeline", "pairs/s", "ratio to reference (target >= 3 on CPU)"], rows))
 
 

@@ -89,5 +89,9 @@ def grid(size: int = DEFAULT_SIZE, blurs: tuple[float, ...] = GRID_BLURS) -> lis
     points: list[Point] = []
     for hole in decimal_steps(*HOLE_RANGE, GRID_STEP):
         points.append({FAMILY: "cutout", HOLE: hole, FILL: "zero"})
-        points.extend({FAMILY: "cutout", HOLE: hole, FILL: "blur", BLUR: blur} for blur in blurs if blur_fits(hole, blur, size))
+        points.extend(
+            {FAMILY: "cutout", HOLE: hole, FILL: "blur", BLUR: blur}
+            for blur in blurs
+            if blur_fits(hole, blur, size)
+        )
     return points

@@ -83,7 +83,9 @@ def grid_define(points: Sequence[Point]) -> DefineFn:
     return functools.partial(_define_grid, points=points, space=space)
 
 
-def _define_grid(trial: optuna.Trial, points: list[Point], space: dict[str, list[Any]]) -> dict[str, Any]:
+def _define_grid(
+    trial: optuna.Trial, points: list[Point], space: dict[str, list[Any]]
+) -> dict[str, Any]:
     _suggest_point(trial.suggest_categorical, points, space)
     return {}
 
@@ -103,7 +105,9 @@ def with_seeds(points: Sequence[Point], seeds: Sequence[int]) -> list[Point]:
     return [{**point, SEED: seed} for point in points for seed in seeds]
 
 
-def select_points(points: Sequence[Point], grid_only: Mapping[str, Sequence[Any]], field: str = "grid_only") -> list[Point]:
+def select_points(
+    points: Sequence[Point], grid_only: Mapping[str, Sequence[Any]], field: str = "grid_only"
+) -> list[Point]:
     """The grid points whose value at every key of ``grid_only`` is one of the values listed;
     errors name ``field`` (the study's ``grid_only``, a preset's ``preset.grid_only``)."""
     if not grid_only:
@@ -118,7 +122,11 @@ def select_points(points: Sequence[Point], grid_only: Mapping[str, Sequence[Any]
         for value in wanted:
             if value not in offered:
                 raise ConfigError(f"{field}.{key}", value, f"one of the grid's values {offered}")
-    selected = [point for point in points if all(point.get(key) in wanted for key, wanted in grid_only.items())]
+    selected = [
+        point
+        for point in points
+        if all(point.get(key) in wanted for key, wanted in grid_only.items())
+    ]
     if not selected:
         raise ConfigError(field, grid_only, "values that together match at least one grid point")
     return selected

@@ -68,7 +68,11 @@ class Preset:
                 )
         object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
         object.__setattr__(self, "seeds", tuple(self.seeds))
-        object.__setattr__(self, "grid_only", MappingProxyType({key: tuple(values) for key, values in self.grid_only.items()}))
+        object.__setattr__(
+            self,
+            "grid_only",
+            MappingProxyType({key: tuple(values) for key, values in self.grid_only.items()}),
+        )
         self._check_mode()
         self.base_config()
         self.points()
@@ -83,7 +87,9 @@ class Preset:
             )
         if self.mode == SEARCH:
             if self.grid_only:
-                raise ConfigError("preset.grid_only", dict(self.grid_only), "empty for a search (it has no grid)")
+                raise ConfigError(
+                    "preset.grid_only", dict(self.grid_only), "empty for a search (it has no grid)"
+                )
             check_range("preset.num_samples", self.num_samples, 1, integer=True)
             if len(self.seeds) != 1:
                 raise ConfigError("preset.seeds", self.seeds, "exactly one seed for a search")
@@ -151,7 +157,11 @@ COCO_TO_CIFAR10 = {
 """Fig. 5's setting on the cifar recipe: COCO scenes cut to 32 px lose most objects, so views are
 64 px, and the ImageNet-stem ResNet-18 (4x downsampling stem) keeps the cost near the CIFAR
 recipe's; the CIFAR-10 kNN images are resized to the same 64 px."""
-SCENES_TO_PATTERNS = {"data.dataset": "pattern-scenes", "data.eval_dataset": "patterns", "views.size": 32}
+SCENES_TO_PATTERNS = {
+    "data.dataset": "pattern-scenes",
+    "data.eval_dataset": "patterns",
+    "views.size": 32,
+}
 """The bundled analogue of Fig. 5: 64 px pattern scenes, 32 px views (16 px views of a scene lose
 its motifs), kNN on the patterned objects at 32 px."""
 
@@ -167,7 +177,12 @@ class _Setting:
 
 
 def _figure(
-    figure: str, name: str, space: str, what: str, real: _Setting, bundled: _Setting,
+    figure: str,
+    name: str,
+    space: str,
+    what: str,
+    real: _Setting,
+    bundled: _Setting,
     views: Mapping[str, Any] | None = None,
 ) -> list[Preset]:
     """The figure on real data and on bundled data; ``views`` adds dotted overrides to both."""
@@ -182,7 +197,10 @@ def _figure(
             seeds=setting.seeds,
             description=(
                 f"{what}; {setting.data}, {setting.epochs} epochs, seeds {list(setting.seeds)}"
-                + "".join(f"; {key.rsplit('.', 1)[-1]} {list(values)} only" for key, values in setting.grid_only.items())
+                + "".join(
+                    f"; {key.rsplit('.', 1)[-1]} {list(values)} only"
+                    for key, values in setting.grid_only.items()
+                )
             ),
             figure=figure,
             grid_only=setting.grid_only,
@@ -218,9 +236,18 @@ def _cifar(epochs: int, seeds: tuple[int, ...] = PAPER_SEEDS) -> _Setting:
     return _Setting("cifar", CIFAR10, epochs, seeds, "CIFAR-10 (cifar recipe, 32 px)")
 
 
-def _patterns(seeds: tuple[int, ...] = BUNDLED_SEEDS, grid_only: Mapping[str, tuple[Any, ...]] | None = None) -> _Setting:
+def _patterns(
+    seeds: tuple[int, ...] = BUNDLED_SEEDS, grid_only: Mapping[str, tuple[Any, ...]] | None = None
+) -> _Setting:
     epochs = RECIPES[BUNDLED_RECIPE]["epochs"]
-    return _Setting(BUNDLED_RECIPE, PATTERNS, epochs, seeds, f"bundled patterns ({BUNDLED_RECIPE} recipe, 32 px)", grid_only or {})
+    return _Setting(
+        BUNDLED_RECIPE,
+        PATTERNS,
+        epochs,
+        seeds,
+        f"bundled patterns ({BUNDLED_RECIPE} recipe, 32 px)",
+        grid_only or {},
+    )
 
 
 def _coco(epochs: int, seeds: tuple[int, ...] = PAPER_SEEDS) -> _Setting:

@@ -46,8 +46,11 @@ class RawPixels(nn.Module):
         return images.flatten(1)
 
 
-def untrained_knn(config: TrainConfig, load_dataset: DatasetLoader = get_dataset,
-                  evaluate: KnnEvaluator | None = None) -> Metrics:
+def untrained_knn(
+    config: TrainConfig,
+    load_dataset: DatasetLoader = get_dataset,
+    evaluate: KnnEvaluator | None = None,
+) -> Metrics:
     """kNN top-1/top-5 of the encoder that :func:`~trainables.train.train` starts from with
     ``config.seed``: the baseline to beat. ``evaluate`` (built from ``config`` when not given)
     lets several seeds share one loaded evaluation set. The global RNG is left as it was."""
@@ -60,8 +63,11 @@ def untrained_knn(config: TrainConfig, load_dataset: DatasetLoader = get_dataset
     return evaluate(model.to(runtime.device), runtime)
 
 
-def pixel_knn(config: TrainConfig, load_dataset: DatasetLoader = get_dataset,
-              evaluate: KnnEvaluator | None = None) -> Metrics:
+def pixel_knn(
+    config: TrainConfig,
+    load_dataset: DatasetLoader = get_dataset,
+    evaluate: KnnEvaluator | None = None,
+) -> Metrics:
     """kNN top-1/top-5 of the raw evaluation pixels. Raises :class:`PixelBankTooLarge` before
     cutting any view when bank and queries would take more than :data:`PIXEL_BANK_LIMIT_BYTES`."""
     runtime = Runtime.detect(config.device)
@@ -93,9 +99,19 @@ class BaselineScore:
     eval_limit: int | None
 
     @classmethod
-    def of(cls, baseline: str, seed: int | None, metrics: Metrics, config: TrainConfig) -> BaselineScore:
-        return cls(baseline, seed, float(metrics["knn_top1"]), float(metrics["knn_top5"]), config.data.eval_dataset,
-                   config.knn.k, config.views.size, config.data.eval_limit)
+    def of(
+        cls, baseline: str, seed: int | None, metrics: Metrics, config: TrainConfig
+    ) -> BaselineScore:
+        return cls(
+            baseline,
+            seed,
+            float(metrics["knn_top1"]),
+            float(metrics["knn_top5"]),
+            config.data.eval_dataset,
+            config.knn.k,
+            config.views.size,
+            config.data.eval_limit,
+        )
 
     @property
     def setting(self) -> tuple[str, int, int, int | None]:
@@ -119,7 +135,10 @@ class Baselines:
     @property
     def untrained(self) -> dict[int, float]:
         """seed -> the untrained encoder's kNN top-1, by seed."""
-        return {score.seed: score.knn_top1 for score in sorted(self.of_kind(UNTRAINED), key=lambda s: s.seed)}
+        return {
+            score.seed: score.knn_top1
+            for score in sorted(self.of_kind(UNTRAINED), key=lambda s: s.seed)
+        }
 
     @property
     def untrained_mean(self) -> float | None:
@@ -146,7 +165,9 @@ class Baselines:
 
     @classmethod
     def from_rows(cls, rows: Iterable[dict[str, Any]]) -> Baselines:
-        return cls(tuple(BaselineScore(**{name: row.get(name) for name in COLUMNS}) for row in rows))
+        return cls(
+            tuple(BaselineScore(**{name: row.get(name) for name in COLUMNS}) for row in rows)
+        )
 
     @classmethod
     def combine(cls, many: Iterable[Baselines]) -> Baselines:
@@ -154,12 +175,18 @@ class Baselines:
         return cls(tuple(dict.fromkeys(score for each in many for score in each.scores)))
 
 
-def sweep_baselines(config: TrainConfig, seeds: Sequence[int], load_dataset: DatasetLoader = get_dataset) -> Baselines:
+def sweep_baselines(
+    config: TrainConfig, seeds: Sequence[int], load_dataset: DatasetLoader = get_dataset
+) -> Baselines:
     """The untrained encoder of each of ``seeds`` and the raw pixels once, on ``config``'s eval
     set (loaded once for all of them). A pixel bank too large to hold is left out, with a warning."""
     evaluate = KnnEvaluator(config, load_dataset, Runtime.detect(config.device).device)
-    scores = [BaselineScore.of(UNTRAINED, seed, untrained_knn(config.replace(seed=seed), evaluate=evaluate), config)
-              for seed in sorted(set(seeds))]
+    scores = [
+        BaselineScore.of(
+            UNTRAINED, seed, untrained_knn(config.replace(seed=seed), evaluate=evaluate), config
+        )
+        for seed in sorted(set(seeds))
+    ]
     try:
         scores.append(BaselineScore.of(PIXELS, None, pixel_knn(config, evaluate=evaluate), config))
     except PixelBankTooLarge as error:
@@ -176,7 +203,9 @@ def describe(baselines: Baselines, best: float | None = None, seed: int | None =
     if untrained:
         seeds = ",".join(str(each) for each in untrained)
         values = "/".join(f"{value:.3f}" for value in untrained.values())
-        parts.append(f"{BASELINE_LABELS[UNTRAINED]} {mean:.3f} ({'seeds' if len(untrained) > 1 else 'seed'} {seeds}: {values})")
+        parts.append(
+            f"{BASELINE_LABELS[UNTRAINED]} {mean:.3f} ({'seeds' if len(untrained) > 1 else 'seed'} {seeds}: {values})"
+        )
     if pixels is not None:
         parts.append(f"{BASELINE_LABELS[PIXELS]} {pixels:.3f}")
     if not parts:
@@ -187,8 +216,11 @@ def describe(baselines: Baselines, best: float | None = None, seed: int | None =
     margins = []
     if untrained:
         own = untrained.get(seed)
-        margins.append(f"untrained {best - own:+.3f} (seed {seed}; mean {best - mean:+.3f})" if own is not None
-                       else f"untrained {best - mean:+.3f} (mean)")
+        margins.append(
+            f"untrained {best - own:+.3f} (seed {seed}; mean {best - mean:+.3f})"
+            if own is not None
+            else f"untrained {best - mean:+.3f} (mean)"
+        )
     if pixels is not None:
         margins.append(f"pixels {best - pixels:+.3f}")
     return f"{text}; best {best:.3f} = {', '.join(margins)}"

@@ -163,16 +163,22 @@ class TrainConfig:
         check_range("loader_workers", self.loader_workers, 0, integer=True)
         if self.optim.warmup_epochs >= self.epochs:
             raise ConfigError(
-                "optim.warmup_epochs", self.optim.warmup_epochs,
+                "optim.warmup_epochs",
+                self.optim.warmup_epochs,
                 f"an integer in [0, {self.epochs - 1}]: the warm-up must end before the last of the {self.epochs} epochs",
             )
         self._check_views_fit_images()
         smallest = DATASETS[self.data.eval_dataset].smallest_class
         if self.knn.k is None:
-            object.__setattr__(self, "knn", dataclasses.replace(self.knn, k=min(DEFAULT_KNN_K, smallest or DEFAULT_KNN_K)))
+            object.__setattr__(
+                self,
+                "knn",
+                dataclasses.replace(self.knn, k=min(DEFAULT_KNN_K, smallest or DEFAULT_KNN_K)),
+            )
         elif smallest is not None and self.knn.k > smallest:
             raise ConfigError(
-                "knn.k", self.knn.k,
+                "knn.k",
+                self.knn.k,
                 f"1..{smallest}: the smallest class of {self.data.eval_dataset}'s kNN bank has {smallest} images",
             )
 
@@ -182,7 +188,8 @@ class TrainConfig:
             self.views.build().check_image(*dataset.image_size)
         except ConfigError as error:
             raise ConfigError(
-                f"views.params.{error.field.split('.', 1)[1]}", error.value,
+                f"views.params.{error.field.split('.', 1)[1]}",
+                error.value,
                 f"{error.valid} ({self.data.dataset}'s images are {dataset.image_size[0]}x{dataset.image_size[1]})",
             ) from None
 
@@ -263,7 +270,9 @@ def build(cls: type, data: Any, prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(prefix + unknown[0], data[unknown[0]], "one of the fields " + ", ".join(sorted(fields)))
+        raise ConfigError(
+            prefix + unknown[0], data[unknown[0]], "one of the fields " + ", ".join(sorted(fields))
+        )
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]
@@ -301,15 +310,29 @@ def matches(value: Any, hint: Any) -> bool:
             return False
         if len(args) == 2 and args[1] is Ellipsis:
             return all(matches(item, args[0]) for item in value)
-        return not args or (len(args) == len(value) and all(matches(item, arg) for item, arg in zip(args, value)))
+        return not args or (
+            len(args) == len(value) and all(matches(item, arg) for item, arg in zip(args, value))
+        )
     if hint is dict or origin is dict:
-        return isinstance(value, dict) and all(matches(key, args[0]) for key in value) if args else isinstance(value, dict)
+        return (
+            isinstance(value, dict) and all(matches(key, args[0]) for key in value)
+            if args
+            else isinstance(value, dict)
+        )
     if hint is list or origin is list:
-        return isinstance(value, list) and (not args or all(matches(item, args[0]) for item in value))
+        return isinstance(value, list) and (
+            not args or all(matches(item, args[0]) for item in value)
+        )
     return isinstance(value, hint) if isinstance(hint, type) else True
 
 
-TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+TYPE_WORDS = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    type(None): "null",
+}
 
 
 def type_name(hint: Any) -> str:

@@ -34,7 +34,9 @@ class HealthConfig:
         check_range("health.collapse_epochs", self.collapse_epochs, 0, integer=True)
 
 
-def stop_reason(history: Sequence[dict[str, Any]], output_dim: int, config: HealthConfig) -> str | None:
+def stop_reason(
+    history: Sequence[dict[str, Any]], output_dim: int, config: HealthConfig
+) -> str | None:
     """Why a run whose epochs so far are ``history`` should stop now, or None to go on."""
     if not history:
         return None
@@ -45,7 +47,7 @@ def stop_reason(history: Sequence[dict[str, Any]], output_dim: int, config: Heal
     if config.collapse_epochs == 0 or len(history) < config.collapse_epochs:
         return None
     threshold = config.collapse_ratio / math.sqrt(output_dim)
-    recent = history[-config.collapse_epochs:]
+    recent = history[-config.collapse_epochs :]
     if all(epoch.get("z_std", math.inf) < threshold for epoch in recent):
         epochs = [epoch.get("epoch") for epoch in recent]
         return (

@@ -44,7 +44,15 @@ def knn_predict(
     bank = F.normalize(bank.float(), dim=1)
     return torch.cat(
         [
-            knn_scores(F.normalize(chunk.float(), dim=1), bank, bank_labels, num_classes, k, temperature, normalized=True).argmax(dim=1)
+            knn_scores(
+                F.normalize(chunk.float(), dim=1),
+                bank,
+                bank_labels,
+                num_classes,
+                k,
+                temperature,
+                normalized=True,
+            ).argmax(dim=1)
             for chunk in queries.split(chunk_size)
         ]
     )
@@ -72,7 +80,15 @@ def knn_topk_accuracy(
     bank = F.normalize(bank.float(), dim=1)
     correct = torch.zeros(len(topk), dtype=torch.long, device=bank.device)
     for chunk, labels in zip(queries.split(chunk_size), query_labels.split(chunk_size)):
-        scores = knn_scores(F.normalize(chunk.float(), dim=1), bank, bank_labels, num_classes, k, temperature, normalized=True)
+        scores = knn_scores(
+            F.normalize(chunk.float(), dim=1),
+            bank,
+            bank_labels,
+            num_classes,
+            k,
+            temperature,
+            normalized=True,
+        )
         hits = scores.topk(largest, dim=1).indices == labels.to(bank.device)[:, None]
         correct += torch.stack([hits[:, :t].any(dim=1).sum() for t in topk])
     return {t: count / len(queries) for t, count in zip(topk, correct.tolist())}

@@ -110,7 +110,9 @@ def projection_mlp(in_dim: int, dim: int, layers: int) -> nn.Sequential:
             nn.Linear(width, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(inplace=True)
         )
         width = dim
-    blocks["output"] = nn.Sequential(nn.Linear(width, dim, bias=False), nn.BatchNorm1d(dim, affine=False))
+    blocks["output"] = nn.Sequential(
+        nn.Linear(width, dim, bias=False), nn.BatchNorm1d(dim, affine=False)
+    )
     return nn.Sequential(blocks)
 
 
@@ -118,7 +120,9 @@ def prediction_mlp(dim: int, hidden_dim: int) -> nn.Sequential:
     return nn.Sequential(
         OrderedDict(
             hidden=nn.Sequential(
-                nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True)
+                nn.Linear(dim, hidden_dim, bias=False),
+                nn.BatchNorm1d(hidden_dim),
+                nn.ReLU(inplace=True),
             ),
             output=nn.Linear(hidden_dim, dim),
         )
@@ -136,7 +140,9 @@ class SimSiam(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.backbone, self.feature_dim = BACKBONES[config.backbone](config.zero_init_residual)
-        self.projector = projection_mlp(self.feature_dim, config.projector_dim, config.projector_layers)
+        self.projector = projection_mlp(
+            self.feature_dim, config.projector_dim, config.projector_layers
+        )
         self.predictor = prediction_mlp(config.projector_dim, config.predictor_hidden_dim)
 
     def encode(self, images: Tensor) -> Tensor:

@@ -45,7 +45,9 @@ class PhotometricConfig:
         for name in ("jitter_p", "grayscale_p", "flip_p", "blur_p"):
             check_range(f"photometric.{name}", getattr(self, name), 0, 1)
         if len(self.blur_sigma) != 2 or not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
-            raise ConfigError("photometric.blur_sigma", self.blur_sigma, "a pair (low, high) with 0 < low <= high")
+            raise ConfigError(
+                "photometric.blur_sigma", self.blur_sigma, "a pair (low, high) with 0 < low <= high"
+            )
 
     @classmethod
     def none(cls) -> PhotometricConfig:
@@ -123,11 +125,15 @@ def adjust_hue(images: Tensor, shifts: Tensor) -> Tensor:
 def gaussian_blur(images: Tensor, sigmas: Tensor, kernel_size: int) -> Tensor:
     """Separable Gaussian blur with a per-image sigma and reflect padding, like torchvision's."""
     count, channels, height, width = images.shape
-    offsets = torch.arange(kernel_size, dtype=images.dtype, device=images.device) - (kernel_size - 1) / 2
+    offsets = (
+        torch.arange(kernel_size, dtype=images.dtype, device=images.device) - (kernel_size - 1) / 2
+    )
     kernels = torch.exp(-0.5 * (offsets[None, :] / sigmas.to(images)[:, None]) ** 2)
     kernels = (kernels / kernels.sum(dim=1, keepdim=True)).repeat_interleave(channels, dim=0)
     pad = kernel_size // 2
-    flat = F.pad(images.reshape(1, count * channels, height, width), (pad, pad, pad, pad), mode="reflect")
+    flat = F.pad(
+        images.reshape(1, count * channels, height, width), (pad, pad, pad, pad), mode="reflect"
+    )
     flat = F.conv2d(flat, kernels.view(-1, 1, 1, kernel_size), groups=count * channels)
     flat = F.conv2d(flat, kernels.view(-1, 1, kernel_size, 1), groups=count * channels)
     return flat.view(count, channels, height, width)
@@ -149,7 +155,9 @@ def _chance(count: int, p: float, generator: torch.Generator | None) -> Tensor:
     return torch.rand(count, generator=generator) < p
 
 
-def _apply(images: Tensor, selected: Tensor, operation: Callable[..., Tensor], *args: Tensor) -> Tensor:
+def _apply(
+    images: Tensor, selected: Tensor, operation: Callable[..., Tensor], *args: Tensor
+) -> Tensor:
     """``operation`` on the selected images only; the rest pass through untouched."""
     if selected.any():
         images = images.clone()
@@ -157,7 +165,9 @@ def _apply(images: Tensor, selected: Tensor, operation: Callable[..., Tensor], *
     return images
 
 
-def color_jitter(images: Tensor, config: PhotometricConfig, generator: torch.Generator | None) -> Tensor:
+def color_jitter(
+    images: Tensor, config: PhotometricConfig, generator: torch.Generator | None
+) -> Tensor:
     """torchvision's ColorJitter per image: the four adjustments in a random order per image."""
     count = images.shape[0]
     factors = torch.stack(
@@ -208,13 +218,17 @@ def augment_batch(
     images = _apply(images, gray.to(device), lambda x: grayscale(x).expand(-1, 3, -1, -1))
     images = torch.where(flipped.to(device).view(-1, 1, 1, 1), images.flip(-1), images)
     kernel = blur_kernel_for(views.shape[-1])
-    images = _apply(images, blur.to(device), lambda x, s: gaussian_blur(x, s, kernel), sigmas.to(device))
+    images = _apply(
+        images, blur.to(device), lambda x, s: gaussian_blur(x, s, kernel), sigmas.to(device)
+    )
     if views.dtype == torch.uint8:
         return images.mul_(255).round_().clamp_(0, 255).to(torch.uint8), flipped
     return images.to(views.dtype), flipped
 
 
-def augment(view: Tensor, config: PhotometricConfig, generator: torch.Generator | None = None) -> tuple[Tensor, bool]:
+def augment(
+    view: Tensor, config: PhotometricConfig, generator: torch.Generator | None = None
+) -> tuple[Tensor, bool]:
     """:func:`augment_batch` for one view ``(3, H, W)``."""
     augmented, flipped = augment_batch(view.unsqueeze(0), config, generator)
     return augmented[0], bool(flipped[0])

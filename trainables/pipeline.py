@@ -55,7 +55,9 @@ class TwoViewTransform:
         view1, view2, geometry = self.sampler(image, generator)
         view1, flip1 = augment_batch(view1.unsqueeze(0), self.photometric, generator)
         view2, flip2 = augment_batch(view2.unsqueeze(0), self.photometric, generator)
-        return ViewBatch(view1, view2, ViewGeometry.stack([geometry]), torch.stack((flip1, flip2), dim=1))
+        return ViewBatch(
+            view1, view2, ViewGeometry.stack([geometry]), torch.stack((flip1, flip2), dim=1)
+        )
 
 
 def collate_view_batches(items: Sequence[ViewBatch]) -> ViewBatch:
@@ -100,7 +102,9 @@ def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
 
 
 class _ViewsOf(Dataset):
-    def __init__(self, source: Dataset, indices: Tensor, transform: TwoViewTransform, seed: int, epoch: int) -> None:
+    def __init__(
+        self, source: Dataset, indices: Tensor, transform: TwoViewTransform, seed: int, epoch: int
+    ) -> None:
         self.source, self.indices, self.transform = source, indices, transform
         self.seed, self.epoch = seed, epoch
 
@@ -173,7 +177,12 @@ def share_skip_marks(dataset: Dataset) -> None:
 
 
 def evaluation_batches(
-    dataset: Dataset, size: int, count: int, batch_size: int = 512, workers: int = 0, crop: float = 1.0
+    dataset: Dataset,
+    size: int,
+    count: int,
+    batch_size: int = 512,
+    workers: int = 0,
+    crop: float = 1.0,
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """``(images, labels)`` of the first ``count`` items, as uint8 evaluation views of ``size``
     (see :func:`evaluation_view` for ``crop``)."""
@@ -182,10 +191,16 @@ def evaluation_batches(
         labels = dataset.labels
         for start in range(0, count, batch_size):
             chunk = images[start : min(start + batch_size, count)]
-            views = chunk if chunk.shape[-2:] == (size, size) and crop == 1 else evaluation_view(chunk, size, crop)
+            views = (
+                chunk
+                if chunk.shape[-2:] == (size, size) and crop == 1
+                else evaluation_view(chunk, size, crop)
+            )
             yield views, labels[start : start + len(chunk)]
         return
     share_skip_marks(dataset)
-    loader = DataLoader(_EvalViewsOf(dataset, count, size, crop), batch_size=batch_size, num_workers=workers)
+    loader = DataLoader(
+        _EvalViewsOf(dataset, count, size, crop), batch_size=batch_size, num_workers=workers
+    )
     for views, labels in loader:
         yield views, torch.as_tensor(labels)

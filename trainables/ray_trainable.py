@@ -60,7 +60,9 @@ class ScalingSpec:
             resources["GPU"] = self.gpus_per_worker
         if self.memory_per_worker:
             resources["memory"] = self.memory_per_worker
-        return ScalingConfig(num_workers=self.num_workers, use_gpu=self.use_gpu, resources_per_worker=resources)
+        return ScalingConfig(
+            num_workers=self.num_workers, use_gpu=self.use_gpu, resources_per_worker=resources
+        )
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -78,7 +80,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     is_chief = ray.train.get_context().get_world_rank() == 0
 
     def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
-        checkpoint = Checkpoint.from_directory(checkpoint_dir) if is_chief and checkpoint_dir else None
+        checkpoint = (
+            Checkpoint.from_directory(checkpoint_dir) if is_chief and checkpoint_dir else None
+        )
         ray.train.report(metrics, checkpoint=checkpoint)
 
     labels = {NODES_KEY: ",".join(worker_nodes())}
@@ -89,7 +93,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             return
         with checkpoint.as_directory() as latest:
             resume_from = readable_checkpoint(resume_candidates(checkpoint, Path(latest)))
-            train(config, report, resume_from=resume_from, workdir=workdir, load_dataset=load_dataset, labels=labels)
+            train(
+                config,
+                report,
+                resume_from=resume_from,
+                workdir=workdir,
+                load_dataset=load_dataset,
+                labels=labels,
+            )
 
 
 NODES_KEY = "nodes"
@@ -145,15 +156,27 @@ def shared_loader(share: ray.actor.ActorHandle):
                 dataset = get_dataset(name, root, split)
                 if not isinstance(dataset, TensorImageDataset):
                     return dataset
-                found = ray.get(share.add.remote(key, (dataset.images.numpy(), dataset.labels.numpy(), dataset.classes)))
+                found = ray.get(
+                    share.add.remote(
+                        key, (dataset.images.numpy(), dataset.labels.numpy(), dataset.classes)
+                    )
+                )
             images, labels, classes = ray.get(found[0])
         except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError):
             # the share or its copy is gone (a resumed sweep's old handle, a lost node): load here
-            logger.warning("the sweep's dataset share is unavailable; loading %s (%s) in this trial", name, split)
+            logger.warning(
+                "the sweep's dataset share is unavailable; loading %s (%s) in this trial",
+                name,
+                split,
+            )
             return get_dataset(name, root, split)
-        with warnings.catch_warnings():  # the store's arrays are read-only; the training code never writes them
+        with (
+            warnings.catch_warnings()
+        ):  # the store's arrays are read-only; the training code never writes them
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            return TensorImageDataset(torch.from_numpy(images), torch.from_numpy(labels), tuple(classes))
+            return TensorImageDataset(
+                torch.from_numpy(images), torch.from_numpy(labels), tuple(classes)
+            )
 
     return load
 
@@ -168,7 +191,14 @@ def resume_candidates(checkpoint: Checkpoint, latest: Path) -> list[Path]:
     if checkpoint.filesystem.type_name != "local":
         return [latest]
     here = Path(checkpoint.path)
-    older = sorted((path for path in here.parent.glob(f"{CHECKPOINT_PREFIX}*") if path.is_dir() and path.name < here.name), reverse=True)
+    older = sorted(
+        (
+            path
+            for path in here.parent.glob(f"{CHECKPOINT_PREFIX}*")
+            if path.is_dir() and path.name < here.name
+        ),
+        reverse=True,
+    )
     return [latest, *older]
 
 
@@ -182,7 +212,9 @@ def readable_checkpoint(candidates: list[Path]) -> Path:
             load_checkpoint(candidate)
             return candidate
         except CheckpointError as error:
-            logger.warning("skipping an unreadable checkpoint, resuming from an earlier one: %s", error)
+            logger.warning(
+                "skipping an unreadable checkpoint, resuming from an earlier one: %s", error
+            )
             problems.append(str(error))
     raise CheckpointError("no readable checkpoint to resume from: " + "; ".join(problems))
 

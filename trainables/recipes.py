@@ -44,7 +44,12 @@ RECIPES: dict[str, dict[str, Any]] = {
         "data": {"dataset": "digits"},
         "views": {**BUNDLED_CROPS, "size": 16},
         "photometric": {"flip_p": 0.0},
-        "model": {"backbone": "small", "projector_dim": 512, "projector_layers": 2, "predictor_hidden_dim": 128},
+        "model": {
+            "backbone": "small",
+            "projector_dim": 512,
+            "projector_layers": 2,
+            "predictor_hidden_dim": 128,
+        },
         "optim": {"base_lr": 0.5},
         "batch_size": 32,
         "epochs": 20,
@@ -54,7 +59,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     "patterns": {
         "data": {"dataset": "patterns"},
         "views": {**BUNDLED_CROPS, "size": 32},
-        "model": {"backbone": "small", "projector_dim": 512, "projector_layers": 2, "predictor_hidden_dim": 128},
+        "model": {
+            "backbone": "small",
+            "projector_dim": 512,
+            "projector_layers": 2,
+            "predictor_hidden_dim": 128,
+        },
         # A 5-epoch warm-up brought the 3 seeds' spread from 0.018 to 0.003 at 36 epochs; 32 epochs
         # keep it at 0.011 within the 10 minutes on 2 cores (bench/RESULTS.md, benchmark 6).
         "optim": {"base_lr": 0.5, "warmup_epochs": 5},

@@ -25,4 +25,6 @@ def mark(phase: str, **fields: object) -> None:
 
 def read(path: str | os.PathLike) -> list[dict]:
     with open(path) as timeline:
-        return sorted((json.loads(line) for line in timeline if line.strip()), key=lambda entry: entry["time"])
+        return sorted(
+            (json.loads(line) for line in timeline if line.strip()), key=lambda entry: entry["time"]
+        )

@@ -88,19 +88,26 @@ class Runtime:
         return cls(torch.device("cpu"), rank, world_size)
 
 
-def scheduled_lr(peak_lr: float, epoch: int, epochs: int, *, schedule: str = "cosine", warmup_epochs: int = 0) -> float:
+def scheduled_lr(
+    peak_lr: float, epoch: int, epochs: int, *, schedule: str = "cosine", warmup_epochs: int = 0
+) -> float:
     """The lr of ``epoch`` (from 0): a linear warm-up to ``peak_lr`` over ``warmup_epochs``, then
     SimSiam's per-epoch cosine decay (or a constant lr) over the remaining epochs."""
     if epoch < warmup_epochs:
         return peak_lr * (epoch + 1) / warmup_epochs
     if schedule == "constant":
         return peak_lr
-    return peak_lr * 0.5 * (1 + math.cos(math.pi * (epoch - warmup_epochs) / (epochs - warmup_epochs)))
+    return (
+        peak_lr * 0.5 * (1 + math.cos(math.pi * (epoch - warmup_epochs) / (epochs - warmup_epochs)))
+    )
 
 
 def build_optimizer(model: SimSiam, config: TrainConfig) -> torch.optim.SGD:
     groups = [
-        {"params": [*model.backbone.parameters(), *model.projector.parameters()], "fixed_lr": False},
+        {
+            "params": [*model.backbone.parameters(), *model.projector.parameters()],
+            "fixed_lr": False,
+        },
         {"params": list(model.predictor.parameters()), "fixed_lr": config.optim.fix_predictor_lr},
     ]
     return torch.optim.SGD(
@@ -110,7 +117,11 @@ def build_optimizer(model: SimSiam, config: TrainConfig) -> torch.optim.SGD:
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, config: TrainConfig, epoch: int) -> float:
     scheduled = scheduled_lr(
-        config.lr, epoch, config.epochs, schedule=config.optim.schedule, warmup_epochs=config.optim.warmup_epochs
+        config.lr,
+        epoch,
+        config.epochs,
+        schedule=config.optim.schedule,
+        warmup_epochs=config.optim.warmup_epochs,
     )
     for group in optimizer.param_groups:
         group["lr"] = config.lr if group["fixed_lr"] else scheduled
@@ -122,7 +133,11 @@ def epoch_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
 
 
 def train_epoch(
-    net: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[ViewBatch], config: TrainConfig, runtime: Runtime
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[ViewBatch],
+    config: TrainConfig,
+    runtime: Runtime,
 ) -> tuple[Metrics, dict[str, torch.Tensor]]:
     """One epoch; returns its metrics and the histograms of the pairs it trained on."""
     net.train()
@@ -141,19 +156,30 @@ def train_epoch(
         terms.loss.backward()
         optimizer.step()
         z_std = 0.5 * (normalized_std(output.z1) + normalized_std(output.z2))
-        margin_mean = torch.as_tensor(0.0 if margin is None else margin, device=runtime.device).float().mean()
+        margin_mean = (
+            torch.as_tensor(0.0 if margin is None else margin, device=runtime.device).float().mean()
+        )
         stats.add_step(
-            {"loss": terms.loss.detach(), "floor_active": terms.floor_active, "z_std": z_std, MARGIN_MEAN: margin_mean},
+            {
+                "loss": terms.loss.detach(),
+                "floor_active": terms.floor_active,
+                "z_std": z_std,
+                MARGIN_MEAN: margin_mean,
+            },
             batch.geometry,
         )
     return stats.metrics(time.perf_counter() - started), stats.histograms()
 
 
 @torch.no_grad()
-def encode_dataset(model: SimSiam, dataset, count: int, config: TrainConfig, runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_dataset(
+    model: SimSiam, dataset, count: int, config: TrainConfig, runtime: Runtime
+) -> tuple[torch.Tensor, torch.Tensor]:
     features, labels = [], []
     crop = DATASETS[config.data.eval_dataset].eval_crop
-    for images, batch_labels in evaluation_batches(dataset, config.views.size, count, workers=config.loader_workers, crop=crop):
+    for images, batch_labels in evaluation_batches(
+        dataset, config.views.size, count, workers=config.loader_workers, crop=crop
+    ):
         with runtime.autocast():
             encoded = model.encode(normalize(images, runtime.device, channels_last=runtime.cuda))
         features.append(encoded.float())
@@ -165,7 +191,12 @@ class KnnEvaluator:
     """kNN top-1/top-5 of the backbone's features: bank from the eval dataset's train split,
     queries from its test split (always labelled splits)."""
 
-    def __init__(self, config: TrainConfig, load: DatasetLoader = get_dataset, device: torch.device | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        load: DatasetLoader = get_dataset,
+        device: torch.device | None = None,
+    ) -> None:
         data = config.data
         info = DATASETS[data.eval_dataset]
         self.num_classes = info.num_classes
@@ -181,12 +212,22 @@ class KnnEvaluator:
     def __call__(self, model: SimSiam, runtime: Runtime) -> Metrics:
         was_training = model.training
         model.eval()
-        bank, bank_labels = encode_dataset(model, self.bank, self.count(self.bank), self.config, runtime)
-        queries, query_labels = encode_dataset(model, self.queries, self.count(self.queries), self.config, runtime)
+        bank, bank_labels = encode_dataset(
+            model, self.bank, self.count(self.bank), self.config, runtime
+        )
+        queries, query_labels = encode_dataset(
+            model, self.queries, self.count(self.queries), self.config, runtime
+        )
         model.train(was_training)
         accuracy = knn_topk_accuracy(
-            queries, query_labels, bank, bank_labels, self.num_classes,
-            k=self.config.knn.k, temperature=self.config.knn.temperature, topk=(1, 5),
+            queries,
+            query_labels,
+            bank,
+            bank_labels,
+            self.num_classes,
+            k=self.config.knn.k,
+            temperature=self.config.knn.temperature,
+            topk=(1, 5),
         )
         return {"knn_top1": accuracy[1], "knn_top5": accuracy[5]}
 
@@ -199,9 +240,20 @@ def resident(dataset: Dataset, device: torch.device | None) -> Dataset:
     return dataset.to(device)
 
 
-def save_checkpoint(directory: Path, model: SimSiam, optimizer: torch.optim.Optimizer, epoch: int, config: TrainConfig) -> Path:
+def save_checkpoint(
+    directory: Path,
+    model: SimSiam,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    config: TrainConfig,
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "config": config.to_dict()}
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "config": config.to_dict(),
+    }
     partial = directory / (CHECKPOINT_FILE + ".partial")
     torch.save(state, partial)
     partial.replace(directory / CHECKPOINT_FILE)
@@ -220,10 +272,16 @@ def load_checkpoint(directory: Path | str, map_location: torch.device | str = "c
         state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError as error:
         raise CheckpointError(f"no checkpoint at {path}") from error
-    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... on bad bytes
+    except (
+        Exception
+    ) as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... on bad bytes
         size = path.stat().st_size
-        raise CheckpointError(f"checkpoint {path} ({size} bytes) is truncated or corrupt: {type(error).__name__}: {error}") from error
-    missing = {"model", "optimizer", "epoch"} - set(state) if isinstance(state, dict) else {"a dict"}
+        raise CheckpointError(
+            f"checkpoint {path} ({size} bytes) is truncated or corrupt: {type(error).__name__}: {error}"
+        ) from error
+    missing = (
+        {"model", "optimizer", "epoch"} - set(state) if isinstance(state, dict) else {"a dict"}
+    )
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {sorted(missing)}")
     return state
@@ -282,7 +340,9 @@ def train(
         else:
             net = nn.parallel.DistributedDataParallel(model)
 
-    dataset = resident(load_dataset(config.data.dataset, config.data.root, config.data.train_split), runtime.device)
+    dataset = resident(
+        load_dataset(config.data.dataset, config.data.root, config.data.train_split), runtime.device
+    )
     count = len(dataset) if config.data.limit is None else min(config.data.limit, len(dataset))
     transform = TwoViewTransform(config.views.build(), config.photometric)
     evaluate = KnnEvaluator(config, load_dataset, runtime.device) if runtime.is_chief else None
@@ -292,12 +352,19 @@ def train(
 
     history: list[Metrics] = []
     realised = ViewHistograms.load(resume_from)
-    if resume_from is not None and report is not None and (Path(resume_from) / METRICS_FILE).is_file():
+    if (
+        resume_from is not None
+        and report is not None
+        and (Path(resume_from) / METRICS_FILE).is_file()
+    ):
         # Report the checkpoint's epoch again: its first report may have been lost with a driver or
         # node that died after the checkpoint was written (consumers keep each epoch once). A
         # finished run restarted (a sweep resumed from an older state) reports its end this way.
         finished = first_epoch >= config.epochs
-        report(json.loads((Path(resume_from) / METRICS_FILE).read_text()), Path(resume_from) if finished else None)
+        report(
+            json.loads((Path(resume_from) / METRICS_FILE).read_text()),
+            Path(resume_from) if finished else None,
+        )
     previous: Path | None = None
     for epoch in range(first_epoch, config.epochs):
         mark("epoch.start", epoch=epoch + 1)
@@ -305,23 +372,41 @@ def train(
         generator = epoch_generator(config.seed, epoch, runtime.rank)
         order = _shard(torch.randperm(count, generator=generator), runtime)
         batches = view_batches(
-            dataset, order, transform, batch_size, generator, config.loader_workers, seed=config.seed, epoch=epoch
+            dataset,
+            order,
+            transform,
+            batch_size,
+            generator,
+            config.loader_workers,
+            seed=config.seed,
+            epoch=epoch,
         )
         metrics, epoch_counts = train_epoch(net, optimizer, batches, config, runtime)
         mark("epoch.trained", epoch=epoch + 1)
         realised.add_epoch(epoch_counts)
-        metrics.update(epoch=epoch + 1, lr=lr, skipped_images=float(len(getattr(dataset, "skipped", ()))), **(labels or {}))
-        reason = agreed(stop_reason([*history, metrics], config.model.projector_dim, config.health), runtime)
+        metrics.update(
+            epoch=epoch + 1,
+            lr=lr,
+            skipped_images=float(len(getattr(dataset, "skipped", ()))),
+            **(labels or {}),
+        )
+        reason = agreed(
+            stop_reason([*history, metrics], config.model.projector_dim, config.health), runtime
+        )
         if reason is not None:
             metrics[STOP_REASON_KEY] = reason
         if evaluate is not None and not math.isfinite(metrics["loss"]):
             metrics.update(knn_top1=float("nan"), knn_top5=float("nan"))
-        elif evaluate is not None and (reason is not None or (epoch + 1) % config.knn.every == 0 or epoch + 1 == config.epochs):
+        elif evaluate is not None and (
+            reason is not None or (epoch + 1) % config.knn.every == 0 or epoch + 1 == config.epochs
+        ):
             metrics.update(evaluate(model, runtime))
         mark("epoch.evaluated", epoch=epoch + 1)
         checkpoint = None
         if runtime.is_chief:
-            checkpoint = save_checkpoint(workdir / f"epoch_{epoch + 1:04d}", model, optimizer, epoch + 1, config)
+            checkpoint = save_checkpoint(
+                workdir / f"epoch_{epoch + 1:04d}", model, optimizer, epoch + 1, config
+            )
             realised.save(checkpoint)
             (checkpoint / METRICS_FILE).write_text(json.dumps(metrics))
         mark("epoch.saved", epoch=epoch + 1)
@@ -335,4 +420,3 @@ def train(
         if reason is not None:
             break
     return history
-

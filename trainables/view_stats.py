@@ -148,7 +148,9 @@ class ViewHistograms:
         """Histograms from ``view_stats.json``; files written before the crop statistics were
         recorded read as empty crop histograms."""
         bins = len(data["overlap"])
-        counts = {name: torch.tensor(data.get(name, [0] * bins), dtype=torch.int64) for name in HISTOGRAMS}
+        counts = {
+            name: torch.tensor(data.get(name, [0] * bins), dtype=torch.int64) for name in HISTOGRAMS
+        }
         return cls(counts, int(data["epochs"]))
 
     def save(self, directory: Path) -> Path:
@@ -161,4 +163,8 @@ class ViewHistograms:
         """The histograms saved beside a checkpoint; empty when there are none (a fresh run, or
         a checkpoint written before histograms were recorded)."""
         path = None if directory is None else Path(directory) / VIEW_STATS_FILE
-        return cls.from_json(json.loads(path.read_text())) if path is not None and path.is_file() else cls.empty()
+        return (
+            cls.from_json(json.loads(path.read_text()))
+            if path is not None and path.is_file()
+            else cls.empty()
+        )

@@ -73,11 +73,21 @@ class SkipsUnreadable:
             candidate = (index + offset) % len(self)
             try:
                 return self._item(candidate)
-            except (OSError, ValueError, SyntaxError) as error:  # PIL: UnidentifiedImageError, truncated data
+            except (
+                OSError,
+                ValueError,
+                SyntaxError,
+            ) as error:  # PIL: UnidentifiedImageError, truncated data
                 if not self.unreadable[candidate]:
                     self.unreadable[candidate] = True
-                    warnings.warn(f"skipping unreadable image {self._path(candidate)}: {error}", UnreadableImageWarning, stacklevel=2)
-        raise FileNotFoundError(f"none of the {len(self)} images of {type(self).__name__} can be decoded")
+                    warnings.warn(
+                        f"skipping unreadable image {self._path(candidate)}: {error}",
+                        UnreadableImageWarning,
+                        stacklevel=2,
+                    )
+        raise FileNotFoundError(
+            f"none of the {len(self)} images of {type(self).__name__} can be decoded"
+        )
 
 
 class ImageNet100Folder(SkipsUnreadable, ImageFolder):

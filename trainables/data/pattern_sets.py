@@ -24,7 +24,15 @@ import torch
 from torch import Tensor
 
 from trainables.data.in_memory import SceneObject, Scenes, TensorImageDataset
-from trainables.data.patterns import CLASSES, ObjectDraw, ObjectSpec, colour_field, render_objects, sample_objects, to_uint8
+from trainables.data.patterns import (
+    CLASSES,
+    ObjectDraw,
+    ObjectSpec,
+    colour_field,
+    render_objects,
+    sample_objects,
+    to_uint8,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +71,9 @@ PATTERN_SPLITS = {
     "test": PatternSetSpec(count=200 * len(CLASSES), seed=1),
 }
 SCENE_SPLITS = {
-    split: PatternSetSpec(count=count, seed=seed, canvas=64, objects=(2, 4), object_side=(20, 32), background_cells=6)
+    split: PatternSetSpec(
+        count=count, seed=seed, canvas=64, objects=(2, 4), object_side=(20, 32), background_cells=6
+    )
     for split, count, seed in (("train", 2000, 2), ("test", 500, 3))
 }
 
@@ -99,8 +109,10 @@ def _box(draw: ObjectDraw, index: int, canvas: int) -> SceneObject:
     x, y = float(draw.centre_x[index]), float(draw.centre_y[index])
     return SceneObject(
         int(draw.label[index]),
-        max(0, int(np.floor(x - reach))), max(0, int(np.floor(y - reach))),
-        min(canvas, int(np.ceil(x + reach))), min(canvas, int(np.ceil(y + reach))),
+        max(0, int(np.floor(x - reach))),
+        max(0, int(np.floor(y - reach))),
+        min(canvas, int(np.ceil(x + reach))),
+        min(canvas, int(np.ceil(y + reach))),
     )
 
 
@@ -114,7 +126,9 @@ def draw_scenes(spec: PatternSetSpec) -> tuple[Tensor, tuple[tuple[SceneObject, 
     boxes: list[list[SceneObject]] = [[] for _ in range(spec.count)]
     for layer in range(high):
         sides = rng.uniform(*spec.object_side, spec.count) / 2 if spec.object_side else None
-        draw = sample_objects(rng, classes[:, layer], spec.canvas, spec.object_spec, half_side=sides)
+        draw = sample_objects(
+            rng, classes[:, layer], spec.canvas, spec.object_spec, half_side=sides
+        )
         present = counts > layer
         canvases = _render(canvases, draw, present)
         for scene in np.flatnonzero(present):

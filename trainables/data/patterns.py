@@ -54,10 +54,16 @@ MOTIFS: dict[str, Motif] = {
     "horizontal": lambda u, v, m: _stripes(v, m),
     "vertical": lambda u, v, m: _stripes(u, m),
     "diagonal": lambda u, v, m: _stripes((u + m.sign * v) / math.sqrt(2), m),
-    "checker": lambda u, v, m: torch.sin(m.frequency * u + m.phase) * torch.sin(m.frequency * v + m.phase2) > 0,
-    "dots": lambda u, v, m: torch.cos(m.frequency * u + m.phase) + torch.cos(m.frequency * v + m.phase2) > 1,
+    "checker": lambda u, v, m: (
+        torch.sin(m.frequency * u + m.phase) * torch.sin(m.frequency * v + m.phase2) > 0
+    ),
+    "dots": lambda u, v, m: (
+        torch.cos(m.frequency * u + m.phase) + torch.cos(m.frequency * v + m.phase2) > 1
+    ),
     "rings": lambda u, v, m: _stripes(torch.sqrt(u * u + v * v), m),
-    "grid": lambda u, v, m: (torch.cos(m.frequency * u + m.phase) > 0.6) | (torch.cos(m.frequency * v + m.phase2) > 0.6),
+    "grid": lambda u, v, m: (
+        (torch.cos(m.frequency * u + m.phase) > 0.6) | (torch.cos(m.frequency * v + m.phase2) > 0.6)
+    ),
     "chevron": lambda u, v, m: _stripes(v + u.abs(), m),
     "spokes": lambda u, v, m: torch.sin(7 * torch.atan2(v, u) + m.phase) > 0,
     "plain": lambda u, v, m: torch.zeros_like(u, dtype=torch.bool),
@@ -123,7 +129,11 @@ def _tensor(values: np.ndarray) -> Tensor:
 
 
 def sample_objects(
-    rng: np.random.Generator, labels: np.ndarray, canvas: int, spec: ObjectSpec, half_side: np.ndarray | None = None
+    rng: np.random.Generator,
+    labels: np.ndarray,
+    canvas: int,
+    spec: ObjectSpec,
+    half_side: np.ndarray | None = None,
 ) -> ObjectDraw:
     """Draw the nuisances of one object per label. An object whose larger half extent fits the
     canvas lies wholly inside it; a larger one is centred, and the canvas clips it (objects
@@ -157,7 +167,9 @@ def sample_objects(
         centre_y=_tensor(centre_y),
         half_width=_tensor(half_width),
         half_height=_tensor(half_height),
-        angle=_tensor(np.radians(rng.uniform(-spec.rotation_degrees, spec.rotation_degrees, count))),
+        angle=_tensor(
+            np.radians(rng.uniform(-spec.rotation_degrees, spec.rotation_degrees, count))
+        ),
         motif=motif,
         colour=colours[0],
         motif_colour=colours[1],
@@ -167,9 +179,15 @@ def sample_objects(
 def colour_field(rng: np.random.Generator, count: int, canvas: int, cells: int) -> Tensor:
     """``[count, canvas, canvas, 3]`` backgrounds: a ``cells x cells`` grid of random colours,
     upsampled bicubically, so that two crops of one background rarely share a colour."""
-    hue, saturation, value = (_tensor(rng.uniform(low, 1, (count, cells, cells))) for low in (0.0, 0.2, 0.05))
+    hue, saturation, value = (
+        _tensor(rng.uniform(low, 1, (count, cells, cells))) for low in (0.0, 0.2, 0.05)
+    )
     coarse = hsv_to_rgb(hue, saturation, value * 0.95).permute(0, 3, 1, 2)
-    return F.interpolate(coarse, size=(canvas, canvas), mode="bicubic", align_corners=False).clamp(0, 1).permute(0, 2, 3, 1)
+    return (
+        F.interpolate(coarse, size=(canvas, canvas), mode="bicubic", align_corners=False)
+        .clamp(0, 1)
+        .permute(0, 2, 3, 1)
+    )
 
 
 def _object_frame(draw: ObjectDraw, canvas: int) -> tuple[Tensor, Tensor]:
@@ -184,7 +202,9 @@ def _object_frame(draw: ObjectDraw, canvas: int) -> tuple[Tensor, Tensor]:
 
 def _inside(draw: ObjectDraw, u: Tensor, v: Tensor) -> Tensor:
     nu, nv = u / draw.half_width[:, None], v / draw.half_height[:, None]
-    shapes = torch.stack((nu * nu + nv * nv < 1, torch.maximum(nu.abs(), nv.abs()) < 0.9, nu.abs() + nv.abs() < 1.2))
+    shapes = torch.stack(
+        (nu * nu + nv * nv < 1, torch.maximum(nu.abs(), nv.abs()) < 0.9, nu.abs() + nv.abs() < 1.2)
+    )
     return shapes.gather(0, draw.silhouette.view(1, -1, 1).expand(1, *u.shape)).squeeze(0)
 
 

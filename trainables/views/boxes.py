@@ -49,7 +49,9 @@ def full_boxes(n: int, height: int, width: int) -> Tensor:
     return torch.tensor([0.0, 0.0, width, height], dtype=DTYPE).expand(n, 4).clone()
 
 
-def uniform(n: int, low: Tensor | float, high: Tensor | float, generator: torch.Generator | None) -> Tensor:
+def uniform(
+    n: int, low: Tensor | float, high: Tensor | float, generator: torch.Generator | None
+) -> Tensor:
     """``n`` draws from U(low, high), elementwise when the bounds are tensors."""
     unit = torch.rand(n, generator=generator, dtype=DTYPE)
     return low + (high - low) * unit
@@ -164,8 +166,12 @@ def random_resized_crop_boxes(
     :func:`centre_crop_sides`. All ``n`` rows draw their tries at once.
     """
     shape = (n, RESIZED_CROP_TRIES)
-    target_area = (height * width) * uniform(n * RESIZED_CROP_TRIES, scale[0], scale[1], generator).view(shape)
-    log_ratio = uniform(n * RESIZED_CROP_TRIES, math.log(ratio[0]), math.log(ratio[1]), generator).view(shape)
+    target_area = (height * width) * uniform(
+        n * RESIZED_CROP_TRIES, scale[0], scale[1], generator
+    ).view(shape)
+    log_ratio = uniform(
+        n * RESIZED_CROP_TRIES, math.log(ratio[0]), math.log(ratio[1]), generator
+    ).view(shape)
     aspect = log_ratio.exp()
     tries_w = torch.sqrt(target_area * aspect).round()
     tries_h = torch.sqrt(target_area / aspect).round()
@@ -176,6 +182,10 @@ def random_resized_crop_boxes(
     box_w = torch.where(kept, tries_w.gather(1, first)[:, 0], float(fallback_w))
     box_h = torch.where(kept, tries_h.gather(1, first)[:, 0], float(fallback_h))
     offset_unit = torch.rand(n, 2, generator=generator, dtype=DTYPE)
-    x0 = torch.where(kept, (offset_unit[:, 0] * (width - box_w + 1)).floor(), float((width - fallback_w) // 2))
-    y0 = torch.where(kept, (offset_unit[:, 1] * (height - box_h + 1)).floor(), float((height - fallback_h) // 2))
+    x0 = torch.where(
+        kept, (offset_unit[:, 0] * (width - box_w + 1)).floor(), float((width - fallback_w) // 2)
+    )
+    y0 = torch.where(
+        kept, (offset_unit[:, 1] * (height - box_h + 1)).floor(), float((height - fallback_h) // 2)
+    )
     return torch.stack((x0, y0, x0 + box_w, y0 + box_h), dim=-1)

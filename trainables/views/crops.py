@@ -9,7 +9,11 @@ import torch
 
 from trainables.validation import ConfigError, check_choice, check_range
 from trainables.views import boxes as B
-from trainables.views.pairs import feasible_overlap_range, largest_exclusive_gap, sample_overlapping_pairs
+from trainables.views.pairs import (
+    feasible_overlap_range,
+    largest_exclusive_gap,
+    sample_overlapping_pairs,
+)
 from trainables.views.sampler import (
     RATIO,
     ViewSampler,
@@ -20,7 +24,6 @@ from trainables.views.sampler import (
     pair_text,
     register,
 )
-
 
 CROP_DISTRIBUTIONS = ("area_first", "torchvision")
 
@@ -112,9 +115,14 @@ class Overlap(ViewSampler):
         low, high = feasible_overlap_range(area, ratio, height, width)
         if math.isnan(low):
             largest = feasible_overlap_range((area[0] * 1e-6, area[1]), ratio, height, width)[1]
-            field, value = ("crop_area", self.crop_area) if self.crop_area is not None else ("overlap", self.overlap)
+            field, value = (
+                ("crop_area", self.crop_area)
+                if self.crop_area is not None
+                else ("overlap", self.overlap)
+            )
             raise ConfigError(
-                self.field(field), value,
+                self.field(field),
+                value,
                 f"a {field.replace('_', ' ')} of at most {largest:.4f}, the largest crop of aspect ratio in "
                 f"{pair_text(ratio)} that fits {image_text(height, width)}",
             )
@@ -130,7 +138,9 @@ class Overlap(ViewSampler):
         if not self.decoupled:
             return self._free_boxes(n, height, width, generator), None
         area, ratio = self.crop_sides
-        boxes, found = sample_overlapping_pairs(n, height, width, self.overlap, area, ratio, generator)
+        boxes, found = sample_overlapping_pairs(
+            n, height, width, self.overlap, area, ratio, generator
+        )
         if not bool(found.all()):
             boxes[~found] = self._free_boxes(int((~found).sum()), height, width, generator)
         return clip_to_image(boxes, height, width), None
@@ -144,7 +154,9 @@ class Overlap(ViewSampler):
         crops = []
         owner_is_first = torch.stack([B.coin(n, generator) for _ in range(4)], dim=1)
         for owns in (owner_is_first, ~owner_is_first):
-            extension = torch.stack([B.uniform(n, 0.0, room[:, side], generator) for side in range(4)], dim=1)
+            extension = torch.stack(
+                [B.uniform(n, 0.0, room[:, side], generator) for side in range(4)], dim=1
+            )
             crops.append(shared + outward * extension * owns)
         return clip_to_image(torch.stack(crops, dim=1), height, width)
 
@@ -206,11 +218,13 @@ class Exclusive(ViewSampler):
     def check_image(self, height: int, width: int) -> None:
         """Refuse a gap that pins the crops' shape along either axis of ``height x width`` images."""
         largest = min(
-            largest_exclusive_gap(self.crop, self.ratio, along, across) for along, across in ((width, height), (height, width))
+            largest_exclusive_gap(self.crop, self.ratio, along, across)
+            for along, across in ((width, height), (height, width))
         )
         if self.gap > largest:
             raise ConfigError(
-                self.field("gap"), self.gap,
+                self.field("gap"),
+                self.gap,
                 f"a number in (0, {largest:.4f}]: the largest gap between crops of {self.crop} of "
                 f"{image_text(height, width)} that leaves their aspect ratio and offset random "
                 f"(aspect ratio in {pair_text(self.ratio)}); a smaller crop holds a larger gap",
@@ -242,10 +256,17 @@ class Exclusive(ViewSampler):
         first_across = B.uniform(
             n, (-offset).clamp_min(0), across - side_across - offset.clamp_min(0), generator
         )
-        first = torch.stack((start, first_across, start + side_along, first_across + side_across), dim=1)
+        first = torch.stack(
+            (start, first_across, start + side_along, first_across + side_across), dim=1
+        )
         second_start = start + side_along + gap_length
         second = torch.stack(
-            (second_start, first_across + offset, second_start + side_along, first_across + offset + side_across),
+            (
+                second_start,
+                first_across + offset,
+                second_start + side_along,
+                first_across + offset + side_across,
+            ),
             dim=1,
         )
         swap = B.coin(n, generator)[:, None]

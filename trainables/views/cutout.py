@@ -21,7 +21,6 @@ from trainables.views.render import (
 )
 from trainables.views.sampler import RATIO, ViewSampler, check_ratio, register
 
-
 FILLS = ("zero", "blur", "none")
 
 
@@ -60,7 +59,11 @@ class Cutout(ViewSampler):
             side = B.shortest_side_on_square(self.hole, self.ratio) * self.size
             if not blur_fits(self.blur, side):
                 smallest = smallest_fitting_blur(side)
-                remedy = f"blur >= {math.ceil(smallest * 1e4) / 1e4:g}" if smallest <= 1 else "a larger hole or view size"
+                remedy = (
+                    f"blur >= {math.ceil(smallest * 1e4) / 1e4:g}"
+                    if smallest <= 1
+                    else "a larger hole or view size"
+                )
                 raise ConfigError(
                     self.field("blur"),
                     self.blur,
@@ -84,4 +87,6 @@ class Cutout(ViewSampler):
     def fill_hole(self, views: Tensor, holes: Tensor, frames: Tensor) -> Tensor:
         """Fill each ``(B, 4)`` hole of views ``(B, C, size, size)`` cut from ``frames``."""
         kernel_sizes, sigmas = relative_blur(self.blur, hole_shorter_side(holes, frames, self.size))
-        return fill_holes(views, hole_mask(holes, frames, self.size), self.fill, kernel_sizes, sigmas)
+        return fill_holes(
+            views, hole_mask(holes, frames, self.size), self.fill, kernel_sizes, sigmas
+        )

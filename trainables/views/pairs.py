@@ -24,9 +24,13 @@ ASPECT_STEPS = 257
 """Aspect ratios per axis of the grid on which :func:`feasible_overlap_range` searches."""
 
 
-def _fitted_sides(area: Tensor, aspect: Tensor, height: float, width: float) -> tuple[Tensor, Tensor]:
+def _fitted_sides(
+    area: Tensor, aspect: Tensor, height: float, width: float
+) -> tuple[Tensor, Tensor]:
     """Sides of the largest box of aspect ``aspect`` and at most ``area`` that fits the image."""
-    box_w = torch.minimum(torch.sqrt(area * aspect), torch.minimum(torch.full_like(aspect, width), height * aspect))
+    box_w = torch.minimum(
+        torch.sqrt(area * aspect), torch.minimum(torch.full_like(aspect, width), height * aspect)
+    )
     return box_w, box_w / aspect
 
 
@@ -43,8 +47,12 @@ def feasible_overlap_range(
     shared at two equal crops as large as fits, both searched over a grid of aspect ratios.
     """
     image_area = height * width
-    aspects = torch.exp(torch.linspace(math.log(ratio[0]), math.log(ratio[1]), ASPECT_STEPS, dtype=DTYPE))
-    large_w, large_h = _fitted_sides(torch.full_like(aspects, area[1] * image_area), aspects, height, width)
+    aspects = torch.exp(
+        torch.linspace(math.log(ratio[0]), math.log(ratio[1]), ASPECT_STEPS, dtype=DTYPE)
+    )
+    large_w, large_h = _fitted_sides(
+        torch.full_like(aspects, area[1] * image_area), aspects, height, width
+    )
     large = large_w * large_h
     small_w = torch.sqrt(area[0] * image_area * aspects)
     small_h = small_w / aspects
@@ -65,18 +73,29 @@ def _necessary_bounds(
     least the overlap and no larger than fits, and an aspect with which the smallest such area
     fits the image."""
     image_area = height * width
-    aspects = torch.exp(torch.linspace(math.log(ratio[0]), math.log(ratio[1]), ASPECT_STEPS, dtype=DTYPE))
-    fitted_w, fitted_h = _fitted_sides(torch.full_like(aspects, area[1] * image_area), aspects, height, width)
+    aspects = torch.exp(
+        torch.linspace(math.log(ratio[0]), math.log(ratio[1]), ASPECT_STEPS, dtype=DTYPE)
+    )
+    fitted_w, fitted_h = _fitted_sides(
+        torch.full_like(aspects, area[1] * image_area), aspects, height, width
+    )
     largest = float((fitted_w * fitted_h).max()) / image_area
     smallest = max(area[0], overlap)
     return (
         (smallest, min(area[1], largest * (1 + 1e-9))),
-        (max(ratio[0], smallest * image_area / height**2), min(ratio[1], width**2 / (smallest * image_area))),
+        (
+            max(ratio[0], smallest * image_area / height**2),
+            min(ratio[1], width**2 / (smallest * image_area)),
+        ),
     )
 
 
 def _draw_sides(
-    shape: tuple[int, int], area: tuple[float, float], ratio: tuple[float, float], image_area: float, generator
+    shape: tuple[int, int],
+    area: tuple[float, float],
+    ratio: tuple[float, float],
+    image_area: float,
+    generator,
 ) -> tuple[Tensor, Tensor]:
     count = shape[0] * shape[1]
     crop_area = image_area * uniform(count, area[0], area[1], generator).view(shape)
@@ -100,7 +119,12 @@ def _shared_width_bounds(
 
 
 def _place(
-    sides: tuple[Tensor, Tensor, Tensor, Tensor], shared_w: Tensor, shared_area: float, height: int, width: int, generator
+    sides: tuple[Tensor, Tensor, Tensor, Tensor],
+    shared_w: Tensor,
+    shared_area: float,
+    height: int,
+    width: int,
+    generator,
 ) -> Tensor:
     """``(n, 2, 4)`` crops of the given sides sharing a ``shared_w x shared_area / shared_w``
     region: along each axis crop 2 juts out past crop 1 on a fair coin's side, and the pair's
@@ -148,8 +172,10 @@ def sample_overlapping_pairs(
         if len(missing) == 0:
             break
         shape = (len(missing), PAIR_TRIES)
-        sides = (*_draw_sides(shape, area, ratio, height * width, generator),
-                 *_draw_sides(shape, area, ratio, height * width, generator))
+        sides = (
+            *_draw_sides(shape, area, ratio, height * width, generator),
+            *_draw_sides(shape, area, ratio, height * width, generator),
+        )
         low, high, admits = _shared_width_bounds(sides, shared_area, height, width)
         first = admits.to(torch.int8).argmax(dim=1, keepdim=True)
         kept = admits.any(dim=1)
@@ -162,7 +188,9 @@ def sample_overlapping_pairs(
     return boxes, found
 
 
-def largest_exclusive_gap(crop: float, ratio: tuple[float, float], along: float = 1.0, across: float = 1.0) -> float:
+def largest_exclusive_gap(
+    crop: float, ratio: tuple[float, float], along: float = 1.0, across: float = 1.0
+) -> float:
     """The largest exclusive region (a fraction of the image area) that two crops of ``crop`` of
     the image, side by side along an axis of length ``along``, can hold between them while the
     lower half of ``ratio`` (in log scale) stays open to their aspect ratio (along-side over

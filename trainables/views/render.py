@@ -107,8 +107,12 @@ def hole_mask(holes: Tensor, frames: Tensor, size: int) -> Tensor:
     """
     scale_x = size / (frames[:, 2] - frames[:, 0])
     scale_y = size / (frames[:, 3] - frames[:, 1])
-    cover_x = _axis_coverage((holes[:, 0] - frames[:, 0]) * scale_x, (holes[:, 2] - frames[:, 0]) * scale_x, size)
-    cover_y = _axis_coverage((holes[:, 1] - frames[:, 1]) * scale_y, (holes[:, 3] - frames[:, 1]) * scale_y, size)
+    cover_x = _axis_coverage(
+        (holes[:, 0] - frames[:, 0]) * scale_x, (holes[:, 2] - frames[:, 0]) * scale_x, size
+    )
+    cover_y = _axis_coverage(
+        (holes[:, 1] - frames[:, 1]) * scale_y, (holes[:, 3] - frames[:, 1]) * scale_y, size
+    )
     return (cover_y[:, :, None] * cover_x[:, None, :]).unsqueeze(1)
 
 
@@ -164,16 +168,24 @@ def gaussian_blur_per_sample(images: Tensor, kernel_sizes: Tensor, sigmas: Tenso
     smaller kernel are zero."""
     batch, channels, height, width = images.shape
     side = int(kernel_sizes.max())
-    taps = gaussian_taps(kernel_sizes.to(images.device), sigmas.to(images.device), side, images.dtype)
+    taps = gaussian_taps(
+        kernel_sizes.to(images.device), sigmas.to(images.device), side, images.dtype
+    )
     weights = taps.repeat_interleave(channels, dim=0)
-    flat = F.pad(images.reshape(1, batch * channels, height, width), [side // 2] * 4, mode="reflect")
+    flat = F.pad(
+        images.reshape(1, batch * channels, height, width), [side // 2] * 4, mode="reflect"
+    )
     rows = F.conv2d(flat, weights[:, None, None, :], groups=batch * channels)
     both = F.conv2d(rows, weights[:, None, :, None], groups=batch * channels)
     return both.reshape(batch, channels, height, width)
 
 
 def fill_holes(
-    views: Tensor, mask: Tensor, fill: str, kernel_sizes: Tensor | None = None, sigmas: Tensor | None = None
+    views: Tensor,
+    mask: Tensor,
+    fill: str,
+    kernel_sizes: Tensor | None = None,
+    sigmas: Tensor | None = None,
 ) -> Tensor:
     """Fill the masked region of each view: black (``zero``), blurred (``blur``) or not (``none``).
 

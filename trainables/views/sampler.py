@@ -42,7 +42,9 @@ def check_ratio(field: str, ratio: tuple[float, float]) -> None:
 
 def check_scale(field: str, scale: tuple[float, float]) -> None:
     if len(scale) != 2 or not (0 < scale[0] <= scale[1] <= 1):
-        raise ConfigError(field, scale, "a pair (low, high) of image-area fractions with 0 < low <= high <= 1")
+        raise ConfigError(
+            field, scale, "a pair (low, high) of image-area fractions with 0 < low <= high <= 1"
+        )
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,11 @@ def make_views(family: str, size: int = 32, **params: Any) -> ViewSampler:
     accepted = {f.name for f in dataclasses.fields(cls)}
     for name in params:
         if name not in accepted:
-            raise ConfigError(f"{family}.{name}", params[name], "one of the parameters " + ", ".join(sorted(accepted)))
+            raise ConfigError(
+                f"{family}.{name}",
+                params[name],
+                "one of the parameters " + ", ".join(sorted(accepted)),
+            )
     for name in PAIR_PARAMS:
         if params.get(name) is not None:
             params[name] = tuple(params[name])
