@@ -74,9 +74,8 @@ def peak_resident_bytes() -> int:
 
 def memory_child(sizes: dict[str, int]) -> None:
     inputs = problem(sizes, torch.device("cpu"))
-    run_knn(
-        SMOKE, *problem(SMOKE, torch.device("cpu"))
-    )  # code paths loaded, on inputs of their own
+    # code paths loaded, on inputs of their own
+    run_knn(SMOKE, *problem(SMOKE, torch.device("cpu")))
     before = peak_resident_bytes()
     run_knn(sizes, *inputs)
     print(peak_resident_bytes() - before)

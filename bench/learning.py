@@ -7,7 +7,8 @@ k and temperature. Targets (issue 14): trained at least 0.15 above the untrained
 0.10 above raw pixels, standard deviation over 3 seeds at most 0.015, at most 10 minutes per
 run on 2 CPU cores.
 
-    .venv/bin/python -m bench.learning [--seeds 0 1 2] [--epochs N] [--recipe patterns] [--set KEY=VALUE] [--smoke]
+    .venv/bin/python -m bench.learning [--seeds 0 1 2] [--epochs N] [--recipe patterns]
+        [--set KEY=VALUE] [--smoke]
 """
 
 from __future__ import annotations
@@ -84,8 +85,9 @@ def main() -> None:
     spread = statistics.stdev(trained) if len(trained) > 1 else float("nan")
     changed = "".join(f", {key}={value}" for key, value in chosen.items())
     print(
-        f"# Learning on `{base.data.dataset}` ({options.recipe} recipe{changed}: {base.model.backbone}, {base.views.size} px, "
-        f"{base.views.family}, {base.epochs} epochs, batch {base.batch_size}, kNN k={base.knn.k})"
+        f"# Learning on `{base.data.dataset}` ({options.recipe} recipe{changed}: "
+        f"{base.model.backbone}, {base.views.size} px, {base.views.family}, {base.epochs} epochs, "
+        f"batch {base.batch_size}, kNN k={base.knn.k})"
     )
     print(f"machine: {machine(torch.device(base.device if base.device != 'auto' else 'cpu'))}\n")
     print(
@@ -104,7 +106,8 @@ def main() -> None:
         )
     )
     print(
-        f"\ntrained mean {statistics.fmean(trained):.4f}, std over {len(trained)} seeds {spread:.4f}"
+        f"\ntrained mean {statistics.fmean(trained):.4f}, "
+        f"std over {len(trained)} seeds {spread:.4f}"
     )
 
 

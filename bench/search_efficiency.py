@@ -87,7 +87,8 @@ def run_sweep(
 def fraction_row(
     sweep: str, reports: list[Report], target: float, grid_epochs: int
 ) -> tuple[list[str], float | None]:
-    """The table row of one sweep, and its fraction of the grid's epochs (None: target not reached)."""
+    """The table row of one sweep, and its fraction of the grid's epochs
+    (None: target not reached)."""
     reached = epochs_to_reach(reports, target)
     fraction = None if reached is None else reached / grid_epochs
     row = [
@@ -156,10 +157,12 @@ def main() -> None:
         grid_epochs = len(grid)
         epochs = max(report.epoch for report in grid)
         print(
-            f"Search efficiency on bundled {args.dataset}, overlap space, {epochs} epochs per trial, training seed {args.seed}"
+            f"Search efficiency on bundled {args.dataset}, overlap space, "
+            f"{epochs} epochs per trial, training seed {args.seed}"
         )
         print(
-            f"baselines: untrained encoder {baselines.untrained_mean:.4f} (seed {args.seed}), raw pixels {baselines.pixels:.4f}"
+            f"baselines: untrained encoder {baselines.untrained_mean:.4f} (seed {args.seed}), "
+            f"raw pixels {baselines.pixels:.4f}"
         )
         print(f"grid best kNN top-1 {grid_best:.4f}; target: a report of at least {target:.4f}")
         print(
@@ -192,8 +195,9 @@ def main() -> None:
     met = sum(fraction <= TARGET_FRACTION for fraction in fractions)
     verdict = "met" if mean <= TARGET_FRACTION else "not met"
     print(
-        f"ASHA + TPE over {len(fractions)} searcher seed{'s' if len(fractions) > 1 else ''}: mean fraction {mean:.2f}{spread} "
-        f"(a seed that never reached the target counts as 1.00); {met} of {len(fractions)} within {TARGET_FRACTION:.0%}; "
+        f"ASHA + TPE over {len(fractions)} searcher seed{'s' if len(fractions) > 1 else ''}: "
+        f"mean fraction {mean:.2f}{spread} (a seed that never reached the target counts as 1.00); "
+        f"{met} of {len(fractions)} within {TARGET_FRACTION:.0%}; "
         f"target <= {TARGET_FRACTION:.0%} on the mean: {verdict}"
     )
 

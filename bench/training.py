@@ -158,11 +158,13 @@ def main() -> None:
                 model_pass(compiled, optimizer, prepared[:1], runtime)
             except Exception as error:  # inductor needs a working C++ (or Triton) toolchain
                 notes.append(
-                    f"{setting.name}: torch.compile failed ({type(error).__name__}: {str(error)[:200]})"
+                    f"{setting.name}: torch.compile failed "
+                    f"({type(error).__name__}: {str(error)[:200]})"
                 )
             else:
                 notes.append(
-                    f"{setting.name}: torch.compile's first step took {time.perf_counter() - started:.0f} s (compilation)"
+                    f"{setting.name}: torch.compile's first step took "
+                    f"{time.perf_counter() - started:.0f} s (compilation)"
                 )
                 candidates["compiled"] = lambda: model_pass(compiled, optimizer, prepared, runtime)
         seconds = interleaved_seconds(candidates, device, repeats=1 if args.smoke else args.repeats)
@@ -183,11 +185,13 @@ def main() -> None:
         )
     precision = "channels_last, bf16 autocast" if runtime.cuda else "float32"
     print(
-        f"training throughput on {machine(device)}, {precision}, overlap views (overlap 0.5), data in memory"
+        f"training throughput on {machine(device)}, {precision}, "
+        "overlap views (overlap 0.5), data in memory"
     )
     if not compile_model:
         notes.append(
-            "torch.compile not timed (pass --compile: on 2 CPU cores it compiles for 0.5 to 2 min per setting)"
+            "torch.compile not timed "
+            "(pass --compile: on 2 CPU cores it compiles for 0.5 to 2 min per setting)"
         )
     for note in notes:
         print(note)

@@ -133,12 +133,10 @@ def main() -> None:
     trials = 2 if args.smoke else args.trials
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as scratch:
         timeline = Path(scratch) / "timeline.jsonl"
-        os.environ[TIMELINE_VARIABLE] = str(
-            timeline
-        )  # before Ray starts, so that its workers inherit it
-        ray.init(
-            include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False
-        )  # as `study run` starts it
+        # before Ray starts, so that its workers inherit it
+        os.environ[TIMELINE_VARIABLE] = str(timeline)
+        # as `study run` starts it
+        ray.init(include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False)
         try:
             run_sweep(Path(scratch), trials, args.smoke)
             mark(FLOOR_MARK)
@@ -167,7 +165,8 @@ def main() -> None:
     )
     floor_median = statistics.median(floor)
     print(
-        f"\nSide by side: the same Tune + Train path with an empty training loop (Ray's floor), {trials} trials (seconds)"
+        "\nSide by side: the same Tune + Train path with an empty training loop (Ray's floor), "
+        f"{trials} trials (seconds)"
     )
     print(
         table(

@@ -1,14 +1,14 @@
 """Benchmark 7: the realised geometry of every view family at every grid point.
 
 For each family's grid (the paper's figures, ``search_spaces``) and both ``random_crop``
-distributions (torchvision's exact one, the default, and the bundled recipes' area first), samples view pairs on a square image and a 480x640 scene and prints
-the median and 5-95% range of what each family actually varies: the cropped views' area (over
-the image area), their aspect ratio (width over height) and the centre distance phi (over the
-image diagonal). For ``patch`` and ``cutout`` view 1 is the whole image, so only view 2 (the
-patch or the hole's region) is measured; the other families pool both views. The overlap grid
-is measured again with decoupled crops (aspect ratio in [3/4, 4/3]; then at the fixed-area
-figure's crops of half the image); a setting the image shape cannot hold is printed as refused,
-with its feasible range.
+distributions (torchvision's exact one, the default, and the bundled recipes' area first),
+samples view pairs on a square image and a 480x640 scene and prints the median and 5-95% range
+of what each family actually varies: the cropped views' area (over the image area), their aspect
+ratio (width over height) and the centre distance phi (over the image diagonal). For ``patch``
+and ``cutout`` view 1 is the whole image, so only view 2 (the patch or the hole's region) is
+measured; the other families pool both views. The overlap grid is measured again with decoupled
+crops (aspect ratio in [3/4, 4/3]; then at the fixed-area figure's crops of half the image); a
+setting the image shape cannot hold is printed as refused, with its feasible range.
 
     .venv/bin/python -m bench.view_distributions [--pairs 4000] [--smoke]
 """

@@ -114,9 +114,8 @@ def main() -> None:
     )
     args = arguments.parse_args()
     device = device_from(args.device)
-    workers = (
-        0 if device.type == "cuda" else args.workers
-    )  # on GPU ours renders on the device, in the main process
+    # on GPU ours renders on the device, in the main process
+    workers = 0 if device.type == "cuda" else args.workers
     rows = []
     for size, (side, count) in (SMOKE_SETTINGS if args.smoke else SETTINGS).items():
         images = source_images(count, side)
@@ -150,7 +149,8 @@ def main() -> None:
             rate = (count // batch * batch) / seconds[family]
             rows.append([f"{size} px", family, f"{rate:,.0f}", f"{rate / reference_rate:.2f}"])
     print(
-        f"view throughput on {machine(device)}, {args.workers} DataLoader workers for the reference, {workers} for ours"
+        f"view throughput on {machine(device)}, "
+        f"{args.workers} DataLoader workers for the reference, {workers} for ours"
     )
     print(table(["size", "pipeline", "pairs/s", "ratio to reference (target >= 3 on CPU)"], rows))
 

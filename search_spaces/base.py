@@ -82,9 +82,9 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
             family="cutout",
             description=(
                 f"hole area in {list(cutout.HOLE_RANGE)}, fill zero|blur|none, blur strength (the "
-                f"kernel's share of the hole's shorter side) in {list(cutout.BLUR_RANGE)} from what "
-                f"fits the hole; grid zero vs blur {list(cutout.GRID_BLURS)} per hole 0.1..0.7, "
-                "without blur points whose kernel does not fit (Fig. 4)"
+                f"kernel's share of the hole's shorter side) in {list(cutout.BLUR_RANGE)} from "
+                f"what fits the hole; grid zero vs blur {list(cutout.GRID_BLURS)} per hole "
+                "0.1..0.7, without blur points whose kernel does not fit (Fig. 4)"
             ),
             define=cutout.define_for,
             grid=_cutout_grid,
@@ -95,8 +95,9 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
             description=(
                 f"loss margin none | fixed m in {list(margin.FIXED_MARGIN_RANGE)} | distance k in "
                 f"{list(margin.DISTANCE_SCALE_RANGE)}; grid vanilla, fixed "
-                f"{margin.PAPER_FIXED_MARGIN}, distance k={margin.DEFAULT_DISTANCE_SCALE} (the paper's) and distance "
-                f"k = {margin.PAPER_FIXED_MARGIN} / E[phi] (the fixed margin's mean size) (Fig. 5)"
+                f"{margin.PAPER_FIXED_MARGIN}, distance k={margin.DEFAULT_DISTANCE_SCALE} "
+                f"(the paper's) and distance k = {margin.PAPER_FIXED_MARGIN} / E[phi] "
+                "(the fixed margin's mean size) (Fig. 5)"
             ),
             define=_sized(margin.define),
             grid=margin.grid_for,

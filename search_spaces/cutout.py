@@ -27,7 +27,8 @@ BLUR = view_param("blur")
 HOLE_RANGE = (0.1, 0.7)
 GRID_STEP = 0.1
 BLUR_RANGE = (0.25, 1.0)
-"""The searched strengths: from a kernel spanning a quarter of the hole's shorter side to all of it."""
+"""The searched strengths: from a kernel spanning a quarter of the hole's shorter side
+to all of it."""
 GRID_BLURS = (0.5, 1.0)
 """The grid's strengths: the kernel spans half the hole's shorter side, or all of it."""
 DEFAULT_SIZE = 32
@@ -45,7 +46,8 @@ def blur_fits(hole: float, blur: float, size: int) -> bool:
 
 
 def blur_low(hole: float, size: int) -> float:
-    """The define-by-run's lowest ``blur`` for ``hole``: what fits, and at least ``BLUR_RANGE[0]``."""
+    """The define-by-run's lowest ``blur`` for ``hole``: what fits, and at least
+    ``BLUR_RANGE[0]``."""
     return max(BLUR_RANGE[0], min_blur(hole, size))
 
 

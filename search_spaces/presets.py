@@ -140,11 +140,12 @@ EVERY_OTHER_STEP = decimal_steps(0.1, 0.9, 0.2)
 PAIRED_HOLES = (0.3, 0.5)
 """The bundled figures' points, chosen by cost before any result: a figure's 3 seeds must run in
 25 minutes on 2 cores, and a `patterns-quick` trial takes 130 to 180 s of a core (two run at
-a time; the machine's speed varies by day), so a figure holds 15 to 20 trials. The 9-point grids keep every other point, ends
-included. Fig. 4 runs 3 arms per hole (zero fill and both grid blurs, 0.5 and 1.0), so it keeps
-2 holes among those where every arm runs at 16 px (0.2 to 0.7): 0.3 and 0.5, every other hole
-clear of the range's ends, each a paired comparison of cutout with each cutout-blur. The full
-grids on bundled data: ``study run --space overlap --grid --dataset patterns --seeds 0 1 2``."""
+a time; the machine's speed varies by day), so a figure holds 15 to 20 trials. The 9-point grids
+keep every other point, ends included. Fig. 4 runs 3 arms per hole (zero fill and both grid
+blurs, 0.5 and 1.0), so it keeps 2 holes among those where every arm runs at 16 px (0.2 to 0.7):
+0.3 and 0.5, every other hole clear of the range's ends, each a paired comparison of cutout with
+each cutout-blur. The full grids on bundled data:
+``study run --space overlap --grid --dataset patterns --seeds 0 1 2``."""
 
 CIFAR10 = {"data.dataset": "cifar10"}
 PATTERNS = {"data.dataset": "patterns"}
@@ -333,7 +334,8 @@ _PRESETS: list[Preset] = [
         "fig4-cutout",
         "cutout",
         "cutout vs cutout-blur per hole size, the blur's kernel spanning half or all of the hole's "
-        "shorter side, blur points left out where the kernel does not fit the hole (paper: 100 epochs)",
+        "shorter side, blur points left out where the kernel does not fit the hole "
+        "(paper: 100 epochs)",
         _cifar(100),
         _patterns(grid_only={HOLE: PAIRED_HOLES}),
     ),

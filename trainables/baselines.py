@@ -32,7 +32,8 @@ UNTRAINED, PIXELS = "untrained", "pixels"
 BASELINES = (UNTRAINED, PIXELS)
 BASELINE_LABELS = {UNTRAINED: "untrained encoder", PIXELS: "raw pixels"}
 PIXEL_BANK_LIMIT_BYTES = 4 * 1024**3
-"""Raw pixels of bank and queries held at once (float32); beyond it the pixel baseline is skipped."""
+"""Raw pixels of bank and queries held at once (float32); beyond it the pixel baseline
+is skipped."""
 
 
 class PixelBankTooLarge(ValueError):
@@ -78,8 +79,9 @@ def pixel_knn(
     needed = images * 3 * size * size * 4
     if needed > PIXEL_BANK_LIMIT_BYTES:
         raise PixelBankTooLarge(
-            f"raw-pixel kNN on {images} images of {config.data.eval_dataset} at {size} px needs {needed / 1024**3:.1f} GiB "
-            f"(at most {PIXEL_BANK_LIMIT_BYTES / 1024**3:.0f} GiB): set data.eval_limit to cap the images"
+            f"raw-pixel kNN on {images} images of {config.data.eval_dataset} at {size} px needs "
+            f"{needed / 1024**3:.1f} GiB (at most {PIXEL_BANK_LIMIT_BYTES / 1024**3:.0f} GiB): "
+            "set data.eval_limit to cap the images"
         )
     return evaluate(RawPixels(), runtime)
 
@@ -179,7 +181,8 @@ def sweep_baselines(
     config: TrainConfig, seeds: Sequence[int], load_dataset: DatasetLoader = get_dataset
 ) -> Baselines:
     """The untrained encoder of each of ``seeds`` and the raw pixels once, on ``config``'s eval
-    set (loaded once for all of them). A pixel bank too large to hold is left out, with a warning."""
+    set (loaded once for all of them). A pixel bank too large to hold is left out, with a
+    warning."""
     evaluate = KnnEvaluator(config, load_dataset, Runtime.detect(config.device).device)
     scores = [
         BaselineScore.of(
@@ -204,7 +207,8 @@ def describe(baselines: Baselines, best: float | None = None, seed: int | None =
         seeds = ",".join(str(each) for each in untrained)
         values = "/".join(f"{value:.3f}" for value in untrained.values())
         parts.append(
-            f"{BASELINE_LABELS[UNTRAINED]} {mean:.3f} ({'seeds' if len(untrained) > 1 else 'seed'} {seeds}: {values})"
+            f"{BASELINE_LABELS[UNTRAINED]} {mean:.3f} "
+            f"({'seeds' if len(untrained) > 1 else 'seed'} {seeds}: {values})"
         )
     if pixels is not None:
         parts.append(f"{BASELINE_LABELS[PIXELS]} {pixels:.3f}")

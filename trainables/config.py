@@ -165,7 +165,8 @@ class TrainConfig:
             raise ConfigError(
                 "optim.warmup_epochs",
                 self.optim.warmup_epochs,
-                f"an integer in [0, {self.epochs - 1}]: the warm-up must end before the last of the {self.epochs} epochs",
+                f"an integer in [0, {self.epochs - 1}]: "
+                f"the warm-up must end before the last of the {self.epochs} epochs",
             )
         self._check_views_fit_images()
         smallest = DATASETS[self.data.eval_dataset].smallest_class
@@ -179,7 +180,8 @@ class TrainConfig:
             raise ConfigError(
                 "knn.k",
                 self.knn.k,
-                f"1..{smallest}: the smallest class of {self.data.eval_dataset}'s kNN bank has {smallest} images",
+                f"1..{smallest}: the smallest class of {self.data.eval_dataset}'s kNN bank "
+                f"has {smallest} images",
             )
 
     def _check_views_fit_images(self) -> None:
@@ -190,7 +192,8 @@ class TrainConfig:
             raise ConfigError(
                 f"views.params.{error.field.split('.', 1)[1]}",
                 error.value,
-                f"{error.valid} ({self.data.dataset}'s images are {dataset.image_size[0]}x{dataset.image_size[1]})",
+                f"{error.valid} ({self.data.dataset}'s images are "
+                f"{dataset.image_size[0]}x{dataset.image_size[1]})",
             ) from None
 
     @property
@@ -213,7 +216,8 @@ class TrainConfig:
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested sections to dotted paths, the inverse of :func:`set_path`: ``{"views.params.overlap": 0.3}``."""
+    """Nested sections to dotted paths, the inverse of :func:`set_path`:
+    ``{"views.params.overlap": 0.3}``."""
     flat = {}
     for key, value in data.items():
         if isinstance(value, dict) and value:
@@ -336,7 +340,8 @@ TYPE_WORDS = {
 
 
 def type_name(hint: Any) -> str:
-    """``an integer``, ``a number or null``, ``a list of numbers``: a type as a YAML user reads it."""
+    """``an integer``, ``a number or null``, ``a list of numbers``: a type as a YAML user
+    reads it."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(type_name(arg) for arg in args)

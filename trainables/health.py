@@ -51,8 +51,10 @@ def stop_reason(
     if all(epoch.get("z_std", math.inf) < threshold for epoch in recent):
         epochs = [epoch.get("epoch") for epoch in recent]
         return (
-            f"{COLLAPSED}: z_std stayed under {threshold:.3g} ({config.collapse_ratio:g} / sqrt({output_dim})) "
-            f"for {config.collapse_epochs} epochs ({epochs[0]}-{epochs[-1]}); last {recent[-1]['z_std']:.3g}"
+            f"{COLLAPSED}: z_std stayed under {threshold:.3g} "
+            f"({config.collapse_ratio:g} / sqrt({output_dim})) "
+            f"for {config.collapse_epochs} epochs ({epochs[0]}-{epochs[-1]}); "
+            f"last {recent[-1]['z_std']:.3g}"
         )
     return None
 

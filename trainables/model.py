@@ -102,7 +102,8 @@ class ModelConfig:
 
 
 def projection_mlp(in_dim: int, dim: int, layers: int) -> nn.Sequential:
-    """``layers`` Linear+BN blocks of width ``dim``, ReLU between them, the last BN without affine."""
+    """``layers`` Linear+BN blocks of width ``dim``, ReLU between them, the last BN without
+    affine."""
     blocks: OrderedDict[str, nn.Module] = OrderedDict()
     width = in_dim
     for index in range(1, layers):

@@ -96,7 +96,8 @@ def evaluation_view(images: Tensor, size: int, crop: float = 1.0) -> Tensor:
 
 def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     """The generator of one sample's views in one epoch: a hash of ``(seed, epoch, index)``, so
-    the views do not depend on which worker draws them, in which order, or whether the run resumed."""
+    the views do not depend on which worker draws them, in which order, or whether the run
+    resumed."""
     digest = hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=8).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
 

@@ -104,7 +104,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
 
 NODES_KEY = "nodes"
-"""Recorded with every epoch: the Ray node IDs of the workers that trained it, rank order, comma-joined."""
+"""Recorded with every epoch: the Ray node IDs of the workers that trained it, rank order,
+comma-joined."""
 
 
 def worker_nodes() -> list[str]:
@@ -121,9 +122,10 @@ def worker_nodes() -> list[str]:
 class DatasetShare:
     """The in-memory datasets a sweep has loaded, as objects in Ray's object store, by
     ``(name, root, split)``. The first trial to need one loads it and hands it to this actor, which
-    puts it in the store (owning it, so that it outlives that trial); every later trial maps the copy its node already
-    holds (Ray fetches an object to a node once, and its processes share that copy), instead of
-    parsing the files again. The actor, and with it the objects, ends with the sweep's driver."""
+    puts it in the store (owning it, so that it outlives that trial); every later trial maps the
+    copy its node already holds (Ray fetches an object to a node once, and its processes share that
+    copy), instead of parsing the files again. The actor, and with it the objects, ends with the
+    sweep's driver."""
 
     def __init__(self) -> None:
         self.refs: dict[str, ray.ObjectRef] = {}
@@ -170,9 +172,8 @@ def shared_loader(share: ray.actor.ActorHandle):
                 split,
             )
             return get_dataset(name, root, split)
-        with (
-            warnings.catch_warnings()
-        ):  # the store's arrays are read-only; the training code never writes them
+        # the store's arrays are read-only; the training code never writes them
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             return TensorImageDataset(
                 torch.from_numpy(images), torch.from_numpy(labels), tuple(classes)

@@ -5,8 +5,9 @@
 resume_from=checkpoint_dir)`` continues after the epoch saved there. Data order and in-memory
 views are drawn from a generator seeded by ``(seed, epoch, rank)``, and each folder image's views
 from one seeded by ``(seed, epoch, index)``, so a resumed run sees exactly the batches the
-uninterrupted run would have seen, with any number of loader workers. Under ``torch.distributed`` the model is wrapped
-in DDP (with SyncBatchNorm on GPUs) and each rank trains on its shard; rank 0 evaluates and checkpoints.
+uninterrupted run would have seen, with any number of loader workers. Under ``torch.distributed``
+the model is wrapped in DDP (with SyncBatchNorm on GPUs) and each rank trains on its shard; rank 0
+evaluates and checkpoints.
 """
 
 from __future__ import annotations
@@ -44,13 +45,15 @@ from trainables.timeline import mark
 from trainables.view_stats import EpochStats, ViewHistograms
 
 Metrics = dict[str, float | str]
-"""An epoch's numbers, and ``stop_reason`` (a string) on the last epoch of a run that stopped itself."""
+"""An epoch's numbers, and ``stop_reason`` (a string) on the last epoch of a run that stopped
+itself."""
 Reporter = Callable[[Metrics, Path], None]
 DatasetLoader = Callable[[str, "str | Path | None", str], Dataset]
 """``(name, root, split) -> Dataset``, like :func:`~trainables.data.get_dataset`."""
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
-"""The metrics of a checkpoint's epoch, reported again when a run resumes with nothing left to train."""
+"""The metrics of a checkpoint's epoch, reported again when a run resumes with nothing left
+to train."""
 MARGIN_MEAN = "margin_mean"
 """The mean over an epoch's pairs of the margin ``m`` of the loss floor ``-1 + m`` (0 without one),
 so that arms of different margin modes are compared at a known margin size."""
@@ -272,12 +275,12 @@ def load_checkpoint(directory: Path | str, map_location: torch.device | str = "c
         state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError as error:
         raise CheckpointError(f"no checkpoint at {path}") from error
-    except (
-        Exception
-    ) as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... on bad bytes
+    except Exception as error:
+        # torch raises RuntimeError, EOFError, UnpicklingError, ... on bad bytes
         size = path.stat().st_size
         raise CheckpointError(
-            f"checkpoint {path} ({size} bytes) is truncated or corrupt: {type(error).__name__}: {error}"
+            f"checkpoint {path} ({size} bytes) is truncated or corrupt: "
+            f"{type(error).__name__}: {error}"
         ) from error
     missing = (
         {"model", "optimizer", "epoch"} - set(state) if isinstance(state, dict) else {"a dict"}

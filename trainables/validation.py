@@ -7,7 +7,8 @@ from typing import Any
 
 
 class ConfigError(ValueError):
-    """A user-supplied value is invalid. The message names the field, the value and what is valid."""
+    """A user-supplied value is invalid. The message names the field, the value and what is
+    valid."""
 
     def __init__(self, field: str, value: Any, valid: str) -> None:
         super().__init__(f"{field}={value!r} is invalid: expected {valid}")

@@ -73,11 +73,8 @@ class SkipsUnreadable:
             candidate = (index + offset) % len(self)
             try:
                 return self._item(candidate)
-            except (
-                OSError,
-                ValueError,
-                SyntaxError,
-            ) as error:  # PIL: UnidentifiedImageError, truncated data
+            except (OSError, ValueError, SyntaxError) as error:
+                # PIL: UnidentifiedImageError, truncated data
                 if not self.unreadable[candidate]:
                     self.unreadable[candidate] = True
                     warnings.warn(

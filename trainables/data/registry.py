@@ -112,7 +112,8 @@ DATASETS: dict[str, DatasetInfo] = {
             bundled=False,
             loader="trainables.data.image_folders:load_imagenet100",
             image_size=(375, 500),
-            smallest_class=732,  # ImageNet-1k's smallest train class; the 100-class subset has no smaller one
+            # ImageNet-1k's smallest train class; the 100-class subset has no smaller one
+            smallest_class=732,
             eval_crop=IMAGENET_EVAL_CROP,
             split_aliases={"test": "val"},
         ),

@@ -1,8 +1,9 @@
 """Box geometry as pure tensor functions.
 
 Boxes are float64 tensors ``(..., 4)`` holding ``x0, y0, x1, y1`` in continuous source-image
-pixels: the image covers ``[0, W] x [0, H]`` and pixel ``(i, j)`` covers ``[j, j + 1] x [i, i + 1]``.
-Every sampler draws a batch of ``n`` geometries at once from a ``torch.Generator``.
+pixels: the image covers ``[0, W] x [0, H]`` and pixel ``(i, j)`` covers
+``[j, j + 1] x [i, i + 1]``. Every sampler draws a batch of ``n`` geometries at once from a
+``torch.Generator``.
 """
 
 from __future__ import annotations
@@ -105,8 +106,9 @@ def sample_sides(
 def shortest_side_on_square(area_fraction: float, ratio: tuple[float, float]) -> float:
     """The shortest side, over the image side, that :func:`sample_sides` can give a box covering
     ``area_fraction`` of a square image. Its aspect ``a = w / h`` lies in ``ratio`` clamped to what
-    fits, ``[area_fraction, 1 / area_fraction]``; its shorter side is ``sqrt(area * min(a, 1 / a))``,
-    which is smallest at an end of that range: ``min(low, 1 / high)``."""
+    fits, ``[area_fraction, 1 / area_fraction]``; its shorter side is
+    ``sqrt(area * min(a, 1 / a))``, which is smallest at an end of that range:
+    ``min(low, 1 / high)``."""
     low, high = (min(max(r, area_fraction), 1 / area_fraction) for r in ratio)
     return math.sqrt(area_fraction * min(low, 1 / high))
 

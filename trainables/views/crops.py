@@ -123,15 +123,16 @@ class Overlap(ViewSampler):
             raise ConfigError(
                 self.field(field),
                 value,
-                f"a {field.replace('_', ' ')} of at most {largest:.4f}, the largest crop of aspect ratio in "
-                f"{pair_text(ratio)} that fits {image_text(height, width)}",
+                f"a {field.replace('_', ' ')} of at most {largest:.4f}, "
+                f"the largest crop of aspect ratio in {pair_text(ratio)} "
+                f"that fits {image_text(height, width)}",
             )
         if not low < self.overlap < high:
             raise ConfigError(
                 self.field("overlap"),
                 self.overlap,
-                f"the open range ({low:.4f}, {high:.4f}) that crops of area {pair_text(area)} and aspect ratio "
-                f"{pair_text(ratio)} can share on {image_text(height, width)}",
+                f"the open range ({low:.4f}, {high:.4f}) that crops of area {pair_text(area)} "
+                f"and aspect ratio {pair_text(ratio)} can share on {image_text(height, width)}",
             )
 
     def sample_boxes(self, n, height, width, generator):
@@ -216,7 +217,8 @@ class Exclusive(ViewSampler):
         self.check_image(1, 1)
 
     def check_image(self, height: int, width: int) -> None:
-        """Refuse a gap that pins the crops' shape along either axis of ``height x width`` images."""
+        """Refuse a gap that pins the crops' shape along either axis of ``height x width``
+        images."""
         largest = min(
             largest_exclusive_gap(self.crop, self.ratio, along, across)
             for along, across in ((width, height), (height, width))

@@ -67,8 +67,9 @@ class Cutout(ViewSampler):
                 raise ConfigError(
                     self.field("blur"),
                     self.blur,
-                    f"a blur whose kernel (blur x the hole's shorter side) spans at least {MIN_KERNEL} px; "
-                    f"the hole's shorter side can be {side:.2f} px (hole={self.hole} at size={self.size}): {remedy}",
+                    "a blur whose kernel (blur x the hole's shorter side) spans at least "
+                    f"{MIN_KERNEL} px; the hole's shorter side can be {side:.2f} px "
+                    f"(hole={self.hole} at size={self.size}): {remedy}",
                 )
 
     def sample_boxes(self, n, height, width, generator):

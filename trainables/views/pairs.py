@@ -1,10 +1,10 @@
 """Box maths for pairs of crops: which overlaps and exclusive gaps are feasible, and sampling
 crops that share a set area.
 
-An overlapping pair is two crops of the image whose intersection has area ``overlap * H * W``. Each crop's
-sides are drawn as RandomResizedCrop draws them (area uniform in ``area`` of the image, aspect
-ratio ``w / h`` log-uniform in ``ratio``), so the crops' zoom and stretch are the caller's to
-fix, and the overlap only decides how the two are placed against each other.
+An overlapping pair is two crops of the image whose intersection has area ``overlap * H * W``.
+Each crop's sides are drawn as RandomResizedCrop draws them (area uniform in ``area`` of the
+image, aspect ratio ``w / h`` log-uniform in ``ratio``), so the crops' zoom and stretch are the
+caller's to fix, and the overlap only decides how the two are placed against each other.
 """
 
 from __future__ import annotations

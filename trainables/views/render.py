@@ -117,7 +117,8 @@ def hole_mask(holes: Tensor, frames: Tensor, size: int) -> Tensor:
 
 
 def hole_shorter_side(holes: Tensor, frames: Tensor, size: int) -> Tensor:
-    """``(B,)`` the shorter side, in output pixels, of each hole in a ``size x size`` view cut from ``frames``."""
+    """``(B,)`` the shorter side, in output pixels, of each hole in a ``size x size`` view cut
+    from ``frames``."""
     width = (holes[:, 2] - holes[:, 0]) * size / (frames[:, 2] - frames[:, 0])
     height = (holes[:, 3] - holes[:, 1]) * size / (frames[:, 3] - frames[:, 1])
     return torch.minimum(width, height)
