@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import torch
 from torch import Tensor, nn
 
 from trainables.validation import check_choice, check_range
@@ -157,8 +156,3 @@ class SimSiam(nn.Module):
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-@torch.no_grad()
-def encode_in_batches(model: SimSiam, images: Tensor, batch_size: int = 512) -> Tensor:
-    return torch.cat([model.encode(chunk) for chunk in images.split(batch_size)])
