@@ -26,7 +26,12 @@ from ray import tune
 from ray.train import RunConfig
 
 from bench.common import parser, table
-from trainables.ray_trainable import POLL_INTERVAL_VARIABLE, ScalingSpec, TrainerSpec
+from trainables.ray_trainable import (
+    POLL_INTERVAL_VARIABLE,
+    ScalingSpec,
+    TrainerSpec,
+    environment_variable,
+)
 from trainables.timeline import TIMELINE_VARIABLE, mark, read
 
 TARGET_SECONDS = 8.0
@@ -106,9 +111,9 @@ def empty_trial(config: dict) -> None:
             callbacks=[TuneReportCallback()],
         ),
     )
-    os.environ[POLL_INTERVAL_VARIABLE] = str(TrainerSpec().poll_interval_s)
     mark("trial.tracked")
-    trainer.fit()
+    with environment_variable(POLL_INTERVAL_VARIABLE, str(TrainerSpec().poll_interval_s)):
+        trainer.fit()
 
 
 def run_floor(directory: Path, trials: int) -> None:

@@ -8,18 +8,19 @@ Train's controller unpickles to find ``train_loop_per_worker``, so it imports th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ray.train
 import torch
-from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, Result, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from trainables.timeline import mark
@@ -186,6 +187,21 @@ CHECKPOINT_PREFIX = "checkpoint_"
 POLL_INTERVAL_VARIABLE = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 
 
+@contextlib.contextmanager
+def environment_variable(name: str, value: str) -> Iterator[None]:
+    """``name=value`` in this process's environment for the duration of the block; then the
+    previous value is put back, or the variable removed if it was not set."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
 def resume_candidates(checkpoint: Checkpoint, latest: Path) -> list[Path]:
     """Where to resume from, best first: the latest checkpoint, then (on local storage, where
     Train keeps ``checkpoints_to_keep`` of them side by side, named by time) the older ones."""
@@ -238,16 +254,29 @@ class TrainerSpec:
         check_range("poll_interval_s", self.poll_interval_s, 0.01, 60)
 
 
+class PolledTorchTrainer(TorchTrainer):
+    """A TorchTrainer whose controller polls its workers every ``poll_interval_s``."""
+
+    def __init__(self, *args: Any, poll_interval_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.poll_interval_s = poll_interval_s
+
+    def fit(self) -> Result:
+        # Train V2 reads the poll interval from the environment of the process that calls fit()
+        # and passes it on to the controller it starts; it is set for this call only.
+        with environment_variable(POLL_INTERVAL_VARIABLE, str(self.poll_interval_s)):
+            return super().fit()
+
+
 def build_trainer(
     config: TrainConfig, spec: TrainerSpec, name: str, callbacks: Sequence[Any] = ()
 ) -> TorchTrainer:
-    """A TorchTrainer for ``config``. Re-running with the same ``name`` and ``storage_path``
-    restores the run and resumes its workers from the latest checkpoint."""
-    # Train V2 reads the poll interval from the environment of the process that calls fit()
-    # and passes it on to the controller it starts.
-    os.environ[POLL_INTERVAL_VARIABLE] = str(spec.poll_interval_s)
-    return TorchTrainer(
+    """A TorchTrainer for ``config``, polled every ``spec.poll_interval_s``. Re-running with the
+    same ``name`` and ``storage_path`` restores the run and resumes its workers from the latest
+    checkpoint."""
+    return PolledTorchTrainer(
         train_loop_per_worker,
+        poll_interval_s=spec.poll_interval_s,
         train_loop_config={"config": config.to_dict(), "datasets": spec.datasets},
         scaling_config=spec.scaling.scaling_config(),
         run_config=RunConfig(
