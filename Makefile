@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install browser clean
+.PHONY: demo test lint install browser clean
 
 install: $(STAMP)
 
@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/study demo
 
-test: $(STAMP) browser
+test: lint browser
 	$(BIN)/python -m pytest
+
+# ruff with the rules and line length of pyproject.toml; part of `make test`, so of CI.
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 # Debian's chromium, for the test that screenshots the HTML report (installed when running as root).
 browser:

@@ -19,7 +19,7 @@ import time
 import torch
 
 from bench.common import machine, parser, table
-from study.cli import parse_overrides
+from study_cli.arguments import parse_overrides
 from trainables.baselines import pixel_knn, untrained_knn
 from trainables.recipes import recipe
 from trainables.train import train

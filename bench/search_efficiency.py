@@ -24,7 +24,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from bench.common import parser, table
-from study.layout import ROLE_TAG
+from study.vocabulary import ROLE_TAG
 from trainables.baselines import Baselines
 
 TARGET_FRACTION = 0.4
@@ -68,7 +68,7 @@ def run_sweep(
     directory: Path, name: str, dataset: str, **study: object
 ) -> tuple[list[Report], Baselines]:
     from study.config import StudyConfig
-    from study.sweep import run_study
+    from study.lifecycle import run_study
 
     tracking_uri = f"sqlite:///{directory / 'mlflow.db'}"
     result = run_study(

@@ -72,7 +72,7 @@ def overhead_row(marks: dict[str, float]) -> dict[str, float]:
 
 def run_sweep(directory: Path, trials: int, smoke: bool) -> None:
     from study.config import StudyConfig
-    from study.sweep import run_study
+    from study.lifecycle import run_study
 
     limit = 64 if smoke else 512
     run_study(
@@ -118,7 +118,7 @@ def empty_trial(config: dict) -> None:
 
 def run_floor(directory: Path, trials: int) -> None:
     """Tune trials that each run a TorchTrainer doing nothing but one report."""
-    from study.trial import TimelineCallback
+    from study.callbacks import TimelineCallback
     from study.tuner import TRIAL_DRIVER_MEMORY
 
     tune.Tuner(

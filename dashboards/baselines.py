@@ -17,7 +17,12 @@ def _integer(value) -> int | None:
 
 def setting_of(trial: pd.Series) -> tuple:
     """A trial's evaluation setting, as :attr:`trainables.baselines.BaselineScore.setting`."""
-    return trial.get("data.eval_dataset"), _integer(trial.get("views.size")), _integer(trial.get("knn.k")), _integer(trial.get("data.eval_limit"))
+    return (
+        trial.get("data.eval_dataset"),
+        _integer(trial.get("views.size")),
+        _integer(trial.get("knn.k")),
+        _integer(trial.get("data.eval_limit")),
+    )
 
 
 def best_margins(baselines: Baselines, best: pd.Series | None, score: str) -> str:
@@ -31,9 +36,13 @@ def best_margins(baselines: Baselines, best: pd.Series | None, score: str) -> st
 
 def baselines_html(sweep: SweepData, best: pd.Series | None, score: str) -> str:
     if not sweep.baselines:
-        return "<p>No baselines were recorded for this sweep (it ran before sweeps computed them).</p>"
+        return (
+            "<p>No baselines were recorded for this sweep (it ran before sweeps computed them).</p>"
+        )
     return (
-        f"<p id=\"baselines\">kNN top-1 on the evaluation set: {html.escape(best_margins(sweep.baselines, best, score))}.</p>"
-        "<p>The untrained encoder is the network each trial starts from (its seed); raw pixels are the evaluation "
-        "views, normalised and flattened, with the same k and temperature. A trial learned something only above both.</p>"
+        '<p id="baselines">kNN top-1 on the evaluation set: '
+        f"{html.escape(best_margins(sweep.baselines, best, score))}.</p>"
+        "<p>The untrained encoder is the network each trial starts from (its seed); "
+        "raw pixels are the evaluation views, normalised and flattened, with the same k "
+        "and temperature. A trial learned something only above both.</p>"
     )

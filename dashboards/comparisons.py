@@ -34,8 +34,9 @@ from dashboards.series import (
     margin_trials,
     repeats,
 )
-from dashboards.sweeps import FINISHED, SweepData
+from dashboards.sweeps import SweepData
 from study.statistics import MIN_PAIRS, PairedComparison, paired_comparison
+from study.vocabulary import Outcome
 
 SEED = "seed"
 GRID_FIGURES = {
@@ -48,7 +49,8 @@ GRID_FIGURES = {
 
 @dataclass(frozen=True)
 class Comparison:
-    """Arm ``arm`` minus arm ``baseline`` in ``setting`` (a dataset, a hole size), paired by seed."""
+    """Arm ``arm`` minus arm ``baseline`` in ``setting`` (a dataset, a hole size),
+    paired by seed."""
 
     figure: str
     setting: str
@@ -60,12 +62,28 @@ class Comparison:
         result = self.result
         if result.pairs == 0:
             return f"{self.setting}: {self.arm} and {self.baseline} share no seed: not testable."
-        direction = "higher" if result.difference > 0 else "lower" if result.difference < 0 else "no different"
-        amount = f"{abs(result.difference):.4f} {direction} than" if result.difference != 0 else "no different from"
+        direction = (
+            "higher"
+            if result.difference > 0
+            else "lower"
+            if result.difference < 0
+            else "no different"
+        )
+        amount = (
+            f"{abs(result.difference):.4f} {direction} than"
+            if result.difference != 0
+            else "no different from"
+        )
         if not result.testable:
-            return f"{self.setting}: {self.arm} scores {amount} {self.baseline} on {result.pairs} seed: {result.verdict()}."
-        return (f"{self.setting}: {self.arm} scores {amount} {self.baseline} over {result.pairs} seeds "
-                f"(95% interval of the difference {result.low:+.4f} to {result.high:+.4f}, p = {result.p_value:.3g}): {result.verdict()}.")
+            return (
+                f"{self.setting}: {self.arm} scores {amount} {self.baseline} "
+                f"on {result.pairs} seed: {result.verdict()}."
+            )
+        return (
+            f"{self.setting}: {self.arm} scores {amount} {self.baseline} over {result.pairs} seeds "
+            f"(95% interval of the difference {result.low:+.4f} to {result.high:+.4f}, "
+            f"p = {result.p_value:.3g}): {result.verdict()}."
+        )
 
 
 @dataclass(frozen=True)
@@ -84,21 +102,37 @@ class FigureComparisons:
         if not every:
             return f"{self.figure} has nothing to compare: one {self.unit} per dataset."
         if not testable:
-            return (f"No difference in {self.figure} can be tested: no comparison has {MIN_PAIRS} matched seeds "
-                    "(run the grid with more --seeds).")
+            return (
+                f"No difference in {self.figure} can be tested: "
+                f"no comparison has {MIN_PAIRS} matched seeds "
+                "(run the grid with more --seeds)."
+            )
         untested = len(every) - len(testable)
-        tail = f" ({untested} of {len(every)} cannot be tested: fewer than {MIN_PAIRS} matched seeds)" if untested else ""
+        tail = (
+            f" ({untested} of {len(every)} cannot be tested: fewer than {MIN_PAIRS} matched seeds)"
+            if untested
+            else ""
+        )
         if not outside:
             scope = "All testable differences" if untested else "All differences"
-            return (f"{scope} in {self.figure} are within noise: no {self.unit}'s 95% interval of the paired difference "
-                    f"{self.against} excludes 0{tail}.")
-        named = "; ".join(f"{item.setting}: {item.arm} vs {item.baseline} ({item.result.difference:+.4f})" for item in outside)
-        return (f"In {self.figure}, {len(outside)} of {len(testable)} tested differences are outside noise "
-                f"(their 95% interval excludes 0): {named}{tail}.")
+            return (
+                f"{scope} in {self.figure} are within noise: "
+                f"no {self.unit}'s 95% interval of the paired difference "
+                f"{self.against} excludes 0{tail}."
+            )
+        named = "; ".join(
+            f"{item.setting}: {item.arm} vs {item.baseline} ({item.result.difference:+.4f})"
+            for item in outside
+        )
+        return (
+            f"In {self.figure}, {len(outside)} of {len(testable)} tested differences "
+            "are outside noise "
+            f"(their 95% interval excludes 0): {named}{tail}."
+        )
 
 
 def _finished(trials: pd.DataFrame) -> pd.DataFrame:
-    return trials[(trials["status"] == FINISHED) & trials[SCORE].notna()]
+    return trials[(trials["status"] == Outcome.FINISHED) & trials[SCORE].notna()]
 
 
 def compare_arms(a: pd.DataFrame, b: pd.DataFrame) -> PairedComparison:
@@ -123,13 +157,21 @@ def grid_comparisons(trials: pd.DataFrame, figure: str) -> FigureComparisons:
         at = {x: of_dataset[of_dataset[param].astype(float) == x] for x in series.x}
         for x in series.x:
             if x != best:
-                found.append(Comparison(figure, str(dataset), f"the best {name} {_value(best)}", f"{name} {_value(x)}",
-                                        compare_arms(at[best], at[x])))
+                found.append(
+                    Comparison(
+                        figure,
+                        str(dataset),
+                        f"the best {name} {_value(best)}",
+                        f"{name} {_value(x)}",
+                        compare_arms(at[best], at[x]),
+                    )
+                )
     return FigureComparisons(figure, "point", "to the best", tuple(found))
 
 
 def cutout_comparisons(trials: pd.DataFrame) -> FigureComparisons:
-    """Fig. 4: each cutout-blur arm (one per blur strength) minus cutout at each dataset and hole size."""
+    """Fig. 4: each cutout-blur arm (one per blur strength) minus cutout at each dataset
+    and hole size."""
     figure, hole = "Fig. 4", "views.params.hole"
     selected, arms = cutout_arms(family_trials(trials, "cutout", figure, hole))
     zero = FILL_NAMES["zero"]
@@ -140,7 +182,15 @@ def cutout_comparisons(trials: pd.DataFrame) -> FigureComparisons:
             continue
         for arm in arms:
             if arm != zero and not _finished(at[arm]).empty:
-                found.append(Comparison(figure, f"{dataset}, cutout size {_value(size)}", zero, arm, compare_arms(at[zero], at[arm])))
+                found.append(
+                    Comparison(
+                        figure,
+                        f"{dataset}, cutout size {_value(size)}",
+                        zero,
+                        arm,
+                        compare_arms(at[zero], at[arm]),
+                    )
+                )
     return FigureComparisons(figure, "comparison", "cutout-blur − cutout", tuple(found))
 
 
@@ -150,15 +200,29 @@ def margin_comparisons(trials: pd.DataFrame) -> FigureComparisons:
     selected = margin_trials(trials, figure)
     found = []
     for (family, dataset), group in selected.groupby([FAMILY, DATASET], sort=True):
-        arms = [arm for arm in margin_arms(group) if not _finished(group[group[MARGIN_ARM] == arm]).empty]
+        arms = [
+            arm
+            for arm in margin_arms(group)
+            if not _finished(group[group[MARGIN_ARM] == arm]).empty
+        ]
         for a, b in combinations(arms, 2):
-            found.append(Comparison(figure, f"{family} views on {dataset}", a, b,
-                                    compare_arms(group[group[MARGIN_ARM] == a], group[group[MARGIN_ARM] == b])))
+            found.append(
+                Comparison(
+                    figure,
+                    f"{family} views on {dataset}",
+                    a,
+                    b,
+                    compare_arms(group[group[MARGIN_ARM] == a], group[group[MARGIN_ARM] == b]),
+                )
+            )
     return FigureComparisons(figure, "comparison", "between the margins", tuple(found))
 
 
 FIGURES: dict[str, Callable[[pd.DataFrame], FigureComparisons]] = {
-    **{figure: (lambda trials, figure=figure: grid_comparisons(trials, figure)) for figure in GRID_FIGURES},
+    **{
+        figure: (lambda trials, figure=figure: grid_comparisons(trials, figure))
+        for figure in GRID_FIGURES
+    },
     "Fig. 4": cutout_comparisons,
     "Fig. 5": margin_comparisons,
 }
@@ -183,15 +247,30 @@ def _interval(result: PairedComparison) -> str:
 
 def _table(found: FigureComparisons) -> str:
     rows = "".join(
-        f'<tr class="comparison" data-figure="{html.escape(item.figure)}" data-setting="{html.escape(item.setting)}" '
+        f'<tr class="comparison" data-figure="{html.escape(item.figure)}" '
+        f'data-setting="{html.escape(item.setting)}" '
         f'data-arm="{html.escape(item.arm)}" data-baseline="{html.escape(item.baseline)}">'
-        f"<td>{html.escape(item.setting)}</td><td>{html.escape(item.arm)}</td><td>{html.escape(item.baseline)}</td>"
+        f"<td>{html.escape(item.setting)}</td><td>{html.escape(item.arm)}</td>"
+        f"<td>{html.escape(item.baseline)}</td>"
         f"<td>{item.result.pairs}</td><td>{_number(item.result.difference, '{:+.4f}')}</td>"
         f"<td>{_interval(item.result)}</td>"
-        f"<td>{_number(item.result.p_value, '{:.3g}')}</td><td>{html.escape(item.sentence())}</td></tr>"
+        f"<td>{_number(item.result.p_value, '{:.3g}')}</td>"
+        f"<td>{html.escape(item.sentence())}</td></tr>"
         for item in found.comparisons
     )
-    header = "".join(f"<th>{name}</th>" for name in ("setting", "arm", "against", "seeds", "difference", "95% interval", "p", "in words"))
+    header = "".join(
+        f"<th>{name}</th>"
+        for name in (
+            "setting",
+            "arm",
+            "against",
+            "seeds",
+            "difference",
+            "95% interval",
+            "p",
+            "in words",
+        )
+    )
     return f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>" if rows else ""
 
 
@@ -202,9 +281,16 @@ def comparisons_html(sweep: SweepData) -> str:
         if isinstance(found, str):
             absent.append(figure)
             continue
-        parts.append(f'<h3>{html.escape(figure)}</h3><p class="verdict" data-figure="{html.escape(figure)}">'
-                     f"{html.escape(found.summary())}</p>{_table(found)}")
-    intro = ("<p>Differences of the final knn_top1 between the arms each figure compares, paired by seed over the trials "
-             "that ran every epoch: the mean difference, its 95% t-interval and the paired t-test's p-value.</p>")
-    missing = f"<p>Not compared, no trials in this sweep: {', '.join(absent)}.</p>" if absent else ""
+        parts.append(
+            f'<h3>{html.escape(figure)}</h3><p class="verdict" data-figure="{html.escape(figure)}">'
+            f"{html.escape(found.summary())}</p>{_table(found)}"
+        )
+    intro = (
+        "<p>Differences of the final knn_top1 between the arms each figure compares, "
+        "paired by seed over the trials that ran every epoch: the mean difference, "
+        "its 95% t-interval and the paired t-test's p-value.</p>"
+    )
+    missing = (
+        f"<p>Not compared, no trials in this sweep: {', '.join(absent)}.</p>" if absent else ""
+    )
     return intro + "".join(parts) + missing

@@ -40,18 +40,25 @@ from dashboards.series import (
     stopped_trials,
     view_setting_labels,
 )
-from dashboards.sweeps import FAILED, FINISHED, STOPPED, SweepData
+from dashboards.sweeps import SweepData
+from study.vocabulary import EPOCH, KNN_TOP1, Outcome
 from trainables.baselines import BASELINE_LABELS, PIXELS, UNTRAINED, Baselines
 
 DPI = 130
 SCORE_LABEL = "kNN top-1 accuracy"
-STATUS_STYLES = {FINISHED: ("-", "o"), STOPPED: ("--", "x"), FAILED: (":", "v")}
+STATUS_STYLES = {
+    Outcome.FINISHED: ("-", "o"),
+    Outcome.STOPPED: ("--", "x"),
+    Outcome.FAILED: (":", "v"),
+}
 STOPPED_COLOUR = "0.55"
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 BASELINE_STYLES = {UNTRAINED: ("0.15", "-."), PIXELS: ("#bcbd22", (0, (2, 2)))}
 
 
-def new_figure(width: float = 6.4, height: float = 4.2, ncols: int = 1) -> tuple[Figure, list[Axes]]:
+def new_figure(
+    width: float = 6.4, height: float = 4.2, ncols: int = 1
+) -> tuple[Figure, list[Axes]]:
     figure = Figure(figsize=(width * ncols, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
     return figure, list(np.atleast_1d(figure.subplots(1, ncols)))
@@ -60,18 +67,39 @@ def new_figure(width: float = 6.4, height: float = 4.2, ncols: int = 1) -> tuple
 def draw_series(axes: Axes, series: Series, colour: str) -> None:
     has_repeats = series.yerr is not None
     container = axes.errorbar(
-        series.x, series.mean, yerr=series.yerr, color=colour, marker="o", capsize=3,
-        label=f"{series.label} ({_repeat_counts(series.count)} per point, 95% t-interval)" if has_repeats else series.label,
+        series.x,
+        series.mean,
+        yerr=series.yerr,
+        color=colour,
+        marker="o",
+        capsize=3,
+        label=f"{series.label} ({_repeat_counts(series.count)} per point, 95% t-interval)"
+        if has_repeats
+        else series.label,
     )
     container.lines[0].set_gid(f"mean:{series.label}")
     if has_repeats:
         container.lines[2][0].set_gid(f"ci:{series.label}")
     best_x, best_y = series.best
-    axes.plot([best_x], [best_y], marker="*", markersize=16, color=colour, markeredgecolor="black", linestyle="none", gid=f"best:{series.label}")
+    axes.plot(
+        [best_x],
+        [best_y],
+        marker="*",
+        markersize=16,
+        color=colour,
+        markeredgecolor="black",
+        linestyle="none",
+        gid=f"best:{series.label}",
+    )
     right_half = best_x > (series.x.min() + series.x.max()) / 2
     axes.annotate(
-        f"best {best_x:.3g}: {best_y:.3f}", (best_x, best_y), textcoords="offset points", xytext=(-8 if right_half else 8, 8),
-        ha="right" if right_half else "left", fontsize=8, color=colour,
+        f"best {best_x:.3g}: {best_y:.3f}",
+        (best_x, best_y),
+        textcoords="offset points",
+        xytext=(-8 if right_half else 8, 8),
+        ha="right" if right_half else "left",
+        fontsize=8,
+        color=colour,
     )
 
 
@@ -81,13 +109,21 @@ def draw_baselines(axes: Axes, baselines: Baselines) -> None:
     evaluated differently get one pair per evaluation setting, labelled and gid-suffixed with it."""
     groups = baselines.by_setting()
     for (dataset, size, k, limit), group in groups.items():
-        setting = "" if len(groups) == 1 else f"kNN {dataset} {size} px k={k}" + (f" {limit} images" if limit else "")
+        setting = (
+            ""
+            if len(groups) == 1
+            else f"kNN {dataset} {size} px k={k}" + (f" {limit} images" if limit else "")
+        )
         for kind, value in ((UNTRAINED, group.untrained_mean), (PIXELS, group.pixels)):
             if value is None:
                 continue
             colour, linestyle = BASELINE_STYLES[kind]
             axes.axhline(
-                value, color=colour, linestyle=linestyle, linewidth=1.2, gid=f"baseline:{kind}" + (f":{setting}" if setting else ""),
+                value,
+                color=colour,
+                linestyle=linestyle,
+                linewidth=1.2,
+                gid=f"baseline:{kind}" + (f":{setting}" if setting else ""),
                 label=BASELINE_LABELS[kind] + (f" ({setting})" if setting else ""),
             )
 
@@ -101,8 +137,13 @@ def _drawstopped_trials(axes: Axes, stopped: pd.DataFrame, x: str, label: str) -
     if stopped.empty:
         return
     axes.plot(
-        stopped[x].to_numpy(dtype=float), stopped[SCORE].to_numpy(), linestyle="none", marker="x", color=STOPPED_COLOUR,
-        label=f"stopped early by ASHA ({len(stopped)})", gid=f"stopped:{label}",
+        stopped[x].to_numpy(dtype=float),
+        stopped[SCORE].to_numpy(),
+        linestyle="none",
+        marker="x",
+        color=STOPPED_COLOUR,
+        label=f"stopped early by ASHA ({len(stopped)})",
+        gid=f"stopped:{label}",
     )
 
 
@@ -115,7 +156,9 @@ def parameter_figure(sweep: SweepData, family: str, param: str, xlabel: str, tit
     figure, (axes,) = new_figure()
     for colour, (dataset, line) in zip(COLOURS, series.items()):
         draw_series(axes, line, colour)
-        _drawstopped_trials(axes, stopped_trials(trials[trials[DATASET] == dataset]), param, dataset)
+        _drawstopped_trials(
+            axes, stopped_trials(trials[trials[DATASET] == dataset]), param, dataset
+        )
     draw_baselines(axes, sweep.baselines)
     axes.set(xlabel=xlabel, ylabel=SCORE_LABEL, title=title)
     axes.grid(alpha=0.3)
@@ -124,34 +167,70 @@ def parameter_figure(sweep: SweepData, family: str, param: str, xlabel: str, tit
 
 
 def overlap_figure(sweep: SweepData) -> Figure:
-    return parameter_figure(sweep, "overlap", "views.params.overlap", "overlap (shared fraction of the image)", "Fig. 2a: kNN accuracy vs overlap size")
+    return parameter_figure(
+        sweep,
+        "overlap",
+        "views.params.overlap",
+        "overlap (shared fraction of the image)",
+        "Fig. 2a: kNN accuracy vs overlap size",
+    )
 
 
 def patch_figure(sweep: SweepData) -> Figure:
-    return parameter_figure(sweep, "patch", "views.params.patch", "patch size (fraction of the image)", "Fig. 2b: kNN accuracy vs patch size")
+    return parameter_figure(
+        sweep,
+        "patch",
+        "views.params.patch",
+        "patch size (fraction of the image)",
+        "Fig. 2b: kNN accuracy vs patch size",
+    )
 
 
 def exclusive_figure(sweep: SweepData) -> Figure:
-    return parameter_figure(sweep, "exclusive", "views.params.gap", "gap: exclusive-region area between the crops (fraction of the image)", "Fig. 3: mutually exclusive crops")
+    return parameter_figure(
+        sweep,
+        "exclusive",
+        "views.params.gap",
+        "gap: exclusive-region area between the crops (fraction of the image)",
+        "Fig. 3: mutually exclusive crops",
+    )
 
 
 def overlap_vs_patch_figure(sweep: SweepData) -> Figure:
-    """Fig. 2c: the best overlap against the best patch per dataset, bars annotated with the size that won."""
+    """Fig. 2c: the best overlap against the best patch per dataset, bars annotated with
+    the size that won."""
     title = "Fig. 2c: best overlap vs best patch"
-    best = best_settings(sweep, {"overlap": "views.params.overlap", "patch": "views.params.patch"}, title)
+    best = best_settings(
+        sweep, {"overlap": "views.params.overlap", "patch": "views.params.patch"}, title
+    )
     datasets = sorted({item.dataset for item in best})
     figure, (axes,) = new_figure()
     width = 0.38
     for offset, (family, colour) in enumerate((("overlap", COLOURS[0]), ("patch", COLOURS[1]))):
         items = {item.dataset: item for item in best if item.family == family}
-        positions = [index + (offset - 0.5) * width for index, dataset in enumerate(datasets) if dataset in items]
+        positions = [
+            index + (offset - 0.5) * width
+            for index, dataset in enumerate(datasets)
+            if dataset in items
+        ]
         chosen = [items[dataset] for dataset in datasets if dataset in items]
         bars = axes.bar(
-            positions, [item.mean for item in chosen], width, yerr=np.array([item.yerr for item in chosen]).T.reshape(2, -1),
-            color=colour, capsize=3, label=f"best {family}", gid=f"mean:{family}",
+            positions,
+            [item.mean for item in chosen],
+            width,
+            yerr=np.array([item.yerr for item in chosen]).T.reshape(2, -1),
+            color=colour,
+            capsize=3,
+            label=f"best {family}",
+            gid=f"mean:{family}",
         )
         bars.errorbar.lines[2][0].set_gid(f"ci:{family}")
-        axes.bar_label(bars, [f"{family} {item.value:g}\n{item.mean:.3f}" for item in chosen], fontsize=7, padding=2)
+        axes.bar_label(
+            bars,
+            [f"{family} {item.value:g}\n{item.mean:.3f}" for item in chosen],
+            fontsize=7,
+            padding=2,
+        )
     draw_baselines(axes, sweep.baselines)
     axes.set_xticks(range(len(datasets)), datasets)
     axes.set(xlabel="dataset", ylabel=SCORE_LABEL, title=title)
@@ -172,20 +251,34 @@ def cutout_figure(sweep: SweepData) -> Figure:
     figure, axes_list = new_figure(width=5.6, ncols=len(datasets))
     for axes, dataset in zip(axes_list, datasets):
         drawn = [arm for arm in arms if (dataset, arm) in series]
-        holes = sorted({float(x) for (name, _), line in series.items() if name == dataset for x in line.x})
+        holes = sorted(
+            {float(x) for (name, _), line in series.items() if name == dataset for x in line.x}
+        )
         width = 0.8 / max(len(drawn), 1)
         for offset, arm in enumerate(drawn):
             line = series[(dataset, arm)]
-            positions = [holes.index(float(x)) + (offset - (len(drawn) - 1) / 2) * width for x in line.x]
+            positions = [
+                holes.index(float(x)) + (offset - (len(drawn) - 1) / 2) * width for x in line.x
+            ]
             bars = axes.bar(
-                positions, line.mean, width, yerr=line.yerr, capsize=3,
-                color=COLOURS[offset % len(COLOURS)], label=arm, gid=f"mean:{dataset}:{arm}",
+                positions,
+                line.mean,
+                width,
+                yerr=line.yerr,
+                capsize=3,
+                color=COLOURS[offset % len(COLOURS)],
+                label=arm,
+                gid=f"mean:{dataset}:{arm}",
             )
             if bars.errorbar is not None:
                 bars.errorbar.lines[2][0].set_gid(f"ci:{dataset}:{arm}")
         draw_baselines(axes, sweep.baselines)
         axes.set_xticks(range(len(holes)), [f"{hole:g}" for hole in holes])
-        axes.set(xlabel="cutout size (fraction of the image)", ylabel=SCORE_LABEL, title=f"{title}\n{dataset}")
+        axes.set(
+            xlabel="cutout size (fraction of the image)",
+            ylabel=SCORE_LABEL,
+            title=f"{title}\n{dataset}",
+        )
         axes.set_ylim(0, 1.05)
         axes.legend(fontsize=8, loc="lower right")
     return figure
@@ -204,9 +297,23 @@ def margin_figure(sweep: SweepData) -> Figure:
         epochs, mean = curve.index.to_numpy(), curve["mean"].to_numpy()
         repeated = bool((curve["count"] > 1).any())
         shaded = ", 95% t-interval shaded" if repeated else ""
-        axes.plot(epochs, mean, marker="o", color=colour, label=f"{arm} (n={int(curve['count'].max())}{shaded})", gid=f"mean:{arm}")
+        axes.plot(
+            epochs,
+            mean,
+            marker="o",
+            color=colour,
+            label=f"{arm} (n={int(curve['count'].max())}{shaded})",
+            gid=f"mean:{arm}",
+        )
         if repeated:
-            axes.fill_between(epochs, curve["low"].to_numpy(), curve["high"].to_numpy(), color=colour, alpha=0.2, gid=f"ci:{arm}")
+            axes.fill_between(
+                epochs,
+                curve["low"].to_numpy(),
+                curve["high"].to_numpy(),
+                color=colour,
+                alpha=0.2,
+                gid=f"ci:{arm}",
+            )
     draw_baselines(axes, sweep.baselines)
     setting = ", ".join(f"{family} views on {dataset}" for family, dataset in settings_of(trials))
     axes.set(xlabel="epoch", ylabel=SCORE_LABEL, title=f"{title}\n{setting}")
@@ -218,26 +325,53 @@ def margin_figure(sweep: SweepData) -> Figure:
 
 def learning_curves_figure(sweep: SweepData) -> Figure:
     """Every trial's kNN top-1 by epoch; ASHA-stopped trials dashed and ending in a cross."""
-    history = sweep.epochs.dropna(subset=["knn_top1"])
+    history = sweep.epochs.dropna(subset=[KNN_TOP1])
     if history.empty:
-        raise MissingData(f"learning curves need per-epoch knn_top1; sweep {sweep.name} has no epochs recorded")
+        raise MissingData(
+            f"learning curves need per-epoch knn_top1; sweep {sweep.name} has no epochs recorded"
+        )
     status = dict(zip(sweep.trials["trial_id"], sweep.trials["status"]))
     figure, (axes,) = new_figure(width=7.2)
     seen = set()
-    for index, (trial_id, rows) in enumerate(history.sort_values("epoch").groupby("trial_id", sort=True)):
-        trial_status = status.get(trial_id, FAILED)
-        linestyle, marker = STATUS_STYLES.get(trial_status, STATUS_STYLES[FAILED])
-        colour = STOPPED_COLOUR if trial_status == STOPPED else COLOURS[index % len(COLOURS)]
+    for index, (trial_id, rows) in enumerate(
+        history.sort_values(EPOCH).groupby("trial_id", sort=True)
+    ):
+        trial_status = status.get(trial_id, Outcome.FAILED)
+        linestyle, marker = STATUS_STYLES.get(trial_status, STATUS_STYLES[Outcome.FAILED])
+        colour = (
+            STOPPED_COLOUR if trial_status == Outcome.STOPPED else COLOURS[index % len(COLOURS)]
+        )
         label = None if trial_status in seen else trial_status.lower()
         seen.add(trial_status)
-        epochs, scores = rows["epoch"].to_numpy(), rows["knn_top1"].to_numpy()
-        axes.plot(epochs, scores, linestyle=linestyle, color=colour, alpha=0.85, label=label, gid=f"trial:{trial_id}")
+        epochs, scores = rows[EPOCH].to_numpy(), rows[KNN_TOP1].to_numpy()
+        axes.plot(
+            epochs,
+            scores,
+            linestyle=linestyle,
+            color=colour,
+            alpha=0.85,
+            label=label,
+            gid=f"trial:{trial_id}",
+        )
         axes.plot(epochs[-1:], scores[-1:], marker=marker, color=colour, linestyle="none")
     draw_baselines(axes, sweep.baselines)
     axes.axvline(sweep.max_epochs, color="0.3", linestyle=":", linewidth=1)
-    axes.annotate("max epochs", (sweep.max_epochs, axes.get_ylim()[0]), fontsize=8, rotation=90, va="bottom", ha="right")
-    counts = ", ".join(f"{count} {name.lower()}" for name, count in sweep.trials["status"].value_counts().items())
-    axes.set(xlabel="epoch", ylabel=SCORE_LABEL, title=f"Learning curves of {len(status)} trials ({counts})")
+    axes.annotate(
+        "max epochs",
+        (sweep.max_epochs, axes.get_ylim()[0]),
+        fontsize=8,
+        rotation=90,
+        va="bottom",
+        ha="right",
+    )
+    counts = ", ".join(
+        f"{count} {name.lower()}" for name, count in sweep.trials["status"].value_counts().items()
+    )
+    axes.set(
+        xlabel="epoch",
+        ylabel=SCORE_LABEL,
+        title=f"Learning curves of {len(status)} trials ({counts})",
+    )
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
@@ -248,9 +382,13 @@ REALISED_PANELS = {
     "overlap": ("realised overlap (shared area / image area)", "fraction of training pairs"),
     "phi": ("centre distance φ (fraction of the image diagonal)", "fraction of training pairs"),
     "crop_area": ("crop area (view box area / image area)", "fraction of training views"),
-    "crop_aspect": ("crop aspect ratio (box width / height, log scale)", "fraction of training views"),
+    "crop_aspect": (
+        "crop aspect ratio (box width / height, log scale)",
+        "fraction of training views",
+    ),
 }
-"""The histograms of ``view_stats.json`` drawn, each in its own panel: name -> (x label, y label)."""
+"""The histograms of ``view_stats.json`` drawn, each in its own panel:
+name -> (x label, y label)."""
 
 
 def _histogram_edges(data: dict[str, Any], name: str) -> np.ndarray:
@@ -262,7 +400,10 @@ def realised_views_figure(stats: dict[str, dict[str, Any]], trials: pd.DataFrame
     views trained on, summed over the trials of each view setting. Runs logged before the crop
     statistics were recorded add nothing to the crop panels."""
     if not stats:
-        raise MissingData("realised-view distributions need the trials' view_stats.json artifacts in MLflow; none were found")
+        raise MissingData(
+            "realised-view distributions need the trials' view_stats.json artifacts in MLflow; "
+            "none were found"
+        )
     labels = dict(zip(trials["trial_id"], view_setting_labels(trials)))
     totals: dict[str, dict[str, np.ndarray]] = {}
     edges: dict[str, np.ndarray] = {}
@@ -280,7 +421,11 @@ def realised_views_figure(stats: dict[str, dict[str, Any]], trials: pd.DataFrame
             axes.stairs(density, edges[name], color=colour, label=label, gid=f"hist:{name}:{label}")
         if name == "crop_aspect":
             axes.set_xscale("log", base=2)
-        axes.set(xlabel=xlabel, ylabel=ylabel, title=f"Realised {name.replace('_', ' ')} of the trained views")
+        axes.set(
+            xlabel=xlabel,
+            ylabel=ylabel,
+            title=f"Realised {name.replace('_', ' ')} of the trained views",
+        )
         axes.legend(fontsize=7)
     return figure
 
@@ -288,10 +433,22 @@ def realised_views_figure(stats: dict[str, dict[str, Any]], trials: pd.DataFrame
 PAPER_FIGURES: dict[str, tuple[str, Callable[[SweepData], Figure]]] = {
     "fig2a_overlap": ("kNN accuracy against overlap size (paper Fig. 2a)", overlap_figure),
     "fig2b_patch": ("kNN accuracy against patch size (paper Fig. 2b)", patch_figure),
-    "fig2c_overlap_vs_patch": ("Best overlap vs best patch per dataset (paper Fig. 2c)", overlap_vs_patch_figure),
-    "fig3_exclusive": ("kNN accuracy against the gap between mutually exclusive crops (paper Fig. 3)", exclusive_figure),
+    "fig2c_overlap_vs_patch": (
+        "Best overlap vs best patch per dataset (paper Fig. 2c)",
+        overlap_vs_patch_figure,
+    ),
+    "fig3_exclusive": (
+        "kNN accuracy against the gap between mutually exclusive crops (paper Fig. 3)",
+        exclusive_figure,
+    ),
     "fig4_cutout": ("Cutout vs cutout-blur at each cutout size (paper Fig. 4)", cutout_figure),
-    "fig5_margin": ("kNN accuracy by epoch for vanilla, fixed and distance-based margins (paper Fig. 5)", margin_figure),
-    "learning_curves": ("Learning curves of every trial; ASHA-stopped trials are cut short", learning_curves_figure),
+    "fig5_margin": (
+        "kNN accuracy by epoch for vanilla, fixed and distance-based margins (paper Fig. 5)",
+        margin_figure,
+    ),
+    "learning_curves": (
+        "Learning curves of every trial; ASHA-stopped trials are cut short",
+        learning_curves_figure,
+    ),
 }
 """Figures drawn from the trials tables alone: name -> (caption, draw)."""

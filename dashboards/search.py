@@ -17,13 +17,17 @@ from matplotlib.figure import Figure
 from dashboards.figures import STOPPED_COLOUR, new_figure
 from dashboards.series import MissingData
 from dashboards.sweeps import SweepData
+from study.vocabulary import KNN_TOP1
 
 SEED_PARAM = "seed"
 
 
 def load_study(sweep: SweepData) -> optuna.Study:
     if sweep.optuna_storage is None:
-        raise MissingData(f"search figures need the sweep's Optuna study (optuna.db in {sweep.directory}); it was not found")
+        raise MissingData(
+            "search figures need the sweep's Optuna study "
+            f"(optuna.db in {sweep.directory}); it was not found"
+        )
     return optuna.load_study(study_name=sweep.name, storage=sweep.optuna_storage)
 
 
@@ -32,12 +36,21 @@ def describe_distribution(distribution: optuna.distributions.BaseDistribution) -
     if isinstance(distribution, optuna.distributions.CategoricalDistribution):
         return f"one of {list(distribution.choices)}"
     kind = "int" if isinstance(distribution, optuna.distributions.IntDistribution) else "float"
-    step = f", step {distribution.step:g}" if getattr(distribution, "step", None) not in (None, 1) else ""
-    return f"{kind} in [{distribution.low:g}, {distribution.high:g}]" + (", log" if distribution.log else "") + step
+    step = (
+        f", step {distribution.step:g}"
+        if getattr(distribution, "step", None) not in (None, 1)
+        else ""
+    )
+    return (
+        f"{kind} in [{distribution.low:g}, {distribution.high:g}]"
+        + (", log" if distribution.log else "")
+        + step
+    )
 
 
 def searched_space(study: optuna.Study) -> dict[str, str]:
-    """Each param the searcher drew, as it drew it (conditional params appear in some trials only)."""
+    """Each param the searcher drew, as it drew it (conditional params appear in some
+    trials only)."""
     space: dict[str, str] = {}
     for trial in study.get_trials(deepcopy=False):
         for name, distribution in trial.distributions.items():
@@ -64,11 +77,15 @@ def param_importances(study: optuna.Study, seed: int = 0) -> dict[str, float]:
     params = varied_params(trials)
     if len(trials) < 2 or not params:
         raise MissingData(
-            f"parameter importance needs at least 2 completed trials that differ in a parameter; study {study.study_name} "
+            "parameter importance needs at least 2 completed trials that differ in a parameter; "
+            f"study {study.study_name} "
             f"has {len(trials)} completed trials varying {params or 'no parameter'}"
         )
     if len({trial.value for trial in trials}) < 2:
-        raise MissingData(f"parameter importance needs completed trials that score differently; all {len(trials)} of study {study.study_name} scored {trials[0].value}")
+        raise MissingData(
+            "parameter importance needs completed trials that score differently; "
+            f"all {len(trials)} of study {study.study_name} scored {trials[0].value}"
+        )
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
     return optuna.importance.get_param_importances(study, evaluator=evaluator, params=params)
 
@@ -77,9 +94,15 @@ def importance_figure(study: optuna.Study) -> Figure:
     importances = param_importances(study)
     names = list(importances)[::-1]
     figure, (axes,) = new_figure(height=max(2.4, 0.5 * len(names) + 1.4))
-    bars = axes.barh(names, [importances[name] for name in names], color="#1f77b4", gid="importance")
+    bars = axes.barh(
+        names, [importances[name] for name in names], color="#1f77b4", gid="importance"
+    )
     axes.bar_label(bars, [f"{importances[name]:.2f}" for name in names], fontsize=8, padding=2)
-    axes.set(xlabel="fANOVA importance for knn_top1", ylabel="parameter", title=f"Parameter importance ({len(completed(study))} completed trials)")
+    axes.set(
+        xlabel="fANOVA importance for knn_top1",
+        ylabel="parameter",
+        title=f"Parameter importance ({len(completed(study))} completed trials)",
+    )
     axes.set_xlim(0, 1.1)
     return figure
 
@@ -103,42 +126,91 @@ class Axis:
 def make_axis(name: str, values: list[Any]) -> Axis:
     if all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in values):
         low, high = float(min(values)), float(max(values))
-        return Axis(name, [(0.0, f"{low:.3g}"), (1.0, f"{high:.3g}")] if high > low else [(0.5, f"{low:.3g}")], None, low, high)
+        return Axis(
+            name,
+            [(0.0, f"{low:.3g}"), (1.0, f"{high:.3g}")] if high > low else [(0.5, f"{low:.3g}")],
+            None,
+            low,
+            high,
+        )
     categories = sorted({repr(value) for value in values})
     step = 1 / max(len(categories) - 1, 1)
     position = {category: index * step for index, category in enumerate(categories)}
-    return Axis(name, [(place, category.strip("'")) for category, place in position.items()], position)
+    return Axis(
+        name, [(place, category.strip("'")) for category, place in position.items()], position
+    )
 
 
 def parallel_coordinates_figure(study: optuna.Study) -> Figure:
     """One line per trial through its params and its score; pruned (ASHA-stopped) trials grey at
     their last intermediate score."""
-    trials = [trial for trial in study.get_trials(deepcopy=False) if trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
-    scored = [(trial, trial.value if trial.value is not None else _last_intermediate(trial)) for trial in trials]
+    trials = [
+        trial
+        for trial in study.get_trials(deepcopy=False)
+        if trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ]
+    scored = [
+        (trial, trial.value if trial.value is not None else _last_intermediate(trial))
+        for trial in trials
+    ]
     scored = [(trial, score) for trial, score in scored if score is not None]
     params = [name for name in varied_params([trial for trial, _ in scored]) if name != SEED_PARAM]
     if not scored or not params:
-        raise MissingData(f"the parallel-coordinates view needs scored trials that differ in a searched parameter; study {study.study_name} has {len(scored)} scored trials varying {params or 'no parameter'}")
-    axes_spec = [make_axis(name, [trial.params[name] for trial, _ in scored if name in trial.params]) for name in params]
-    axes_spec.append(make_axis("knn_top1", [score for _, score in scored]))
+        raise MissingData(
+            "the parallel-coordinates view needs scored trials that differ in a searched "
+            f"parameter; study {study.study_name} has {len(scored)} scored trials "
+            f"varying {params or 'no parameter'}"
+        )
+    axes_spec = [
+        make_axis(name, [trial.params[name] for trial, _ in scored if name in trial.params])
+        for name in params
+    ]
+    axes_spec.append(make_axis(KNN_TOP1, [score for _, score in scored]))
     figure, (axes,) = new_figure(width=max(6.4, 1.8 * len(axes_spec)))
     colour_map = colormaps["viridis"]
     score_axis = axes_spec[-1]
     for trial, score in sorted(scored, key=lambda item: item[1]):
-        points = [(index, spec.place(trial.params[spec.name])) for index, spec in enumerate(axes_spec[:-1]) if spec.name in trial.params]
+        points = [
+            (index, spec.place(trial.params[spec.name]))
+            for index, spec in enumerate(axes_spec[:-1])
+            if spec.name in trial.params
+        ]
         points.append((len(axes_spec) - 1, score_axis.place(score)))
         xs, ys = zip(*points)
         pruned = trial.state == optuna.trial.TrialState.PRUNED
         colour = STOPPED_COLOUR if pruned else colour_map(score_axis.place(score))
-        axes.plot(xs, ys, color=colour, linestyle="--" if pruned else "-", alpha=0.8, marker="o", markersize=3, gid=f"trial:{trial.number}")
+        axes.plot(
+            xs,
+            ys,
+            color=colour,
+            linestyle="--" if pruned else "-",
+            alpha=0.8,
+            marker="o",
+            markersize=3,
+            gid=f"trial:{trial.number}",
+        )
     for index, spec in enumerate(axes_spec):
         axes.axvline(index, color="0.2", linewidth=0.8)
         for place, text in spec.ticks:
-            axes.annotate(text, (index, place), textcoords="offset points", xytext=(4, 0), fontsize=7, va="center")
-    axes.set_xticks(range(len(axes_spec)), [spec.name.removeprefix("views.params.") for spec in axes_spec], fontsize=8)
+            axes.annotate(
+                text,
+                (index, place),
+                textcoords="offset points",
+                xytext=(4, 0),
+                fontsize=7,
+                va="center",
+            )
+    axes.set_xticks(
+        range(len(axes_spec)),
+        [spec.name.removeprefix("views.params.") for spec in axes_spec],
+        fontsize=8,
+    )
     axes.set_yticks([])
     axes.set_xlim(-0.2, len(axes_spec) - 0.6)
-    axes.set(ylabel="value (scaled per axis)", title=f"Parallel coordinates of {len(scored)} trials (grey, dashed: stopped by ASHA)")
+    axes.set(
+        ylabel="value (scaled per axis)",
+        title=f"Parallel coordinates of {len(scored)} trials (grey, dashed: stopped by ASHA)",
+    )
     return figure
 
 

@@ -16,7 +16,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,27 +24,29 @@ import pandas as pd
 import pyarrow.parquet as pq
 import yaml
 
-from study.layout import (
+from study.state import SweepState
+from study.sweep import Sweep
+from study.tracking import Tracking, logged_epochs
+from study.vocabulary import (
     BASELINES_FILE,
+    BEST_SCORE,
+    EPOCH,
+    EPOCH_COLUMNS,
+    FINAL_SCORE,
     OPTUNA_FILE,
     PIXELS_METRIC,
-    RESULTS_DIR,
+    SCORE,
     STOPPED_BY_TAG,
     TRIAL_TAG,
     UNTRAINED_METRIC,
-    read_state,
+    Outcome,
 )
-from study.storage import SweepStorage
 from trainables.baselines import PIXELS, UNTRAINED, Baselines, BaselineScore
 from trainables.config import flatten
-from trainables.health import STOP_REASONS
-from trainables.view_stats import VIEW_STATS_FILE
+from trainables.metrics import VIEW_STATS_FILE
 from trainables.validation import ConfigError, check_choice
 
-FINISHED, STOPPED, FAILED = "FINISHED", "STOPPED", "FAILED"
 SOURCES = ("parquet", "mlflow")
-EPOCH_METRICS = ("knn_top1", "knn_top5", "loss", "z_std", "overlap_mean", "phi_mean", "distance_mean", "crop_area_mean", "crop_aspect_mean")
-PARENT_TAG = "mlflow.parentRunId"
 PROGRESS_BAR_VARIABLE = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
@@ -58,7 +60,8 @@ class SweepData:
     epochs: pd.DataFrame
     max_epochs: int
     source: str
-    state: dict[str, Any] = field(default_factory=dict)
+    state: SweepState | None = None
+    """The sweep's record (None for tables built without one)."""
     directory: Path | None = None
     tracking_uri: str | None = None
     baselines: Baselines = Baselines()
@@ -71,7 +74,7 @@ class SweepData:
 
     @property
     def parent_run_id(self) -> str | None:
-        return self.state.get("tracking", {}).get("parent_run_id")
+        return None if self.state is None else self.state.parent_run_id
 
 
 def dataset_label(train: str, evaluation: str | None) -> str:
@@ -83,39 +86,77 @@ def _with_derived_columns(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.Data
     trials = trials.copy()
     trials["dataset"] = [
         dataset_label(train, evaluation)
-        for train, evaluation in zip(trials["data.dataset"], trials.get("data.eval_dataset", [None] * len(trials)))
+        for train, evaluation in zip(
+            trials["data.dataset"], trials.get("data.eval_dataset", [None] * len(trials))
+        )
     ]
-    scores = epochs.dropna(subset=["knn_top1"]).sort_values("epoch").groupby("trial_id")["knn_top1"]
-    trials["final_knn_top1"] = trials["trial_id"].map(scores.last())
-    trials["best_knn_top1"] = trials["trial_id"].map(scores.max())
-    trials["epochs_run"] = trials["trial_id"].map(epochs.groupby("trial_id")["epoch"].max()).fillna(0).astype(int)
+    scores = epochs.dropna(subset=[SCORE]).sort_values(EPOCH).groupby("trial_id")[SCORE]
+    trials[FINAL_SCORE] = trials["trial_id"].map(scores.last())
+    trials[BEST_SCORE] = trials["trial_id"].map(scores.max())
+    trials["epochs_run"] = (
+        trials["trial_id"].map(epochs.groupby("trial_id")[EPOCH].max()).fillna(0).astype(int)
+    )
     return trials
 
 
-def from_tables(name: str, trials: pd.DataFrame, epochs: pd.DataFrame, max_epochs: int, source: str, **context: Any) -> SweepData:
+def from_tables(
+    name: str,
+    trials: pd.DataFrame,
+    epochs: pd.DataFrame,
+    max_epochs: int,
+    source: str,
+    **context: Any,
+) -> SweepData:
     """A SweepData from already tidy tables (the loaders below end here)."""
-    return SweepData(name, _with_derived_columns(trials, epochs), epochs, max_epochs, source, **context)
+    return SweepData(
+        name, _with_derived_columns(trials, epochs), epochs, max_epochs, source, **context
+    )
 
 
 def _config_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame([flatten(json.loads(text)) for text in frame["config_json"]], index=frame.index)
+    return pd.DataFrame(
+        [flatten(json.loads(text)) for text in frame["config_json"]], index=frame.index
+    )
 
 
-def read_parquet(directory: Path, name: str, max_epochs: int, **context: Any) -> SweepData:
+def read_parquet(sweep: Sweep, max_epochs: int) -> SweepData:
     """The sweep's ``results/trials.parquet`` and ``results/epochs.parquet``."""
-    results = directory / RESULTS_DIR
-    paths = [results / "trials.parquet", results / "epochs.parquet"]
+    name, results = sweep.name, sweep.results
+    paths = [sweep.trials_path, sweep.epochs_path]
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
-        raise ConfigError("source", "parquet", f"a sweep with its Parquet export; missing {missing} (run `study export {name}`)")
+        raise ConfigError(
+            "source",
+            "parquet",
+            f"a sweep with its Parquet export; missing {missing} (run `study export {name}`)",
+        )
     exported, epochs = (pd.read_parquet(path) for path in paths)
     trials = pd.concat(
-        [exported[["trial_id", "status", "mlflow_run_id"]].rename(columns={"mlflow_run_id": "run_id"}), _config_rows(exported)],
+        [
+            exported[["trial_id", "status", "mlflow_run_id"]].rename(
+                columns={"mlflow_run_id": "run_id"}
+            ),
+            _config_rows(exported),
+        ],
         axis=1,
     )
     baselines_path = results / BASELINES_FILE
-    baselines = Baselines.from_rows(pq.read_table(baselines_path).to_pylist()) if baselines_path.is_file() else Baselines()
-    return from_tables(name, trials, epochs, max_epochs, "parquet", directory=directory, baselines=baselines, **context)
+    baselines = (
+        Baselines.from_rows(pq.read_table(baselines_path).to_pylist())
+        if baselines_path.is_file()
+        else Baselines()
+    )
+    return from_tables(
+        name,
+        trials,
+        epochs,
+        max_epochs,
+        "parquet",
+        state=sweep.state,
+        directory=sweep.directory,
+        tracking_uri=sweep.state.tracking_uri,
+        baselines=baselines,
+    )
 
 
 def parse_param(text: str) -> Any:
@@ -136,53 +177,63 @@ def parse_param(text: str) -> Any:
     return text
 
 
-def _status(run: Any) -> str:
-    """The results table's status of a child run (see study.results.STATUSES)."""
-    stopped_by = run.data.tags.get(STOPPED_BY_TAG)
-    if run.info.status == "FINISHED":
-        return FINISHED
-    if run.info.status == "FAILED":
-        return stopped_by.upper() if stopped_by in STOP_REASONS else FAILED
-    return STOPPED if stopped_by else run.info.status
-
-
-def child_runs(client: Any, experiment_id: str, parent_run_id: str) -> list:
-    return client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=50_000)
-
-
-def read_mlflow(tracking_uri: str, experiment_id: str, parent_run_id: str, name: str, max_epochs: int, **context: Any) -> SweepData:
+def read_mlflow(sweep: Sweep, max_epochs: int) -> SweepData:
     """The parent run's children: params as the config, metric histories as the epochs table."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    runs = child_runs(client, experiment_id, parent_run_id)
+    tracking: Tracking = sweep.tracking
+    client = tracking.client()
     rows, epoch_rows = [], []
-    for run in runs:
+    for run in tracking.child_runs():
         trial_id = run.data.tags.get(TRIAL_TAG, run.info.run_id)
         config = {key: parse_param(value) for key, value in run.data.params.items()}
-        rows.append({"trial_id": trial_id, "status": _status(run), "run_id": run.info.run_id, **config})
-        by_epoch: dict[int, dict[str, Any]] = {}
-        for metric in EPOCH_METRICS:
-            for point in client.get_metric_history(run.info.run_id, metric):
-                by_epoch.setdefault(int(point.step), {"trial_id": trial_id, "epoch": int(point.step)})[metric] = point.value
-        epoch_rows.extend(by_epoch[epoch] for epoch in sorted(by_epoch))
+        status = Outcome.of_run(run.info.status, run.data.tags.get(STOPPED_BY_TAG))
+        rows.append(
+            {"trial_id": trial_id, "status": str(status), "run_id": run.info.run_id, **config}
+        )
+        logged = logged_epochs(client, run.info.run_id)
+        epoch_rows.extend(
+            {"trial_id": trial_id, EPOCH: epoch, **logged[epoch]} for epoch in sorted(logged)
+        )
     trials = pd.DataFrame(rows)
-    epochs = pd.DataFrame(epoch_rows, columns=["trial_id", "epoch", *EPOCH_METRICS])
+    epochs = pd.DataFrame(epoch_rows, columns=["trial_id", *EPOCH_COLUMNS])
     if trials.empty:
-        raise ConfigError("source", "mlflow", f"a parent run with trial runs; run {parent_run_id} in {tracking_uri} has none")
-    baselines = logged_baselines(client, parent_run_id, trials.iloc[0])
-    return from_tables(name, trials, epochs, max_epochs, "mlflow", tracking_uri=tracking_uri, baselines=baselines, **context)
+        raise ConfigError(
+            "source",
+            "mlflow",
+            f"a parent run with trial runs; run {tracking.parent_run_id} in "
+            f"{tracking.tracking_uri} has none",
+        )
+    baselines = logged_baselines(client, tracking.parent_run_id, trials.iloc[0])
+    return from_tables(
+        sweep.name,
+        trials,
+        epochs,
+        max_epochs,
+        "mlflow",
+        state=sweep.state,
+        directory=sweep.directory,
+        tracking_uri=tracking.tracking_uri,
+        baselines=baselines,
+    )
 
 
 def logged_baselines(client: Any, parent_run_id: str, trial: pd.Series) -> Baselines:
     """The baselines the parent run logged (top-1 only; the untrained encoder at step = seed),
     with the evaluation setting of the sweep's trials (``trial``: one of them)."""
     setting = {
-        "eval_dataset": trial.get("data.eval_dataset"), "k": _integer(trial.get("knn.k")), "size": _integer(trial.get("views.size")),
-        "eval_limit": _integer(trial.get("data.eval_limit")), "knn_top5": None,
+        "eval_dataset": trial.get("data.eval_dataset"),
+        "k": _integer(trial.get("knn.k")),
+        "size": _integer(trial.get("views.size")),
+        "eval_limit": _integer(trial.get("data.eval_limit")),
+        "knn_top5": None,
     }
-    scores = [BaselineScore(UNTRAINED, int(point.step), point.value, **setting) for point in client.get_metric_history(parent_run_id, UNTRAINED_METRIC)]
-    scores += [BaselineScore(PIXELS, None, point.value, **setting) for point in client.get_metric_history(parent_run_id, PIXELS_METRIC)]
+    scores = [
+        BaselineScore(UNTRAINED, int(point.step), point.value, **setting)
+        for point in client.get_metric_history(parent_run_id, UNTRAINED_METRIC)
+    ]
+    scores += [
+        BaselineScore(PIXELS, None, point.value, **setting)
+        for point in client.get_metric_history(parent_run_id, PIXELS_METRIC)
+    ]
     return Baselines(tuple(scores))
 
 
@@ -193,20 +244,11 @@ def _integer(value: Any) -> int | None:
 def load_sweep(name: str, storage: str | Path = "runs", source: str = "parquet") -> SweepData:
     """A stored sweep (``storage/name``) from its Parquet export or its MLflow runs."""
     check_choice("source", source, SOURCES)
-    directory = SweepStorage(str(storage)).pull(name)
-    state = read_state(directory)
-    tracking_uri = state["config"]["tracking_uri"]
-    max_epochs = int(state.get("epochs") or _planned_epochs(state))
-    if source == "parquet":
-        return read_parquet(directory, name, max_epochs, state=state, tracking_uri=tracking_uri)
-    tracking = state["tracking"]
-    return read_mlflow(tracking_uri, tracking["experiment_id"], tracking["parent_run_id"], name, max_epochs, state=state, directory=directory)
-
-
-def _planned_epochs(state: dict[str, Any]) -> int:
-    from study.config import StudyConfig, plan
-
-    return plan(StudyConfig.from_dict(state["config"])).epochs
+    sweep = Sweep.open(name, storage)
+    max_epochs = sweep.state.epochs or sweep.plan.epochs
+    return (
+        read_parquet(sweep, max_epochs) if source == "parquet" else read_mlflow(sweep, max_epochs)
+    )
 
 
 def view_stats(sweep: SweepData) -> dict[str, dict[str, Any]]:
@@ -220,7 +262,9 @@ def view_stats(sweep: SweepData) -> dict[str, dict[str, Any]]:
     stats = {}
     with tempfile.TemporaryDirectory() as scratch, _without_progress_bars():
         for trial_id, run_id in zip(sweep.trials["trial_id"], sweep.trials["run_id"]):
-            if not isinstance(run_id, str) or VIEW_STATS_FILE not in {item.path for item in client.list_artifacts(run_id)}:
+            if not isinstance(run_id, str) or VIEW_STATS_FILE not in {
+                item.path for item in client.list_artifacts(run_id)
+            }:
                 continue
             path = client.download_artifacts(run_id, VIEW_STATS_FILE, str(Path(scratch) / trial_id))
             stats[trial_id] = json.loads(Path(path).read_text())
@@ -254,6 +298,13 @@ def combine(sweeps: list[SweepData]) -> SweepData:
     trials = pd.concat([_tagged(sweep.trials, sweep.name) for sweep in sweeps], ignore_index=True)
     epochs = pd.concat([_tagged(sweep.epochs, sweep.name) for sweep in sweeps], ignore_index=True)
     return SweepData(
-        first.name, trials, epochs, max(sweep.max_epochs for sweep in sweeps), first.source, first.state, first.directory, first.tracking_uri,
+        first.name,
+        trials,
+        epochs,
+        max(sweep.max_epochs for sweep in sweeps),
+        first.source,
+        first.state,
+        first.directory,
+        first.tracking_uri,
         Baselines.combine(sweep.baselines for sweep in sweeps),
     )

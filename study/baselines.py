@@ -3,7 +3,7 @@
 Before the first trial, one Ray task (1 CPU, and a trial worker's GPU share when trials use
 GPUs) computes the untrained encoder of every seed the sweep trains and the raw pixels, on the
 sweep's eval set. They are written to ``results/baselines.parquet``, kept in the sweep's state
-and :class:`~study.sweep.StudyResult`, and logged to the parent MLflow run through the outbox
+and :class:`~study.lifecycle.StudyResult`, and logged to the parent MLflow run through the outbox
 (``untrained_knn_top1`` at step = seed, ``untrained_knn_top1_mean``, ``pixels_knn_top1``). A
 resumed sweep reads them back from the Parquet table instead of computing them again.
 """
@@ -20,16 +20,29 @@ import ray
 
 from search_spaces.common import SEED
 from study.config import StudyConfig, StudyPlan
-from study.layout import BASELINES_FILE, PIXELS_METRIC, RESULTS_DIR, UNTRAINED_MEAN_METRIC, UNTRAINED_METRIC
 from study.outbox import Outbox
+from study.vocabulary import (
+    BASELINES_FILE,
+    PIXELS_METRIC,
+    RESULTS_DIR,
+    UNTRAINED_MEAN_METRIC,
+    UNTRAINED_METRIC,
+)
 from trainables.baselines import COLUMNS, Baselines, sweep_baselines
 
-SCHEMA = pa.schema([
-    ("baseline", pa.string()), ("seed", pa.int64()), ("knn_top1", pa.float64()), ("knn_top5", pa.float64()),
-    ("eval_dataset", pa.string()), ("k", pa.int64()), ("size", pa.int64()), ("eval_limit", pa.int64()),
-])
+SCHEMA = pa.schema(
+    [
+        ("baseline", pa.string()),
+        ("seed", pa.int64()),
+        ("knn_top1", pa.float64()),
+        ("knn_top5", pa.float64()),
+        ("eval_dataset", pa.string()),
+        ("k", pa.int64()),
+        ("size", pa.int64()),
+        ("eval_limit", pa.int64()),
+    ]
+)
 assert tuple(SCHEMA.names) == COLUMNS, "one column per BaselineScore field"
-STATE_KEY = "baselines"
 
 
 def sweep_seeds(study_plan: StudyPlan) -> tuple[int, ...]:
@@ -48,7 +61,9 @@ def task_gpus(config: StudyConfig) -> float:
 
 def compute_on_cluster(study_plan: StudyPlan, config: StudyConfig) -> Baselines:
     """The sweep's baselines, computed by one task on the cluster (never on the driver)."""
-    task = ray.remote(sweep_baselines).options(num_cpus=1, num_gpus=task_gpus(config), name="sweep_baselines")
+    task = ray.remote(sweep_baselines).options(
+        num_cpus=1, num_gpus=task_gpus(config), name="sweep_baselines"
+    )
     return ray.get(task.remote(study_plan.base_config, sweep_seeds(study_plan)))
 
 
@@ -74,7 +89,9 @@ def read_baselines(directory: Path) -> Baselines | None:
 
 def metric_points(baselines: Baselines) -> list[list[Any]]:
     """``[metric, value, step]`` of the parent run: the untrained encoder at step = seed."""
-    points: list[list[Any]] = [[UNTRAINED_METRIC, value, seed] for seed, value in baselines.untrained.items()]
+    points: list[list[Any]] = [
+        [UNTRAINED_METRIC, value, seed] for seed, value in baselines.untrained.items()
+    ]
     if baselines.untrained_mean is not None:
         points.append([UNTRAINED_MEAN_METRIC, baselines.untrained_mean, 0])
     if baselines.pixels is not None:
@@ -82,7 +99,9 @@ def metric_points(baselines: Baselines) -> list[list[Any]]:
     return points
 
 
-def ensure_baselines(study_plan: StudyPlan, config: StudyConfig, directory: Path, outbox: Outbox, state: dict[str, Any]) -> Baselines:
+def ensure_baselines(
+    study_plan: StudyPlan, config: StudyConfig, directory: Path, outbox: Outbox
+) -> Baselines:
     """The sweep's baselines: read back if stored, else computed, stored and logged."""
     baselines = read_baselines(directory)
     if baselines is None:
@@ -90,5 +109,4 @@ def ensure_baselines(study_plan: StudyPlan, config: StudyConfig, directory: Path
         path = write_baselines(baselines, directory)
         outbox.submit("points", points=metric_points(baselines), timestamp=int(time.time() * 1000))
         outbox.submit("artifacts", paths=[str(path)], artifact_path=RESULTS_DIR)
-    state[STATE_KEY] = baselines.rows()
     return baselines

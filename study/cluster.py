@@ -30,20 +30,25 @@ from trainables.validation import ConfigError
 logger = logging.getLogger(__name__)
 
 AUTH_HINT = (
-    "Ray 2.60 clusters started by `ray start`/`ray.init()` require a token unless RAY_AUTH_MODE=disabled was set "
-    "when they started: give the driver the cluster's token (`ray get-auth-token` on the head node, then "
-    "RAY_AUTH_TOKEN=... or RAY_AUTH_TOKEN_PATH=<file>), or run driver and cluster with the same RAY_AUTH_MODE"
+    "Ray 2.60 clusters started by `ray start`/`ray.init()` require a token unless "
+    "RAY_AUTH_MODE=disabled was set when they started: give the driver the cluster's token "
+    "(`ray get-auth-token` on the head node, then RAY_AUTH_TOKEN=... or "
+    "RAY_AUTH_TOKEN_PATH=<file>), or run driver and cluster with the same RAY_AUTH_MODE"
 )
 CONNECT_TIMEOUT_S = 10
 AUTH_REFUSALS = (
     "InvalidAuthToken",  # the GCS's status when a token is missing or wrong
-    "Invalid or missing authentication token",  # the Ray Client server's, which Ray Client only logs at debug level
+    # the Ray Client server's, which Ray Client only logs at debug level
+    "Invalid or missing authentication token",
 )
 CLIENT_LOGGER = "ray.util.client.worker"
-CLIENT_INIT_FAILURE = "Initialization failure from server"  # Ray Client's error when its server's process did not start
+# Ray Client's error when its server's process did not start.
+CLIENT_INIT_FAILURE = "Initialization failure from server"
 CLIENT_INIT_ATTEMPTS = 3
 CLIENT_INIT_PAUSE_S = 2.0
-CLIENT_PREFIX = "ray://"  # Ray Client: Tune then runs the sweep's driver loop on the cluster's head node
+CLIENT_PREFIX = (
+    "ray://"  # Ray Client: Tune then runs the sweep's driver loop on the cluster's head node
+)
 SERVER_SCHEMES = ("http://", "https://", "databricks")
 LOOK_TIMEOUT_S = 120
 PROBE_FILE = ".study-shared-{token}"
@@ -68,23 +73,40 @@ def connect(address: str | None) -> bool:
         return True
     unreachable = _unreachable(address)
     if unreachable is not None:
-        raise ConfigError("address", address, f"the address of a running Ray cluster: `ray start --head` prints it, `auto` finds one "
-                                              f"started on this machine, ray://host:10001 reaches its client server ({unreachable})")
+        raise ConfigError(
+            "address",
+            address,
+            f"the address of a running Ray cluster: `ray start --head` prints it, `auto` finds one "
+            f"started on this machine, ray://host:10001 reaches its client server ({unreachable})",
+        )
     client_log: list[str] = []
     try:
         with _recorded(CLIENT_LOGGER, client_log):
             _join(address)
         return True
     except ray.exceptions.AuthenticationError as error:
-        raise ConfigError("address", address, f"a Ray cluster that accepts this driver's token ({error.message}). {AUTH_HINT}") from error
+        raise ConfigError(
+            "address",
+            address,
+            f"a Ray cluster that accepts this driver's token ({error.message}). {AUTH_HINT}",
+        ) from error
     except (ConnectionError, RuntimeError) as error:
         refused = _auth_refusal(error, client_log)
         if refused is not None:
-            raise ConfigError("address", address, f"a Ray cluster that accepts this driver's token ({refused}). {AUTH_HINT}") from error
+            raise ConfigError(
+                "address",
+                address,
+                f"a Ray cluster that accepts this driver's token ({refused}). {AUTH_HINT}",
+            ) from error
         if not isinstance(error, ConnectionError):
             raise
-        raise ConfigError("address", address, f"the address of a running Ray cluster: `ray start --head` prints it, `auto` finds "
-                                              f"one started on this machine, ray://host:10001 reaches its client server ({_headline(error)})") from error
+        raise ConfigError(
+            "address",
+            address,
+            f"the address of a running Ray cluster: `ray start --head` prints it, `auto` finds "
+            "one started on this machine, ray://host:10001 reaches its client server "
+            f"({_headline(error)})",
+        ) from error
 
 
 def _join(address: str) -> None:
@@ -101,8 +123,15 @@ def _join(address: str) -> None:
         except ConnectionAbortedError as error:
             if CLIENT_INIT_FAILURE not in str(error) or attempt == CLIENT_INIT_ATTEMPTS:
                 raise
-            logger.warning("the Ray Client server at %s could not start a server for this driver (attempt %d of %d: %s); "
-                           "trying again", address, attempt, CLIENT_INIT_ATTEMPTS, _headline(error))
+            logger.warning(
+                "the Ray Client server at %s could not start a server for this driver "
+                "(attempt %d of %d: %s); "
+                "trying again",
+                address,
+                attempt,
+                CLIENT_INIT_ATTEMPTS,
+                _headline(error),
+            )
             time.sleep(CLIENT_INIT_PAUSE_S)
 
 
@@ -127,7 +156,10 @@ def _auth_refusal(error: BaseException, client_log: list[str]) -> str | None:
     while error is not None:
         lines += str(error).splitlines()
         error = error.__cause__ or error.__context__
-    return next((line.strip()[:300] for line in lines if any(refusal in line for refusal in AUTH_REFUSALS)), None)
+    return next(
+        (line.strip()[:300] for line in lines if any(refusal in line for refusal in AUTH_REFUSALS)),
+        None,
+    )
 
 
 class _Tap(logging.Filter):
@@ -163,7 +195,9 @@ def _recorded(logger_name: str, records: list[str]) -> Iterator[None]:
 def _headline(error: BaseException) -> str:
     """The error's first line; for a headline that ends in ``:`` (Ray Client's "Initialization
     failure from server:", then the server's traceback) the last line of what follows too."""
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()] or [type(error).__name__]
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()] or [
+        type(error).__name__
+    ]
     head = lines[0] if not lines[0].endswith(":") or len(lines) == 1 else f"{lines[0]} {lines[-1]}"
     return head[:300]
 
@@ -185,7 +219,9 @@ def alive_nodes() -> list[dict[str, Any]]:
 
 
 @ray.remote(num_cpus=0)
-def _look(marker: str | None, token: str, data_root: str | None, tracking_uri: str | None) -> NodeView:
+def _look(
+    marker: str | None, token: str, data_root: str | None, tracking_uri: str | None
+) -> NodeView:
     from study.ui import answers_http
 
     try:
@@ -194,12 +230,17 @@ def _look(marker: str | None, token: str, data_root: str | None, tracking_uri: s
         storage = False
     answered = tracking_uri is None or answers_http(tracking_uri.rstrip("/"))
     return NodeView(
-        ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address(), storage,
-        data_root is None or Path(data_root).is_dir(), None if answered else f"{tracking_uri}/health did not answer",
+        ray.get_runtime_context().get_node_id(),
+        ray.util.get_node_ip_address(),
+        storage,
+        data_root is None or Path(data_root).is_dir(),
+        None if answered else f"{tracking_uri}/health did not answer",
     )
 
 
-def look_from_every_node(storage_root: Path | None, data_root: str | None, tracking_uri: str | None) -> list[NodeView]:
+def look_from_every_node(
+    storage_root: Path | None, data_root: str | None, tracking_uri: str | None
+) -> list[NodeView]:
     """One :class:`NodeView` per alive node, each from a task pinned to that node
     (``storage_root=None``: object storage, shared by construction)."""
     token = secrets.token_hex(16)
@@ -209,43 +250,71 @@ def look_from_every_node(storage_root: Path | None, data_root: str | None, track
         marker.write_text(token)
     nodes = alive_nodes()
     try:
-        return ray.get([
-            _look.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(
-                None if marker is None else str(marker), token, data_root, tracking_uri
-            )
-            for node in nodes
-        ], timeout=LOOK_TIMEOUT_S)
+        return ray.get(
+            [
+                _look.options(
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+                ).remote(None if marker is None else str(marker), token, data_root, tracking_uri)
+                for node in nodes
+            ],
+            timeout=LOOK_TIMEOUT_S,
+        )
     except ray.exceptions.GetTimeoutError as error:
         addresses = [node["NodeManagerAddress"] for node in nodes]
-        raise TimeoutError(f"the nodes {addresses} did not all answer the storage and tracking check within {LOOK_TIMEOUT_S} s") from error
+        raise TimeoutError(
+            f"the nodes {addresses} did not all answer the storage and tracking check within "
+            f"{LOOK_TIMEOUT_S} s"
+        ) from error
     finally:
         if marker is not None:
             marker.unlink(missing_ok=True)
 
 
-def check_cluster(storage_root: Path | None, data_root: str | None, tracking_uri: str, experiment: str) -> int:
+def check_cluster(
+    storage_root: Path | None, data_root: str | None, tracking_uri: str, experiment: str
+) -> int:
     """On a multi-node cluster, refuse storage, data or tracking that some node cannot reach.
     Returns the number of alive nodes."""
     nodes = alive_nodes()
     if len(nodes) < 2:
         return len(nodes)
     if not tracking_uri.startswith(SERVER_SCHEMES):
-        raise ConfigError("tracking_uri", tracking_uri, f"an MLflow tracking server every node reaches (http://host:5000; see "
-                                                       f"docs/cluster.md) on a {len(nodes)}-node cluster: trials on other nodes "
-                                                       "cannot write a store or artifact folder on this machine's disk")
+        raise ConfigError(
+            "tracking_uri",
+            tracking_uri,
+            f"an MLflow tracking server every node reaches (http://host:5000; see "
+            f"docs/cluster.md) on a {len(nodes)}-node cluster: trials on other nodes "
+            "cannot write a store or artifact folder on this machine's disk",
+        )
     check_artifact_location(tracking_uri, experiment)
-    views = look_from_every_node(storage_root, data_root, tracking_uri if tracking_uri.startswith(("http://", "https://")) else None)
+    views = look_from_every_node(
+        storage_root,
+        data_root,
+        tracking_uri if tracking_uri.startswith(("http://", "https://")) else None,
+    )
     blind = [view.address for view in views if not view.storage]
     if blind:
-        raise ConfigError("storage", str(storage_root), f"a folder shared by every node of the {len(views)}-node cluster (NFS, "
-                                                        f"a cluster filesystem) or a pyarrow.fs URI (s3://, gs://): nodes {blind} do not "
-                                                        "see it, and trials restarted there could not resume from their checkpoints")
+        raise ConfigError(
+            "storage",
+            str(storage_root),
+            f"a folder shared by every node of the {len(views)}-node cluster (NFS, "
+            f"a cluster filesystem) or a pyarrow.fs URI (s3://, gs://): nodes {blind} do not "
+            "see it, and trials restarted there could not resume from their checkpoints",
+        )
     missing = [view.address for view in views if not view.data]
     if missing:
-        raise ConfigError("data.root", data_root, f"a dataset folder every node sees: nodes {missing} do not have it")
+        raise ConfigError(
+            "data.root",
+            data_root,
+            f"a dataset folder every node sees: nodes {missing} do not have it",
+        )
     unreachable = [f"{view.address}: {view.tracking}" for view in views if view.tracking]
     if unreachable:
-        raise ConfigError("tracking_uri", tracking_uri, f"a tracking server every node reaches ({'; '.join(unreachable)})")
+        raise ConfigError(
+            "tracking_uri",
+            tracking_uri,
+            f"a tracking server every node reaches ({'; '.join(unreachable)})",
+        )
     return len(views)
 
 
@@ -258,10 +327,16 @@ def check_artifact_location(tracking_uri: str, experiment: str) -> str:
     from study.tracking import get_or_create_experiment
 
     client = MlflowClient(tracking_uri)
-    location = client.get_experiment(get_or_create_experiment(client, experiment, tracking_uri)).artifact_location
+    location = client.get_experiment(
+        get_or_create_experiment(client, experiment, tracking_uri)
+    ).artifact_location
     if location.startswith(("file:", "/")):
-        raise ConfigError("tracking_uri", tracking_uri, f"a tracking server that takes artifacts itself (`mlflow server "
-                                                       f"--artifacts-destination DIR_OR_URI` without a file: --default-artifact-root) "
-                                                       f"or keeps them in object storage: experiment {experiment!r} stores them in "
-                                                       f"{location}, a folder each node would write on its own disk")
+        raise ConfigError(
+            "tracking_uri",
+            tracking_uri,
+            f"a tracking server that takes artifacts itself (`mlflow server "
+            f"--artifacts-destination DIR_OR_URI` without a file: --default-artifact-root) "
+            f"or keeps them in object storage: experiment {experiment!r} stores them in "
+            f"{location}, a folder each node would write on its own disk",
+        )
     return location

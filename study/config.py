@@ -15,17 +15,24 @@ from search_spaces import SEARCH_SPACES, get_preset, with_seeds
 from search_spaces.common import WithConstants
 from search_spaces.grids import grid_define, select_points
 from search_spaces.presets import GRID, SEARCH
+from study.vocabulary import SCORE
 from trainables.config import TrainConfig
 from trainables.data import DATASETS
 from trainables.recipes import RECIPES, recipe
 from trainables.validation import ConfigError, check_choice, check_range
 
-METRIC = "knn_top1"
+METRIC = SCORE
 MODE = "max"
 DEFAULT_RECIPE = {
-    "patterns": "patterns-quick", "pattern-scenes": "patterns-quick",
-    "digits": "digits", "digit-scenes": "digits", "cifar10": "cifar", "cifar100": "cifar",
-    "stl10": "cifar", "imagenet100": "imagenet", "coco": "cifar",
+    "patterns": "patterns-quick",
+    "pattern-scenes": "patterns-quick",
+    "digits": "digits",
+    "digit-scenes": "digits",
+    "cifar10": "cifar",
+    "cifar100": "cifar",
+    "stl10": "cifar",
+    "imagenet100": "imagenet",
+    "coco": "cifar",
 }
 IF_EXISTS = ("refuse", "resume", "overwrite")  # what `study run` does when the sweep name is taken
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -39,9 +46,10 @@ class StudyConfig:
     ``grid=True`` runs a space's paper grid (x ``seeds``) instead of a TPE search; ``grid_only``
     keeps the grid points whose value at each dotted key is one of the listed values, e.g.
     ``{"views.params.overlap": [0.2, 0.6]}``. ``gpus_per_trial=None`` packs trials on the
-    cluster's GPUs by :func:`default_gpus_per_trial` (none on a cluster without GPUs). ``if_exists`` says what to do when a sweep of that
-    name exists: refuse (the default), ``resume`` it, or ``overwrite`` it (the old sweep's
-    directory is moved aside under ``<storage>/.replaced/``, its MLflow runs stay).
+    cluster's GPUs by :func:`default_gpus_per_trial` (none on a cluster without GPUs).
+    ``if_exists`` says what to do when a sweep of that name exists: refuse (the default),
+    ``resume`` it, or ``overwrite`` it (the old sweep's directory is moved aside under
+    ``<storage>/.replaced/``, its MLflow runs stay).
     ``early_stopping`` turns ASHA (``grace_period``, ``reduction_factor``) on or off; unset, a
     search stops poor trials early and a grid runs every point and seed to the last epoch.
     """
@@ -75,7 +83,9 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         if (self.space is None) == (self.preset is None):
-            raise ConfigError("space/preset", (self.space, self.preset), "exactly one of --space or --preset")
+            raise ConfigError(
+                "space/preset", (self.space, self.preset), "exactly one of --space or --preset"
+            )
         if self.space is not None:
             check_choice("space", self.space, SEARCH_SPACES)
         if self.preset is not None:
@@ -90,8 +100,12 @@ class StudyConfig:
         if self.epochs is not None:
             check_range("epochs", self.epochs, 1, integer=True)
         if not isinstance(self.grid_only, dict):
-            raise ConfigError("grid_only", self.grid_only, "a mapping of dotted keys to lists of grid values")
-        object.__setattr__(self, "grid_only", {key: _as_list(values) for key, values in self.grid_only.items()})
+            raise ConfigError(
+                "grid_only", self.grid_only, "a mapping of dotted keys to lists of grid values"
+            )
+        object.__setattr__(
+            self, "grid_only", {key: _as_list(values) for key, values in self.grid_only.items()}
+        )
         object.__setattr__(self, "seeds", tuple(self.seeds))
         if not self.seeds:
             raise ConfigError("seeds", self.seeds, "at least one seed")
@@ -100,7 +114,11 @@ class StudyConfig:
         check_range("seed", self.seed, 0, integer=True)
         check_choice("if_exists", self.if_exists, IF_EXISTS)
         if self.name is not None and not NAME_PATTERN.match(self.name):
-            raise ConfigError("name", self.name, "1-100 letters, digits, '_', '.' or '-', starting with a letter or digit")
+            raise ConfigError(
+                "name",
+                self.name,
+                "1-100 letters, digits, '_', '.' or '-', starting with a letter or digit",
+            )
         check_range("workers_per_trial", self.workers_per_trial, 1, integer=True)
         check_range("cpus_per_worker", self.cpus_per_worker, 0)
         if self.gpus_per_trial is not None:
@@ -110,8 +128,12 @@ class StudyConfig:
         check_range("grace_period", self.grace_period, 1, integer=True)
         check_range("reduction_factor", self.reduction_factor, 2, integer=True)
         if self.early_stopping is not None and not isinstance(self.early_stopping, bool):
-            raise ConfigError("early_stopping", self.early_stopping, "true (ASHA), false (every trial to the last epoch) or unset "
-                                                                     "(a search stops early, a grid does not)")
+            raise ConfigError(
+                "early_stopping",
+                self.early_stopping,
+                "true (ASHA), false (every trial to the last epoch) or unset "
+                "(a search stops early, a grid does not)",
+            )
         check_range("max_failures", self.max_failures, 0, integer=True)
         check_range("checkpoints_to_keep", self.checkpoints_to_keep, 1, integer=True)
         if not self.tracking_uri:
@@ -157,7 +179,8 @@ def rung_epochs(grace_period: int, reduction_factor: int, max_t: int) -> tuple[i
 
 
 def early_stopping_of(config: StudyConfig, mode: str) -> bool:
-    """ASHA for a search unless ``early_stopping=False``; none for a grid unless ``early_stopping=True``."""
+    """ASHA for a search unless ``early_stopping=False``; none for a grid unless
+    ``early_stopping=True``."""
     return config.early_stopping if config.early_stopping is not None else mode == SEARCH
 
 
@@ -240,8 +263,12 @@ def check_scored_every_epoch(base: TrainConfig) -> None:
     """A sweep's trials report kNN every epoch: Tune refuses a report without its metric, and ASHA
     judges each trial at its rung epochs. ``knn.every`` is for single runs (``study train``)."""
     if base.knn.every != 1:
-        raise ConfigError("knn.every", base.knn.every, f"1 in a sweep (Tune and ASHA read {METRIC} from every epoch's report; "
-                                                       "kNN every N epochs is for `study train`)")
+        raise ConfigError(
+            "knn.every",
+            base.knn.every,
+            f"1 in a sweep (Tune and ASHA read {METRIC} from every epoch's report; "
+            "kNN every N epochs is for `study train`)",
+        )
 
 
 GPU_SHARES: dict[str, tuple[tuple[int, float], ...]] = {
@@ -263,11 +290,17 @@ def default_gpus_per_trial(base: TrainConfig, workers_per_trial: int, cluster_gp
         return 0.0
     shares = GPU_SHARES.get(base.model.backbone, ())
     per_worker = next((share for size, share in shares if base.views.size <= size), 1.0)
-    return min(per_worker * workers_per_trial, cluster_gpus) if per_worker < 1 else float(workers_per_trial)
+    return (
+        min(per_worker * workers_per_trial, cluster_gpus)
+        if per_worker < 1
+        else float(workers_per_trial)
+    )
 
 
 def with_gpus(config: StudyConfig, base: TrainConfig, cluster_gpus: float) -> StudyConfig:
     """``config`` with ``gpus_per_trial`` resolved against the cluster (kept when given)."""
     if config.gpus_per_trial is not None:
         return config
-    return dataclasses.replace(config, gpus_per_trial=default_gpus_per_trial(base, config.workers_per_trial, cluster_gpus))
+    return dataclasses.replace(
+        config, gpus_per_trial=default_gpus_per_trial(base, config.workers_per_trial, cluster_gpus)
+    )

@@ -18,12 +18,16 @@ from dataclasses import dataclass
 import pandas as pd
 
 from study.config import Asha
-from study.layout import RANK_CORRELATION_METRIC, RANK_CORRELATION_TRIALS_METRIC
-from study.results import FINISHED
 from study.statistics import MIN_RANKED, Correlation, spearman
+from study.vocabulary import (
+    EPOCH,
+    RANK_CORRELATION_METRIC,
+    RANK_CORRELATION_TRIALS_METRIC,
+    SCORE,
+    Outcome,
+)
 
 SAFE_CORRELATION = 0.5
-SCORE = "knn_top1"
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,8 @@ class RungCorrelation:
 
 @dataclass(frozen=True)
 class EarlyStoppingCheck:
-    """The rank correlations at each rung over the ``finished`` trials; ``on``: ASHA stopped trials."""
+    """The rank correlations at each rung over the ``finished`` trials; ``on``: ASHA stopped
+    trials."""
 
     on: bool
     asha: Asha
@@ -46,33 +51,49 @@ class EarlyStoppingCheck:
         return self.rungs[0].correlation if self.rungs else None
 
     def warning(self) -> str | None:
-        """Why the ranking at the grace period is no safe basis for stopping trials, if it is not."""
+        """Why the ranking at the grace period is no safe basis for stopping trials, if it is
+        not."""
         grace = self.at_grace
         if grace is None:
             return None
         epoch = self.rungs[0].epoch
         if not grace.defined:
-            why = (f"only {grace.count} trial{'s' if grace.count != 1 else ''} ran every epoch (needs {MIN_RANKED})"
-                   if grace.count < MIN_RANKED else "the scores are all tied")
-            return f"The rank correlation at the grace period (epoch {epoch}) cannot be computed: {why}."
+            why = (
+                f"only {grace.count} trial{'s' if grace.count != 1 else ''} ran every epoch (needs "
+                f"{MIN_RANKED})"
+                if grace.count < MIN_RANKED
+                else "the scores are all tied"
+            )
+            return (
+                f"The rank correlation at the grace period (epoch {epoch}) cannot be computed: "
+                f"{why}."
+            )
         if grace.rho < SAFE_CORRELATION:
-            return (f"The ranking at the grace period (epoch {epoch}) agrees poorly with the final ranking "
-                    f"(Spearman ρ = {grace.rho:.2f} < {SAFE_CORRELATION}): ASHA may stop trials that would have ended best; "
-                    "consider a longer --grace-period.")
+            return (
+                f"The ranking at the grace period (epoch {epoch}) agrees poorly with the final "
+                f"ranking (Spearman ρ = {grace.rho:.2f} < {SAFE_CORRELATION}): ASHA may stop "
+                "trials that would have ended best; "
+                "consider a longer --grace-period."
+            )
         return None
 
 
-def check_early_stopping(trials: pd.DataFrame, epochs: pd.DataFrame, asha: Asha, on: bool) -> EarlyStoppingCheck:
+def check_early_stopping(
+    trials: pd.DataFrame, epochs: pd.DataFrame, asha: Asha, on: bool
+) -> EarlyStoppingCheck:
     """The check over ``trials`` (``trial_id``, ``status``) and their ``epochs`` (``trial_id``,
-    ``epoch``, ``knn_top1``): rungs ``asha.rungs``, final scores at each finished trial's last epoch."""
-    finished = set(trials.loc[trials["status"] == FINISHED, "trial_id"])
-    history = epochs[epochs["trial_id"].isin(finished)].dropna(subset=[SCORE]).sort_values("epoch")
+    ``epoch``, ``knn_top1``): rungs ``asha.rungs``, final scores at each finished trial's last
+    epoch."""
+    finished = set(trials.loc[trials["status"] == Outcome.FINISHED, "trial_id"])
+    history = epochs[epochs["trial_id"].isin(finished)].dropna(subset=[SCORE]).sort_values(EPOCH)
     final = history.groupby("trial_id")[SCORE].last()
     rungs = []
     for epoch in asha.rungs:
-        at_rung = history[history["epoch"] == epoch].groupby("trial_id")[SCORE].last()
+        at_rung = history[history[EPOCH] == epoch].groupby("trial_id")[SCORE].last()
         paired = pd.concat([at_rung.rename("rung"), final.rename("final")], axis=1, join="inner")
-        rungs.append(RungCorrelation(epoch, spearman(paired["rung"].to_numpy(), paired["final"].to_numpy())))
+        rungs.append(
+            RungCorrelation(epoch, spearman(paired["rung"].to_numpy(), paired["final"].to_numpy()))
+        )
     return EarlyStoppingCheck(on, asha, len(final), tuple(rungs))
 
 

@@ -25,11 +25,18 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from study.tracking import Tracking, close_open_children, log_checkpoint_artifacts
+from study.vocabulary import OUTBOX_FILE
+
 logger = logging.getLogger(__name__)
 
-OUTBOX_FILE = "tracking-outbox.jsonl"
 RETRY_EVERY_S = 10.0
-TRANSIENT_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED"}
+TRANSIENT_CODES = {
+    "INTERNAL_ERROR",
+    "TEMPORARILY_UNAVAILABLE",
+    "REQUEST_LIMIT_EXCEEDED",
+    "DEADLINE_EXCEEDED",
+}
 QUICK_FAIL_ENV = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
@@ -61,7 +68,7 @@ def unavailable(error: BaseException) -> bool:
 class Writer:
     """Applies operations to one sweep's MLflow runs, remembering run ids and logged steps."""
 
-    def __init__(self, tracking: Any) -> None:
+    def __init__(self, tracking: Tracking) -> None:
         self.tracking = tracking
         self.runs: dict[str, str] = {}
         self.last_steps: dict[str, int] = {}
@@ -75,12 +82,16 @@ class Writer:
         if trial_id is None:
             return self.tracking.parent_run_id
         if trial_id not in self.runs:
-            self.runs[trial_id] = self.tracking.trial_run(trial_id, operation.get("name") or trial_id)
+            self.runs[trial_id] = self.tracking.trial_run(
+                trial_id, operation.get("name") or trial_id
+            )
         return self.runs[trial_id]
 
     def last_step(self, run_id: str, metric: str) -> int:
         if run_id not in self.last_steps:
-            self.last_steps[run_id] = max((point.step for point in self.client.get_metric_history(run_id, metric)), default=0)
+            self.last_steps[run_id] = max(
+                (point.step for point in self.client.get_metric_history(run_id, metric)), default=0
+            )
         return self.last_steps[run_id]
 
 
@@ -91,7 +102,10 @@ def _metrics(writer: Writer, operation: dict[str, Any]) -> None:
     step = int(operation["step"])
     if step <= writer.last_step(run_id, operation["once_by"]):
         return
-    metrics = [Metric(key, float(value), int(operation["timestamp"]), step) for key, value in operation["metrics"].items()]
+    metrics = [
+        Metric(key, float(value), int(operation["timestamp"]), step)
+        for key, value in operation["metrics"].items()
+    ]
     writer.client.log_batch(run_id, metrics=metrics)
     writer.last_steps[run_id] = step
 
@@ -101,8 +115,15 @@ def _log(writer: Writer, operation: dict[str, Any]) -> None:
     run_id = writer.run_id(operation)
     timestamp = int(operation.get("timestamp", time.time() * 1000))
     existing = writer.client.get_run(run_id).data.params if operation.get("params") else {}
-    metrics = [Metric(key, float(value), timestamp, 0) for key, value in operation.get("metrics", {}).items()]
-    params = [Param(key, value) for key, value in operation.get("params", {}).items() if key not in existing]
+    metrics = [
+        Metric(key, float(value), timestamp, 0)
+        for key, value in operation.get("metrics", {}).items()
+    ]
+    params = [
+        Param(key, value)
+        for key, value in operation.get("params", {}).items()
+        if key not in existing
+    ]
     tags = [RunTag(key, value) for key, value in operation.get("tags", {}).items()]
     if metrics or params or tags:
         writer.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
@@ -114,8 +135,14 @@ def _points(writer: Writer, operation: dict[str, Any]) -> None:
     run_id = writer.run_id(operation)
     timestamp = int(operation.get("timestamp", time.time() * 1000))
     keys = {key for key, _, _ in operation["points"]}
-    logged = {(key, point.step) for key in keys for point in writer.client.get_metric_history(run_id, key)}
-    metrics = [Metric(key, float(value), timestamp, int(step)) for key, value, step in operation["points"] if (key, int(step)) not in logged]
+    logged = {
+        (key, point.step) for key in keys for point in writer.client.get_metric_history(run_id, key)
+    }
+    metrics = [
+        Metric(key, float(value), timestamp, int(step))
+        for key, value, step in operation["points"]
+        if (key, int(step)) not in logged
+    ]
     if metrics:
         writer.client.log_batch(run_id, metrics=metrics)
 
@@ -134,11 +161,15 @@ def _artifacts(writer: Writer, operation: dict[str, Any]) -> None:
 
 
 def _checkpoint_artifacts(writer: Writer, operation: dict[str, Any]) -> None:
-    from study.tracking import log_checkpoint_artifacts
-
     run_id = writer.run_id(operation)
     if not _finished(writer, run_id):
-        log_checkpoint_artifacts(writer.client, run_id, operation["checkpoint"], operation["backbone"], operation.get("storage"))
+        log_checkpoint_artifacts(
+            writer.client,
+            run_id,
+            operation["checkpoint"],
+            operation["backbone"],
+            operation.get("storage"),
+        )
 
 
 def _close(writer: Writer, operation: dict[str, Any]) -> None:
@@ -148,13 +179,13 @@ def _close(writer: Writer, operation: dict[str, Any]) -> None:
     if operation.get("keep_finished", True) and _finished(writer, run_id):
         return
     if operation.get("tags"):
-        writer.client.log_batch(run_id, tags=[RunTag(key, value) for key, value in operation["tags"].items()])
+        writer.client.log_batch(
+            run_id, tags=[RunTag(key, value) for key, value in operation["tags"].items()]
+        )
     writer.client.set_terminated(run_id, operation["status"])
 
 
 def _close_open_children(writer: Writer, operation: dict[str, Any]) -> None:
-    from study.tracking import close_open_children
-
     close_open_children(writer.tracking, operation["status"])
 
 
@@ -176,7 +207,9 @@ class Outbox:
     The journal file is the only state kept, so the copy of the callback that Tune pickles with
     the experiment, and restores with it, shares it with the resumed driver."""
 
-    def __init__(self, tracking: Any, directory: Path | str, retry_every_s: float = RETRY_EVERY_S) -> None:
+    def __init__(
+        self, tracking: Tracking, directory: Path | str, retry_every_s: float = RETRY_EVERY_S
+    ) -> None:
         self.writer = Writer(tracking)
         self.path = Path(directory) / OUTBOX_FILE
         self.retry_every_s = retry_every_s
@@ -192,11 +225,13 @@ class Outbox:
     def submit(self, kind: str, **operation: Any) -> bool:
         """Apply (or keep) one operation; True if MLflow has it now."""
         if kind not in APPLY:
-            raise ValueError(f"unknown tracking operation {kind!r}: expected one of {sorted(APPLY)}")
+            raise ValueError(
+                f"unknown tracking operation {kind!r}: expected one of {sorted(APPLY)}"
+            )
         operation = {"op": kind, **operation}
         if self.flush() and self._apply(operation):
             return True
-        self._save([*self.pending, operation])
+        self._append(operation)
         return False
 
     def flush(self, force: bool = False) -> bool:
@@ -221,11 +256,25 @@ class Outbox:
                 APPLY[operation["op"]](self.writer, operation)
         except Exception as error:
             if unavailable(error):
-                logger.warning("MLflow did not answer (%s); keeping the %s write for later", str(error)[:200], operation["op"])
+                logger.warning(
+                    "MLflow did not answer (%s); keeping the %s write for later",
+                    str(error)[:200],
+                    operation["op"],
+                )
                 self._next_try = time.monotonic() + self.retry_every_s
                 return False
             logger.error("MLflow refused a %s write, dropped: %s", operation["op"], error)
         return True
+
+    def _append(self, operation: dict[str, Any]) -> None:
+        """Keep one more operation: a line appended to the journal (flushed to disk)."""
+        with self.path.open("a+b") as journal:
+            size = journal.seek(0, os.SEEK_END)
+            if size and journal.seek(size - 1) is not None and journal.read(1) != b"\n":
+                journal.write(b"\n")  # after a line cut short by a kill, start a whole one
+            journal.write((json.dumps(operation) + "\n").encode())
+            journal.flush()
+            os.fsync(journal.fileno())
 
     def _save(self, pending: list[dict[str, Any]]) -> None:
         if not pending:
@@ -244,11 +293,27 @@ def or_else(read: Callable[[], Any], fallback: Any, what: str) -> Any:
     except Exception as error:
         if not unavailable(error):
             raise
-        logger.warning("MLflow did not answer while reading %s (%s); going on without it", what, str(error)[:200])
+        logger.warning(
+            "MLflow did not answer while reading %s (%s); going on without it",
+            what,
+            str(error)[:200],
+        )
         return fallback
 
 
 def read_outbox(path: Path) -> list[dict[str, Any]]:
+    """The journal's operations in order. A line cut short (the driver killed while appending
+    it; the next append starts a new line) is left out with a warning."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    operations = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            operations.append(json.loads(line))
+        except json.JSONDecodeError:
+            logger.warning(
+                "a line of %s is cut short (its driver was killed while writing it): left out", path
+            )
+    return operations

@@ -15,10 +15,14 @@ import ray
 
 from study.cluster import cluster_address
 from study.config import StudyConfig, StudyPlan, plan
-from study.layout import REPLACED_DIR, RUNNING, STATE_FILE, driver_alive, read_state, resolve_tracking_uri
+from study.layout import resolve_tracking_uri
+from study.state import read_state
 from study.storage import SweepStorage
 from study.tracking import check_tracking_store
 from study.tuner import check_gpus, local_gpus
+from study.vocabulary import REPLACED_DIR, STATE_FILE
+from trainables.config import BANK_SPLIT, QUERY_SPLIT
+from trainables.data import DATASETS, default_data_root, get_dataset
 from trainables.validation import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -37,40 +41,60 @@ class Prepared:
     local: bool
 
 
-
-def with_data_root(config: StudyConfig) -> StudyConfig:
-    """``config`` with ``data.root`` resolved to an absolute path (trials run in other working
-    directories, on other nodes) and checked to hold every split the sweep reads."""
-    from trainables.config import BANK_SPLIT, QUERY_SPLIT
-    from trainables.data import DATASETS, default_data_root, get_dataset
-
-    data = plan(config).base_config.data
-    splits = sorted({(data.dataset, data.train_split), (data.eval_dataset, BANK_SPLIT), (data.eval_dataset, QUERY_SPLIT)})
+def with_data_root(config: StudyConfig, study_plan: StudyPlan) -> tuple[StudyConfig, StudyPlan]:
+    """``config`` and its plan with ``data.root`` resolved to an absolute path (trials run in
+    other working directories, on other nodes) and checked to hold every split the sweep reads."""
+    data = study_plan.base_config.data
+    splits = sorted(
+        {
+            (data.dataset, data.train_split),
+            (data.eval_dataset, BANK_SPLIT),
+            (data.eval_dataset, QUERY_SPLIT),
+        }
+    )
     on_disk = [(name, split) for name, split in splits if not DATASETS[name].bundled]
     if not on_disk:
-        return config
+        return config, study_plan
     root = (Path(data.root).expanduser() if data.root else default_data_root()).resolve()
     for name, split in on_disk:
         try:
             get_dataset(name, root, split)
         except FileNotFoundError as error:
-            raise ConfigError("data.root", str(root), f"a folder holding {name}'s {split} split ({error})") from error
-    return dataclasses.replace(config, overrides={**config.overrides, "data.root": str(root)})
+            raise ConfigError(
+                "data.root", str(root), f"a folder holding {name}'s {split} split ({error})"
+            ) from error
+    rooted = {"data.root": str(root)}
+    return (
+        dataclasses.replace(config, overrides={**config.overrides, **rooted}),
+        dataclasses.replace(study_plan, base_config=study_plan.base_config.replace(**rooted)),
+    )
 
 
 def check_existing(directory: Path, config: StudyConfig, name: str) -> None:
     """A taken sweep name is refused unless the config says to resume or overwrite that sweep;
     neither is allowed while the sweep's driver is alive."""
     if config.if_exists == "overwrite" and SweepStorage(config.storage).is_uri:
-        raise ConfigError("if_exists", "overwrite", f"refuse or resume with object storage ({config.storage}): sweep {name} is "
-                                                    "kept there; choose another --name")
+        raise ConfigError(
+            "if_exists",
+            "overwrite",
+            f"refuse or resume with object storage ({config.storage}): sweep {name} is "
+            "kept there; choose another --name",
+        )
     if config.if_exists == "refuse":
-        raise ConfigError("name", name, f"a new sweep name: {directory} exists (resume it with `study resume {name}` or "
-                                        "`study run ... --resume`, or replace it with --overwrite)")
-    state = read_state(directory) if (directory / STATE_FILE).is_file() else {}
-    if state.get("state") == RUNNING and driver_alive(state.get("driver")):
-        raise ConfigError("name", name, f"a sweep that is not running ({directory} is being run by {state['driver']})")
-    if config.if_exists == "resume" and not state:
+        raise ConfigError(
+            "name",
+            name,
+            f"a new sweep name: {directory} exists (resume it with `study resume {name}` or "
+            "`study run ... --resume`, or replace it with --overwrite)",
+        )
+    state = read_state(directory) if (directory / STATE_FILE).is_file() else None
+    if state is not None and state.live:
+        raise ConfigError(
+            "name",
+            name,
+            f"a sweep that is not running ({directory} is being run by {state.driver})",
+        )
+    if config.if_exists == "resume" and state is None:
         raise ConfigError("name", name, f"a sweep to resume ({directory} has no {STATE_FILE})")
 
 
@@ -79,7 +103,11 @@ def set_aside(directory: Path) -> Path:
     target = directory.parent / REPLACED_DIR / f"{directory.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     target.parent.mkdir(exist_ok=True)
     directory.rename(target)
-    logger.warning("sweep %s overwritten: its directory is kept as %s (its MLflow runs are kept too)", directory.name, target)
+    logger.warning(
+        "sweep %s overwritten: its directory is kept as %s (its MLflow runs are kept too)",
+        directory.name,
+        target,
+    )
     return target
 
 
@@ -93,8 +121,8 @@ def prepare_study(config: StudyConfig) -> Prepared:
     if exists:
         check_existing(storage.pull(study_plan.name), config, study_plan.name)
     tracking_uri = check_tracking_store(resolve_tracking_uri(config.tracking_uri))
-    config = with_data_root(config)
+    config, study_plan = with_data_root(config, study_plan)
     local = not cluster_address(config.address) and not ray.is_initialized()
     if local:
         config = check_gpus(config, study_plan, local_gpus())
-    return Prepared(config, plan(config), storage, directory, exists, tracking_uri, local)
+    return Prepared(config, study_plan, storage, directory, exists, tracking_uri, local)

@@ -21,27 +21,17 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from study.vocabulary import EPOCH, stop_reason_of, stopped_early
 from trainables.health import STOP_REASON_KEY
 
 logger = logging.getLogger(__name__)
 
-EPOCH = "epoch"
 DUPLICATE_OF = "duplicate_of"
 MAX_DUPLICATE_ASKS = 200
 
 
 def params_key(params: dict[str, Any]) -> tuple:
     return tuple(sorted((key, repr(value)) for key, value in params.items()))
-
-
-def stopped_early(result: dict[str, Any] | None, max_epochs: int) -> bool:
-    """A trial that ended without error before its last epoch was stopped, not finished."""
-    return bool(result) and int(result.get(EPOCH, 0)) < max_epochs
-
-
-def stop_reason_of(result: dict[str, Any] | None) -> str | None:
-    """Why a trial stopped itself (diverged, collapsed), from its last result; None otherwise."""
-    return (result or {}).get(STOP_REASON_KEY) or None
 
 
 class StudySearch(OptunaSearch):
@@ -88,7 +78,11 @@ class StudySearch(OptunaSearch):
         key = params_key(ot_trial.params)
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
         for trial in self._ot_study.get_trials(deepcopy=False, states=states):
-            if trial.number != ot_trial.number and DUPLICATE_OF not in trial.user_attrs and params_key(trial.params) == key:
+            if (
+                trial.number != ot_trial.number
+                and DUPLICATE_OF not in trial.user_attrs
+                and params_key(trial.params) == key
+            ):
                 return trial
         return None
 
@@ -102,7 +96,9 @@ class StudySearch(OptunaSearch):
         return None
 
     def _grid_exhausted(self) -> bool:
-        return self.grid and not self._ot_study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        return self.grid and not self._ot_study.get_trials(
+            deepcopy=False, states=(TrialState.WAITING,)
+        )
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if trial_id in self._ot_trials:
@@ -134,9 +130,13 @@ class StudySearch(OptunaSearch):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Intermediate values are keyed by epoch (Tune's iteration count restarts on resume)."""
-        if trial_id in self._completed_trials or not math.isfinite(float(result.get(self.metric, math.nan))):
+        if trial_id in self._completed_trials or not math.isfinite(
+            float(result.get(self.metric, math.nan))
+        ):
             return
-        self._ot_trials[trial_id].report(float(result[self.metric]), int(result.get(EPOCH, result["training_iteration"])))
+        self._ot_trials[trial_id].report(
+            float(result[self.metric]), int(result.get(EPOCH, result["training_iteration"]))
+        )
 
     def _already_told(self, trial_id: str) -> bool:
         """A trial Optuna has an outcome for: a sweep resumed from a Tune state saved before the
@@ -144,7 +144,9 @@ class StudySearch(OptunaSearch):
         ot_trial = self._ot_trials.get(trial_id)
         return ot_trial is not None and self._ot_study.trials[ot_trial.number].state.is_finished()
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
         if self._already_told(trial_id):
             self._completed_trials.add(trial_id)
             return
@@ -155,12 +157,19 @@ class StudySearch(OptunaSearch):
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
             self._completed_trials.add(trial_id)
             return
-        if error or not stopped_early(result, self.max_epochs) or trial_id in self._completed_trials:
+        if (
+            error
+            or not stopped_early(result, self.max_epochs)
+            or trial_id in self._completed_trials
+        ):
             super().on_trial_complete(trial_id, result, error)
             return
         ot_trial = self._ot_trials[trial_id]
         epoch = int(result[EPOCH])
-        if self.metric in result and epoch not in self._ot_study.trials[ot_trial.number].intermediate_values:
+        if (
+            self.metric in result
+            and epoch not in self._ot_study.trials[ot_trial.number].intermediate_values
+        ):
             ot_trial.report(float(result[self.metric]), epoch)
         ot_trial.set_user_attr("stopped_at_epoch", epoch)
         self._ot_study.tell(ot_trial, state=TrialState.PRUNED)

@@ -63,7 +63,8 @@ class PairedComparison:
 
     def verdict(self) -> str:
         if not self.testable:
-            return f"not testable ({self.pairs} matched seed{'s' if self.pairs != 1 else ''}; needs {MIN_PAIRS})"
+            seeds = "seed" if self.pairs == 1 else "seeds"
+            return f"not testable ({self.pairs} matched {seeds}; needs {MIN_PAIRS})"
         return "outside noise" if self.excludes_zero else "within noise"
 
 
@@ -97,7 +98,9 @@ def mean_interval(sample: Sequence[float], level: float = LEVEL) -> Interval:
     return Interval(mean, mean - half, mean + half, count, level)
 
 
-def paired_comparison(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> PairedComparison:
+def paired_comparison(
+    a: Sequence[float], b: Sequence[float], level: float = LEVEL
+) -> PairedComparison:
     """``b - a`` over pairs (``a[i]`` and ``b[i]`` share a seed; pairs with a NaN are dropped)."""
     first, second = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if first.shape != second.shape:
@@ -134,7 +137,9 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> Correlation:
     """Spearman's rank correlation of the pairs without a NaN: Pearson's r of their ranks."""
     first, second = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if first.shape != second.shape:
-        raise ValueError(f"correlated samples need the same length; got {len(first)} and {len(second)}")
+        raise ValueError(
+            f"correlated samples need the same length; got {len(first)} and {len(second)}"
+        )
     keep = ~(np.isnan(first) | np.isnan(second))
     first, second = first[keep], second[keep]
     count = len(first)

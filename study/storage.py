@@ -13,6 +13,7 @@ whenever a trial ends and when the sweep stops, and pulled back by ``study resum
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sqlite3
@@ -22,14 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from study.vocabulary import DRIVER_FILES, STATE_FILE
 from trainables.validation import ConfigError
 
 if TYPE_CHECKING:
     import pyarrow.fs
 
+logger = logging.getLogger(__name__)
+
 URI_PATTERN = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
 SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
-DRIVER_FILES = ("study.json", "optuna.db", "tracking-outbox.jsonl", "results", "report")
 MIRROR_VARIABLE = "STUDY_MIRROR"
 DEFAULT_MIRROR = "/tmp/study-mirror"
 
@@ -44,9 +47,17 @@ class SweepStorage:
     def __post_init__(self) -> None:
         found = URI_PATTERN.match(self.location)
         if not self.location:
-            raise ConfigError("storage", self.location, "a folder or a pyarrow.fs URI (s3://bucket/runs, gs://bucket/runs)")
+            raise ConfigError(
+                "storage",
+                self.location,
+                "a folder or a pyarrow.fs URI (s3://bucket/runs, gs://bucket/runs)",
+            )
         if found and found["scheme"].lower() not in SCHEMES:
-            raise ConfigError("storage", self.location, f"a folder or a pyarrow.fs URI with a scheme of {list(SCHEMES)}")
+            raise ConfigError(
+                "storage",
+                self.location,
+                f"a folder or a pyarrow.fs URI with a scheme of {list(SCHEMES)}",
+            )
 
     @property
     def is_uri(self) -> bool:
@@ -92,7 +103,9 @@ class SweepStorage:
         try:
             return pyarrow.fs.FileSystem.from_uri(self.remote(name) if name else self.location)
         except (OSError, ValueError) as error:
-            raise ConfigError("storage", self.location, f"a pyarrow.fs URI this machine can open ({error})") from error
+            raise ConfigError(
+                "storage", self.location, f"a pyarrow.fs URI this machine can open ({error})"
+            ) from error
 
     def exists(self, name: str) -> bool:
         if not self.is_uri:
@@ -105,13 +118,17 @@ class SweepStorage:
     def names(self) -> list[str]:
         """The sweeps stored here (folders holding a ``study.json``)."""
         if not self.is_uri:
-            return sorted(path.parent.name for path in self.local_root.glob(f"*/{DRIVER_FILES[0]}"))
+            return sorted(path.parent.name for path in self.local_root.glob(f"*/{STATE_FILE}"))
         import pyarrow.fs
 
         filesystem, root = self.filesystem()
         found = filesystem.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
         folders = [info.base_name for info in found if info.type == pyarrow.fs.FileType.Directory]
-        return sorted(name for name in folders if filesystem.get_file_info(f"{root}/{name}/{DRIVER_FILES[0]}").is_file)
+        return sorted(
+            name
+            for name in folders
+            if filesystem.get_file_info(f"{root}/{name}/{STATE_FILE}").is_file
+        )
 
     def push(self, name: str) -> None:
         """Copy the driver's files of sweep ``name`` to the URI (nothing to do for a folder)."""
@@ -134,7 +151,11 @@ class SweepStorage:
         here = pyarrow.fs.LocalFileSystem()
         with tempfile.TemporaryDirectory(prefix="study-push-") as scratch:
             for entry in DRIVER_FILES:
-                source, target = (local / entry, f"{remote}/{entry}") if upload else (f"{remote}/{entry}", local / entry)
+                source, target = (
+                    (local / entry, f"{remote}/{entry}")
+                    if upload
+                    else (f"{remote}/{entry}", local / entry)
+                )
                 source_fs, target_fs = (here, filesystem) if upload else (filesystem, here)
                 info = source_fs.get_file_info(str(source))
                 if info.type == pyarrow.fs.FileType.NotFound:
@@ -143,7 +164,27 @@ class SweepStorage:
                     target_fs.create_dir(str(target), recursive=True)
                 elif upload and entry.endswith(".db"):
                     source = snapshot(Path(source), Path(scratch) / entry)
-                pyarrow.fs.copy_files(str(source), str(target), source_filesystem=source_fs, destination_filesystem=target_fs)
+                pyarrow.fs.copy_files(
+                    str(source),
+                    str(target),
+                    source_filesystem=source_fs,
+                    destination_filesystem=target_fs,
+                )
+
+
+def pushed(storage: SweepStorage, name: str) -> None:
+    """Push the driver's files to object storage; a failure is a warning (the mirror keeps them)."""
+    try:
+        storage.push(name)
+    except OSError as error:
+        logger.warning(
+            "could not copy sweep %s's files to %s (%s): they are kept in %s; the next push "
+            "retries",
+            name,
+            storage.location,
+            error,
+            storage.directory(name),
+        )
 
 
 def snapshot(database: Path, copy: Path) -> Path:

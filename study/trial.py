@@ -2,10 +2,11 @@
 
 It builds the trial's TrainConfig from the sweep's base config and the searcher's dotted
 overrides, creates the child MLflow run and, in the background while Train starts its workers,
-records its params and artifacts (config YAML, a grid of sampled view pairs); it trains with :class:`TuneReportCallback` relaying each epoch to Tune. (The final backbone
-weights are logged by the sweep driver's callback: ASHA stops a trial at ``max_t`` as soon as
-the last epoch is reported, before this function returns.) The Train run is named after the trial, so a restarted trial resumes
-from its latest checkpoint.
+records its params and artifacts (config YAML and, when the entry point gives a view gallery, a
+grid of sampled view pairs); it trains with :class:`TuneReportCallback` relaying each epoch to
+Tune. (The final backbone weights are logged by the sweep driver's callback: ASHA stops a trial
+at ``max_t`` as soon as the last epoch is reported, before this function returns.) The Train run
+is named after the trial, so a restarted trial resumes from its latest checkpoint.
 """
 
 from __future__ import annotations
@@ -23,17 +24,20 @@ import ray
 import yaml
 from mlflow.entities import RunTag
 from ray import tune
-from ray.tune import Callback
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from study.outbox import quick_failing, unavailable
 from study.tracking import Tracking, as_params
+from study.vocabulary import CONFIG_ARTIFACT, VIEW_PAIRS_FILE
 from trainables.config import TrainConfig
 from trainables.ray_trainable import TrainerSpec, build_trainer
 from trainables.timeline import mark
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+ViewGallery = Callable[..., Path]
+"""``(config, path, count=, seed=) -> path``: :func:`dashboards.gallery.draw_view_pairs`, given by
+the entry point (``study/`` does not import ``dashboards/``)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class TrialContext:
     base_config: dict[str, Any]
     trainer: TrainerSpec
     tracking: Tracking
+    view_gallery: ViewGallery | None = None
+    """Draws a config's view pairs to a PNG, logged with the trial (none: not drawn)."""
     gallery_pairs: int = 8
 
 
@@ -50,9 +56,14 @@ def trial_config(base: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig
     return TrainConfig.from_dict(base).replace(**overrides)
 
 
-def log_trial_start(tracking: Tracking, run_id: str, config: TrainConfig, overrides: dict[str, Any], pairs: int) -> None:
-    from dashboards.gallery import draw_view_pairs
-
+def log_trial_start(
+    tracking: Tracking,
+    run_id: str,
+    config: TrainConfig,
+    overrides: dict[str, Any],
+    view_gallery: ViewGallery | None,
+    pairs: int,
+) -> None:
     client = tracking.client()
     params = as_params(config.to_dict())
     existing = client.get_run(run_id).data.params
@@ -62,23 +73,41 @@ def log_trial_start(tracking: Tracking, run_id: str, config: TrainConfig, overri
         tags=[RunTag(f"search.{key}", str(value)) for key, value in overrides.items()],
     )
     with tempfile.TemporaryDirectory() as scratch:
-        config_path = Path(scratch) / "config.yaml"
+        config_path = Path(scratch) / CONFIG_ARTIFACT
         config_path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         client.log_artifact(run_id, str(config_path))
-        views_path = draw_view_pairs(config, Path(scratch) / "view_pairs.png", count=pairs, seed=config.seed)
-        client.log_artifact(run_id, str(views_path))
+        if view_gallery is not None:
+            views_path = view_gallery(
+                config, Path(scratch) / VIEW_PAIRS_FILE, count=pairs, seed=config.seed
+            )
+            client.log_artifact(run_id, str(views_path))
 
 
 def run_trial(overrides: dict[str, Any], context: TrialContext) -> None:
     mark("trial.enter")
     trial_id = tune.get_context().get_trial_id()
     config = trial_config(context.base_config, overrides)
-    run_id = tracked(lambda: context.tracking.trial_run(trial_id, tune.get_context().get_trial_name()), trial_id)
-    trainer = build_trainer(config, context.trainer, name=f"trial-{trial_id}", callbacks=[TuneReportCallback()])
+    run_id = tracked(
+        lambda: context.tracking.trial_run(trial_id, tune.get_context().get_trial_name()), trial_id
+    )
+    trainer = build_trainer(
+        config, context.trainer, name=f"trial-{trial_id}", callbacks=[TuneReportCallback()]
+    )
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial-start-logging") as background:
-        if run_id is not None:  # params, config.yaml and the view gallery, while Train starts its workers
+        if (
+            run_id is not None
+        ):  # params, config.yaml and the view gallery, while Train starts its workers
             logging_start = background.submit(
-                tracked, lambda: log_trial_start(context.tracking, run_id, config, overrides, context.gallery_pairs), trial_id
+                tracked,
+                lambda: log_trial_start(
+                    context.tracking,
+                    run_id,
+                    config,
+                    overrides,
+                    context.view_gallery,
+                    context.gallery_pairs,
+                ),
+                trial_id,
             )
             logging_start.add_done_callback(warn_on_error)
         mark("trial.tracked")
@@ -91,7 +120,8 @@ RELAY_LIMIT_S = 120.0
 
 
 def await_relayed_results(settle_s: float = RELAY_SETTLE_S, limit_s: float = RELAY_LIMIT_S) -> None:
-    """Return once Tune has taken every result ``TuneReportCallback`` relayed, or Tune stops the trial.
+    """Return once Tune has taken every result ``TuneReportCallback`` relayed, or Tune stops the
+    trial.
 
     Train's controller relays each epoch through a queue that the Tune trial's main thread
     drains, and ``fit()`` can return before the last epoch is drained. If the trial function
@@ -123,7 +153,10 @@ def await_relayed_results(settle_s: float = RELAY_SETTLE_S, limit_s: float = REL
 
 def warn_on_error(done: Future) -> None:
     if done.exception() is not None:
-        logger.warning("logging the start of a trial to MLflow failed; training goes on", exc_info=done.exception())
+        logger.warning(
+            "logging the start of a trial to MLflow failed; training goes on",
+            exc_info=done.exception(),
+        )
 
 
 START_ATTEMPTS = 3
@@ -146,19 +179,11 @@ def tracked(write: Callable[[], T], trial_id: str, attempts: int = START_ATTEMPT
                 continue
             text = str(error)
             logger.warning(
-                "MLflow did not answer at the start of trial %s after %d attempts (%s): training goes on; the sweep driver "
-                "logs its params, metrics and status once MLflow is back (its config.yaml and view_pairs.png are not logged)",
-                trial_id, attempts, text if len(text) <= 400 else f"{text[:150]} ... {text[-250:]}",
+                "MLflow did not answer at the start of trial %s after %d attempts (%s): "
+                "training goes on; the sweep driver logs its params, metrics and status once "
+                "MLflow is back (its config.yaml and view_pairs.png are not logged)",
+                trial_id,
+                attempts,
+                text if len(text) <= 400 else f"{text[:150]} ... {text[-250:]}",
             )
     return None
-
-
-class TimelineCallback(Callback):
-    """Marks when Tune starts each trial and when its results arrive (the driver's side of the
-    trial timeline; see :mod:`trainables.timeline`)."""
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        mark("trial.start", trial=trial.trial_id)
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        mark("trial.result", trial=trial.trial_id, epoch=result.get("epoch"))

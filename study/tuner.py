@@ -5,20 +5,21 @@ that log to MLflow and push the driver's files to object storage."""
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from study.callbacks import MlflowTrialCallback, PushCallback, TimelineCallback
 from study.config import METRIC, MODE, StudyConfig, StudyPlan, with_gpus
 from study.layout import optuna_storage
 from study.outbox import Outbox
 from study.search import StudySearch
 from study.storage import SweepStorage
-from study.tracking import MlflowTrialCallback, Tracking
-from study.trial import TimelineCallback, TrialContext, run_trial
+from study.tracking import Tracking
+from study.trial import TrialContext, ViewGallery, run_trial
+from study.vocabulary import EPOCH, TRAIN_DIR
 from trainables.ray_trainable import DatasetShare, ScalingSpec, TrainerSpec
 from trainables.validation import ConfigError
 
@@ -38,7 +39,11 @@ def check_gpus(config: StudyConfig, study_plan: StudyPlan, available: float) -> 
     for more GPUs than the cluster has would wait forever: refuse it."""
     config = with_gpus(config, study_plan.base_config, available)
     if config.gpus_per_trial > available:
-        raise ConfigError("gpus_per_trial", config.gpus_per_trial, f"at most {available:g}, the GPUs of the cluster")
+        raise ConfigError(
+            "gpus_per_trial",
+            config.gpus_per_trial,
+            f"at most {available:g}, the GPUs of the cluster",
+        )
     return config
 
 
@@ -49,7 +54,9 @@ def concurrency(config: StudyConfig) -> int:
     available = ray.cluster_resources().get("CPU", 1)
     by_cpu = int(available // cpus_per_trial) if cpus_per_trial else 1
     if config.gpus_per_trial:
-        by_cpu = min(by_cpu, int(ray.cluster_resources().get("GPU", 0) // config.gpus_per_trial) or 1)
+        by_cpu = min(
+            by_cpu, int(ray.cluster_resources().get("GPU", 0) // config.gpus_per_trial) or 1
+        )
     return max(1, by_cpu)
 
 
@@ -62,32 +69,60 @@ def dataset_share() -> ray.actor.ActorHandle:
     return DatasetShare.options(scheduling_strategy=here).remote()
 
 
-def trainable(study_plan: StudyPlan, config: StudyConfig, storage: SweepStorage, tracking: Tracking, training: bool = True):
-    """The trial function with its resources; ``training=False`` (reading results back) starts no actor."""
+def trainable(
+    study_plan: StudyPlan,
+    config: StudyConfig,
+    storage: SweepStorage,
+    tracking: Tracking,
+    training: bool = True,
+    view_gallery: ViewGallery | None = None,
+):
+    """The trial function with its resources; ``training=False`` (reading results back) starts
+    no actor."""
     spec = TrainerSpec(
         scaling=ScalingSpec(
             num_workers=config.workers_per_trial,
             cpus_per_worker=config.cpus_per_worker,
             gpus_per_worker=(config.gpus_per_trial or 0.0) / config.workers_per_trial,
         ),
-        storage_path=storage.remote(study_plan.name, "train"),
+        storage_path=storage.remote(study_plan.name, TRAIN_DIR),
         checkpoints_to_keep=config.checkpoints_to_keep,
         max_failures=config.max_failures,
         datasets=dataset_share() if training else None,
     )
-    context = TrialContext(base_config=study_plan.base_config.to_dict(), trainer=spec, tracking=tracking)
-    return tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY})
+    context = TrialContext(
+        base_config=study_plan.base_config.to_dict(),
+        trainer=spec,
+        tracking=tracking,
+        view_gallery=view_gallery,
+    )
+    return tune.with_resources(
+        tune.with_parameters(run_trial, context=context), {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY}
+    )
 
 
 def scheduler(study_plan: StudyPlan) -> ASHAScheduler | None:
-    """ASHA when the plan stops trials early; else None (Tune's FIFO: every trial to the last epoch)."""
+    """ASHA when the plan stops trials early; else None (Tune's FIFO: every trial to the last
+    epoch)."""
     if not study_plan.early_stopping:
         return None
     asha = study_plan.asha
-    return ASHAScheduler(time_attr="epoch", grace_period=asha.grace_period, reduction_factor=asha.reduction_factor, max_t=asha.max_t)
+    return ASHAScheduler(
+        time_attr=EPOCH,
+        grace_period=asha.grace_period,
+        reduction_factor=asha.reduction_factor,
+        max_t=asha.max_t,
+    )
 
 
-def build_tuner(study_plan: StudyPlan, config: StudyConfig, storage: SweepStorage, tracking: Tracking, outbox: Outbox) -> tune.Tuner:
+def build_tuner(
+    study_plan: StudyPlan,
+    config: StudyConfig,
+    storage: SweepStorage,
+    tracking: Tracking,
+    outbox: Outbox,
+    view_gallery: ViewGallery | None = None,
+) -> tune.Tuner:
     directory = storage.directory(study_plan.name)
     searcher = StudySearch(
         study_plan.define,
@@ -100,7 +135,7 @@ def build_tuner(study_plan: StudyPlan, config: StudyConfig, storage: SweepStorag
         points=study_plan.points,
     )
     return tune.Tuner(
-        trainable(study_plan, config, storage, tracking),
+        trainable(study_plan, config, storage, tracking, view_gallery=view_gallery),
         tune_config=tune.TuneConfig(
             metric=METRIC,
             mode=MODE,
@@ -114,33 +149,11 @@ def build_tuner(study_plan: StudyPlan, config: StudyConfig, storage: SweepStorag
             storage_path=storage.tune_root,
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
             callbacks=[
-                MlflowTrialCallback(outbox, study_plan.epochs, study_plan.base_config.to_dict(), storage.location),
+                MlflowTrialCallback(
+                    outbox, study_plan.epochs, study_plan.base_config.to_dict(), storage.location
+                ),
                 TimelineCallback(),
                 PushCallback(storage.location, study_plan.name),
             ],
         ),
     )
-
-
-def pushed(storage: SweepStorage, name: str) -> None:
-    """Push the driver's files to object storage; a failure is a warning (the mirror keeps them)."""
-    try:
-        storage.push(name)
-    except OSError as error:
-        logger.warning("could not copy sweep %s's files to %s (%s): they are kept in %s; the next push retries",
-                       name, storage.location, error, storage.directory(name))
-
-
-class PushCallback(tune.Callback):
-    """Pushes the driver's files (study state, Optuna RDB, outbox) to object storage whenever a
-    trial ends, so that another machine can resume the sweep from there."""
-
-    def __init__(self, location: str, name: str) -> None:
-        self.storage = SweepStorage(location)
-        self.name = name
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if self.storage.is_uri:
-            pushed(self.storage, self.name)
-
-    on_trial_error = on_trial_complete

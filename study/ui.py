@@ -107,9 +107,17 @@ def store_uri(tracking_uri: str) -> str:
     create an empty store and the UI would show no sweeps."""
     uri = resolve_tracking_uri(tracking_uri)
     if uri.startswith(("http://", "https://")):
-        raise ConfigError("--tracking-uri", tracking_uri, "a database URI such as sqlite:///mlflow.db (an http URI is already a server: open it)")
-    if uri.startswith(SQLITE_PREFIX) and not Path(uri[len(SQLITE_PREFIX):]).is_file():
-        raise ConfigError("--tracking-uri", uri, "an existing sqlite database: run a sweep first (study demo) or pass --tracking-uri")
+        raise ConfigError(
+            "--tracking-uri",
+            tracking_uri,
+            "a database URI such as sqlite:///mlflow.db (an http URI is already a server: open it)",
+        )
+    if uri.startswith(SQLITE_PREFIX) and not Path(uri[len(SQLITE_PREFIX) :]).is_file():
+        raise ConfigError(
+            "--tracking-uri",
+            uri,
+            "an existing sqlite database: run a sweep first (study demo) or pass --tracking-uri",
+        )
     return uri
 
 
@@ -122,15 +130,27 @@ def server_command(uri: str, port: int, host: str = HOST) -> list[str]:
     uploads land there too, instead of in an ``mlartifacts`` folder of the working directory.
     """
     command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", uri,
-        "--host", host,
-        "--port", str(port),
-        "--workers", str(WORKERS),
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(WORKERS),
     ]
     artifact_root = local_artifact_root(uri)
     if artifact_root is not None:
-        command += ["--default-artifact-root", artifact_root, "--artifacts-destination", artifact_root]
+        command += [
+            "--default-artifact-root",
+            artifact_root,
+            "--artifacts-destination",
+            artifact_root,
+        ]
     return command
 
 
@@ -164,11 +184,16 @@ def wait_until_ready(server: Server, timeout: float = STARTUP_TIMEOUT_S) -> None
     while time.monotonic() < deadline:
         code = server.process.poll()
         if code is not None:
-            raise ServerError(f"mlflow server exited with code {code} before answering:\n{server.output.text(wait=5)}")
+            raise ServerError(
+                f"mlflow server exited with code {code} before "
+                f"answering:\n{server.output.text(wait=5)}"
+            )
         if answers_http(server.url) and server.process.poll() is None:
             return
         time.sleep(POLL_INTERVAL_S)
-    raise ServerError(f"mlflow server did not answer {server.url} within {timeout:.0f} s:\n{server.output.text()}")
+    raise ServerError(
+        f"mlflow server did not answer {server.url} within {timeout:.0f} s:\n{server.output.text()}"
+    )
 
 
 def group_alive(pgid: int) -> bool:
@@ -268,9 +293,16 @@ def run_ui(tracking_uri: str, port: int) -> int:
     with sigterm_as_interrupt():
         try:
             with serve(tracking_uri, port) as server:
-                print(f"MLflow UI on {server.tracking_uri}: {server.url}  (Ctrl-C to stop)", flush=True)
+                print(
+                    f"MLflow UI on {server.tracking_uri}: {server.url}  (Ctrl-C to stop)",
+                    flush=True,
+                )
                 code = server.process.wait()
-                print(f"study: error: mlflow server exited with code {code}:\n{server.output.text(wait=5)}", file=sys.stderr)
+                print(
+                    "study: error: mlflow server exited with code "
+                    f"{code}:\n{server.output.text(wait=5)}",
+                    file=sys.stderr,
+                )
                 return 1
         except KeyboardInterrupt:
             print("mlflow server stopped", flush=True)

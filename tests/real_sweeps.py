@@ -10,6 +10,7 @@ from pathlib import Path
 
 import ray
 
+from dashboards.gallery import draw_view_pairs
 from study import StudyConfig, run_study
 
 QUICK = {"data.limit": 192, "data.eval_limit": 200}
@@ -33,18 +34,36 @@ def search_sweep(root: Path):
         max_concurrent_trials=2,
         overrides={"data.limit": 512, "data.eval_limit": 300},
     )
-    return run_study(config)
+    return run_study(config, view_gallery=draw_view_pairs)  # as the CLI runs it
 
 
 FIGURE_SWEEPS = {
-    # name: StudyConfig fields; grids run every point and seed to the last epoch (no early stopping by
-    # default), and the report checks the ranking at the grace period ASHA would use (epoch 1).
-    "overlap-digits": dict(dataset="digits", space="overlap", grid=True, seeds=(0, 1), grid_only={"views.params.overlap": [0.3, 0.7]}),
-    "overlap-scenes": dict(space="overlap", grid=True, dataset="digit-scenes", eval_dataset="digits",
-                           grid_only={"views.params.overlap": [0.3, 0.7]}),
-    "patch-digits": dict(dataset="digits", space="patch", grid=True, grid_only={"views.params.patch": [0.3, 0.7]}),
-    "exclusive-digits": dict(dataset="digits", space="exclusive", grid=True, grid_only={"views.params.gap": [0.02, 0.1]}),
-    "cutout-digits": dict(dataset="digits", space="cutout", grid=True, grid_only={"views.params.hole": [0.5]}),
+    # name: StudyConfig fields; grids run every point and seed to the last epoch (no early
+    # stopping by default), and the report checks the ranking at the grace period ASHA would use
+    # (epoch 1).
+    "overlap-digits": dict(
+        dataset="digits",
+        space="overlap",
+        grid=True,
+        seeds=(0, 1),
+        grid_only={"views.params.overlap": [0.3, 0.7]},
+    ),
+    "overlap-scenes": dict(
+        space="overlap",
+        grid=True,
+        dataset="digit-scenes",
+        eval_dataset="digits",
+        grid_only={"views.params.overlap": [0.3, 0.7]},
+    ),
+    "patch-digits": dict(
+        dataset="digits", space="patch", grid=True, grid_only={"views.params.patch": [0.3, 0.7]}
+    ),
+    "exclusive-digits": dict(
+        dataset="digits", space="exclusive", grid=True, grid_only={"views.params.gap": [0.02, 0.1]}
+    ),
+    "cutout-digits": dict(
+        dataset="digits", space="cutout", grid=True, grid_only={"views.params.hole": [0.5]}
+    ),
     "margin-scenes": dict(preset="fig5-margin-bundled", seeds=(0,), grid_only={"seed": [0]}),
 }
 
@@ -55,10 +74,17 @@ def figure_sweeps(root: Path) -> dict:
     ray.init(include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False)
     try:
         return {
-            name: run_study(StudyConfig(
-                **fields, name=name, epochs=FIGURE_EPOCHS, overrides=dict(QUICK),
-                max_concurrent_trials=2, storage=str(root / "runs"), tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-            ))
+            name: run_study(
+                StudyConfig(
+                    **fields,
+                    name=name,
+                    epochs=FIGURE_EPOCHS,
+                    overrides=dict(QUICK),
+                    max_concurrent_trials=2,
+                    storage=str(root / "runs"),
+                    tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+                )
+            )
             for name, fields in FIGURE_SWEEPS.items()
         }
     finally:

@@ -11,7 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 BUCKET = "study-sweeps"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def free_port() -> int:
@@ -22,8 +26,9 @@ def free_port() -> int:
 
 @contextmanager
 def s3_server() -> Iterator[str]:
-    """A bucket on a fresh, empty S3 server (moto keeps its buckets per process: reset first); yields the storage URI ``s3://BUCKET/runs?...``. The
-    credentials are put in this process's environment (Ray workers started after inherit them)."""
+    """A bucket on a fresh, empty S3 server (moto keeps its buckets per process: reset first);
+    yields the storage URI ``s3://BUCKET/runs?...``. The credentials are put in this process's
+    environment (Ray workers started after inherit them)."""
     import pyarrow.fs
     from moto.server import ThreadedMotoServer
 
@@ -35,8 +40,15 @@ def s3_server() -> Iterator[str]:
     server.start()
     try:
         endpoint = f"127.0.0.1:{port}"
-        urllib.request.urlopen(urllib.request.Request(f"http://{endpoint}/moto-api/reset", method="POST"), timeout=30)
-        pyarrow.fs.S3FileSystem(endpoint_override=endpoint, scheme="http", region="us-east-1", allow_bucket_creation=True).create_dir(BUCKET)
+        urllib.request.urlopen(
+            urllib.request.Request(f"http://{endpoint}/moto-api/reset", method="POST"), timeout=30
+        )
+        pyarrow.fs.S3FileSystem(
+            endpoint_override=endpoint,
+            scheme="http",
+            region="us-east-1",
+            allow_bucket_creation=True,
+        ).create_dir(BUCKET)
         yield f"s3://{BUCKET}/runs?endpoint_override={endpoint}&scheme=http&region=us-east-1"
     finally:
         server.stop()

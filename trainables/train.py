@@ -33,6 +33,18 @@ from trainables.data.in_memory import TensorImageDataset
 from trainables.health import STOP_REASON_KEY, stop_reason
 from trainables.knn import knn_topk_accuracy
 from trainables.loss import normalized_std, simsiam_loss_terms
+from trainables.metrics import (  # noqa: F401 (CHECKPOINT_FILE, MARGIN_MEAN: re-exported)
+    CHECKPOINT_FILE,
+    EPOCH,
+    FLOOR_ACTIVE,
+    KNN_TOP1,
+    KNN_TOP5,
+    LOSS,
+    LR,
+    MARGIN_MEAN,
+    SKIPPED_IMAGES,
+    Z_STD,
+)
 from trainables.model import SimSiam
 from trainables.pipeline import (
     TwoViewTransform,
@@ -50,11 +62,9 @@ itself."""
 Reporter = Callable[[Metrics, Path], None]
 DatasetLoader = Callable[[str, "str | Path | None", str], Dataset]
 """``(name, root, split) -> Dataset``, like :func:`~trainables.data.get_dataset`."""
-CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
 """The metrics of a checkpoint's epoch, reported again when a run resumes with nothing left
 to train."""
-MARGIN_MEAN = "margin_mean"
 """The mean over an epoch's pairs of the margin ``m`` of the loss floor ``-1 + m`` (0 without one),
 so that arms of different margin modes are compared at a known margin size."""
 
@@ -164,9 +174,9 @@ def train_epoch(
         )
         stats.add_step(
             {
-                "loss": terms.loss.detach(),
-                "floor_active": terms.floor_active,
-                "z_std": z_std,
+                LOSS: terms.loss.detach(),
+                FLOOR_ACTIVE: terms.floor_active,
+                Z_STD: z_std,
                 MARGIN_MEAN: margin_mean,
             },
             batch.geometry,
@@ -232,7 +242,7 @@ class KnnEvaluator:
             temperature=self.config.knn.temperature,
             topk=(1, 5),
         )
-        return {"knn_top1": accuracy[1], "knn_top5": accuracy[5]}
+        return {KNN_TOP1: accuracy[1], KNN_TOP5: accuracy[5]}
 
 
 def resident(dataset: Dataset, device: torch.device | None) -> Dataset:
@@ -388,9 +398,7 @@ def train(
         mark("epoch.trained", epoch=epoch + 1)
         realised.add_epoch(epoch_counts)
         metrics.update(
-            epoch=epoch + 1,
-            lr=lr,
-            skipped_images=float(len(getattr(dataset, "skipped", ()))),
+            {EPOCH: epoch + 1, LR: lr, SKIPPED_IMAGES: float(len(getattr(dataset, "skipped", ())))},
             **(labels or {}),
         )
         reason = agreed(
@@ -398,7 +406,7 @@ def train(
         )
         if reason is not None:
             metrics[STOP_REASON_KEY] = reason
-        if evaluate is not None and not math.isfinite(metrics["loss"]):
+        if evaluate is not None and not math.isfinite(metrics[LOSS]):
             metrics.update(knn_top1=float("nan"), knn_top5=float("nan"))
         elif evaluate is not None and (
             reason is not None or (epoch + 1) % config.knn.every == 0 or epoch + 1 == config.epochs

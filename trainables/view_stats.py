@@ -17,17 +17,19 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from trainables.metrics import (  # noqa: F401 (VIEW_STATS_FILE, REALISED_METRICS: re-exported)
+    IMAGES_PER_S,
+    LOGGED_STATS,
+    PAIR_STATS,
+    REALISED_METRICS,
+    VIEW_STATS_FILE,
+    VIEW_STATS_PER_VIEW,
+)
 from trainables.views import ViewGeometry
 from trainables.views.boxes import box_height, box_width
 
-VIEW_STATS_FILE = "view_stats.json"
 VIEW_STAT_BINS = 20
 EDGE_TOLERANCE = 1e-9
-PAIR_STATS = ("overlap", "distance", "phi")
-VIEW_STATS_PER_VIEW = ("crop_area", "crop_aspect")
-LOGGED_STATS = (*PAIR_STATS, *VIEW_STATS_PER_VIEW)
-"""Every realised statistic with a ``<name>_mean`` and ``<name>_std`` metric per epoch."""
-REALISED_METRICS = tuple(f"{name}_{moment}" for name in LOGGED_STATS for moment in ("mean", "std"))
 ASPECT_LOG2_RANGE = (-2.0, 2.0)
 """The aspect histogram's bins are equal in log2 over 1/4 to 4; wider boxes fall in the end bins."""
 
@@ -107,7 +109,7 @@ class EpochStats:
             values = self._values(name)
             metrics[f"{name}_mean"] = float(values.mean()) if len(values) else math.nan
             metrics[f"{name}_std"] = float(values.std()) if len(values) > 1 else 0.0
-        metrics["images_per_s"] = self.images / max(seconds, 1e-9)
+        metrics[IMAGES_PER_S] = self.images / max(seconds, 1e-9)
         return metrics
 
     def histograms(self, bins: int = VIEW_STAT_BINS) -> dict[str, Tensor]:

@@ -12,7 +12,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_benchmark(module: str, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", module, "--smoke", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--smoke", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -35,7 +41,9 @@ def test_view_benchmark_covers_every_family_at_both_sizes():
 
     rows = table_rows(run_benchmark("bench.views", "--device", "cpu", "--workers", "0"))
     assert [(size, pipeline) for size, pipeline, *_ in rows] == [
-        (size, pipeline) for size in ("32 px", "224 px") for pipeline in ("reference (torchvision, PIL)", *FAMILIES)
+        (size, pipeline)
+        for size in ("32 px", "224 px")
+        for pipeline in ("reference (torchvision, PIL)", *FAMILIES)
     ]
     assert all(float(rate.replace(",", "")) > 0 for _, _, rate, _ in rows)
 
@@ -44,7 +52,9 @@ def test_training_benchmark_compares_the_full_step_with_the_model_only_step():
     from bench.training import SMOKE_SETTINGS
 
     rows = table_rows(run_benchmark("bench.training", "--device", "cpu"))
-    assert [(name, backbone) for name, backbone, *_ in rows] == [(setting.name, "small") for setting in SMOKE_SETTINGS]
+    assert [(name, backbone) for name, backbone, *_ in rows] == [
+        (setting.name, "small") for setting in SMOKE_SETTINGS
+    ]
     for _, _, views, batch, full, model, ratio, compiled in rows:
         assert views.endswith(" px") and int(batch) > 0
         full, model = float(full.replace(",", "")), float(model.replace(",", ""))
@@ -76,16 +86,22 @@ def test_trial_overhead_benchmark_breaks_down_each_trial_and_measures_rays_floor
     names = [row[0] for row in phases]
     assert names[: len(PHASES)] == [name for name, _, _ in PHASES]
     by_name = {row[0]: [float(value) for value in row[1:]] for row in phases}
-    for total, compute, overhead in zip(by_name["start to first report"], by_name["compute (excluded)"], by_name["overhead"]):
+    for total, compute, overhead in zip(
+        by_name["start to first report"], by_name["compute (excluded)"], by_name["overhead"]
+    ):
         assert overhead == pytest.approx(total - compute, abs=0.02) and overhead > 0
     assert [row[0] for row in side_by_side] == ["1", "2", "median"]
-    assert all(float(row[2]) > 0 for row in side_by_side), "the empty TorchTrainer's start to first report"
+    assert all(float(row[2]) > 0 for row in side_by_side), (
+        "the empty TorchTrainer's start to first report"
+    )
 
 
 def test_search_efficiency_benchmark_compares_asha_tpe_with_the_grid():
     output = run_benchmark("bench.search_efficiency")
     (grid,), (search,) = tables(output)  # the grid's table as soon as it ends, then the searches'
-    assert re.search(r"^baselines: untrained encoder 0\.\d{4} \(seed 0\), raw pixels 0\.\d{4}$", output, re.M)
+    assert re.search(
+        r"^baselines: untrained encoder 0\.\d{4} \(seed 0\), raw pixels 0\.\d{4}$", output, re.M
+    )
     assert re.search(r"^searcher seed 0: ", output, re.M), "each search's row as it ends"
     assert grid[0].startswith("grid") and search[0].startswith("ASHA + TPE")
     assert grid[1:3] == ["2", "2"], "two grid points, one epoch each"
@@ -94,18 +110,21 @@ def test_search_efficiency_benchmark_compares_asha_tpe_with_the_grid():
 
 
 def test_learning_benchmark_tables_each_seed_against_both_baselines():
+    from bench.learning import SMOKE
     from trainables.baselines import pixel_knn, untrained_knn
     from trainables.recipes import recipe
 
-    from bench.learning import SMOKE
-
-    output = run_benchmark("bench.learning", "--seeds", "0", "1", "--device", "cpu", "--set", "optim.base_lr=0.25")
+    output = run_benchmark(
+        "bench.learning", "--seeds", "0", "1", "--device", "cpu", "--set", "optim.base_lr=0.25"
+    )
     assert "patterns recipe, optim.base_lr=0.25:" in output
     rows = table_rows(output)
     assert [row[0] for row in rows] == ["0", "1"]
     config = recipe("patterns", **SMOKE, device="cpu")
     for seed, untrained, pixels, trained, above_untrained, above_pixels, minutes, curve in rows:
-        assert float(untrained) == pytest.approx(untrained_knn(config.replace(seed=int(seed)))["knn_top1"], abs=5e-5)
+        assert float(untrained) == pytest.approx(
+            untrained_knn(config.replace(seed=int(seed)))["knn_top1"], abs=5e-5
+        )
         assert float(pixels) == pytest.approx(pixel_knn(config)["knn_top1"], abs=5e-5)
         assert float(above_untrained) == pytest.approx(float(trained) - float(untrained), abs=2e-4)
         assert float(above_pixels) == pytest.approx(float(trained) - float(pixels), abs=2e-4)
@@ -115,14 +134,26 @@ def test_learning_benchmark_tables_each_seed_against_both_baselines():
 def test_view_distribution_benchmark_tables_every_grid_point_on_both_image_shapes():
     output = run_benchmark("bench.view_distributions")
     assert "## 96x96 images" in output and "## 480x640 images" in output
-    rows = [line for line in output.splitlines() if line.startswith("| ") and not line.startswith("| family")]
-    from search_spaces import get_space
-
+    rows = [
+        line
+        for line in output.splitlines()
+        if line.startswith("| ") and not line.startswith("| family")
+    ]
     from bench.view_distributions import points
+    from search_spaces import get_space
     from trainables.recipes import recipe
 
     per_shape = len(list(points()))
-    assert per_shape == 2 + sum(len(get_space(space).grid(recipe("cifar"))) for space in ("overlap", "patch", "exclusive", "cutout")) + 9 + 3
+    assert (
+        per_shape
+        == 2
+        + sum(
+            len(get_space(space).grid(recipe("cifar")))
+            for space in ("overlap", "patch", "exclusive", "cutout")
+        )
+        + 9
+        + 3
+    )
     assert len(rows) == 2 * per_shape
     overlap_01 = next(row for row in rows if row.startswith("| overlap | overlap=0.1 |"))
     area_median = float(overlap_01.split("|")[3].split()[0])

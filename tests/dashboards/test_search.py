@@ -4,13 +4,13 @@ import optuna
 import pytest
 
 from dashboards.figures import STOPPED_COLOUR
-from dashboards.series import MissingData
 from dashboards.search import (
     make_axis,
     parallel_coordinates_figure,
     param_importances,
     searched_space,
 )
+from dashboards.series import MissingData
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -36,7 +36,9 @@ def test_the_space_is_described_as_the_searcher_drew_it():
     space = searched_space(cutout_study([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]))
     assert space["views.params.hole"] == "float in [0.1, 0.7]"
     assert space["views.params.fill"] == "one of ['zero', 'blur']"
-    assert space["views.params.blur"] == "float in [0.25, 1], log", "the conditional param of the blur trials"
+    assert space["views.params.blur"] == "float in [0.25, 1], log", (
+        "the conditional param of the blur trials"
+    )
 
 
 def test_importances_cover_the_varied_params_and_sum_to_one():
@@ -59,7 +61,11 @@ def test_importance_needs_scores_that_differ():
 def test_parallel_coordinates_draw_each_trial_and_grey_out_the_pruned_one():
     study = cutout_study([0.1, 0.2, 0.3, 0.4, 0.5])
     (axes,) = parallel_coordinates_figure(study).axes
-    lines = {artist.get_gid(): artist for artist in axes.lines if str(artist.get_gid()).startswith("trial:")}
+    lines = {
+        artist.get_gid(): artist
+        for artist in axes.lines
+        if str(artist.get_gid()).startswith("trial:")
+    }
     assert len(lines) == 5
     pruned = lines[f"trial:{study.trials[-1].number}"]
     assert pruned.get_color() == STOPPED_COLOUR and pruned.get_linestyle() == "--"
@@ -71,4 +77,6 @@ def test_axes_scale_numbers_to_the_unit_interval_and_space_categories_evenly():
     numbers = make_axis("hole", [0.1, 0.4, 0.7])
     assert [numbers.place(value) for value in (0.1, 0.4, 0.7)] == pytest.approx([0.0, 0.5, 1.0])
     categories = make_axis("fill", ["zero", "blur", "none"])
-    assert sorted(categories.place(value) for value in ("zero", "blur", "none")) == pytest.approx([0.0, 0.5, 1.0])
+    assert sorted(categories.place(value) for value in ("zero", "blur", "none")) == pytest.approx(
+        [0.0, 0.5, 1.0]
+    )

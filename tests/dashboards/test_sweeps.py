@@ -11,7 +11,7 @@ from dashboards.sweeps import combine, dataset_label, from_tables, parse_param
 VALUES = st.one_of(
     st.none(),
     st.booleans(),
-    st.integers(-10**6, 10**6),
+    st.integers(-(10**6), 10**6),
     st.floats(allow_nan=False, allow_infinity=False),
     st.sampled_from(["overlap", "blur", "digit-scenes", "small", "resnet18-cifar"]),
 )
@@ -30,17 +30,23 @@ def test_dataset_label_names_the_knn_set_only_when_it_differs():
 
 
 def sweep(name, scores):
-    trials = pd.DataFrame({
-        "trial_id": [f"t{i}" for i in range(len(scores))],
-        "status": "FINISHED",
-        "run_id": None,
-        "views.family": "overlap",
-        "views.params.overlap": [0.1 * (i + 1) for i in range(len(scores))],
-        "data.dataset": "digits",
-        "data.eval_dataset": None,
-    })
+    trials = pd.DataFrame(
+        {
+            "trial_id": [f"t{i}" for i in range(len(scores))],
+            "status": "FINISHED",
+            "run_id": None,
+            "views.family": "overlap",
+            "views.params.overlap": [0.1 * (i + 1) for i in range(len(scores))],
+            "data.dataset": "digits",
+            "data.eval_dataset": None,
+        }
+    )
     epochs = pd.DataFrame(
-        [{"trial_id": f"t{i}", "epoch": epoch, "knn_top1": score * epoch / 2} for i, score in enumerate(scores) for epoch in (1, 2)]
+        [
+            {"trial_id": f"t{i}", "epoch": epoch, "knn_top1": score * epoch / 2}
+            for i, score in enumerate(scores)
+            for epoch in (1, 2)
+        ]
     )
     return from_tables(name, trials, epochs, 2, "parquet")
 
@@ -64,4 +70,6 @@ def test_gallery_settings_are_distinct_and_spread_over_the_sweep():
     trials = sweep("a", [0.1] * 9).trials
     settings = gallery_settings(trials, limit=3)
     assert [params["overlap"] for _, params in settings] == pytest.approx([0.1, 0.5, 0.9])
-    assert gallery_settings(pd.concat([trials, trials]), limit=20) == gallery_settings(trials, limit=20)
+    assert gallery_settings(pd.concat([trials, trials]), limit=20) == gallery_settings(
+        trials, limit=20
+    )

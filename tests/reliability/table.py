@@ -20,75 +20,144 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # fault, how it is injected, the test, what the test asserts; "not yet" rows name what is missing.
 FAULTS = [
-    ("Training diverges (NaN loss)", "a sweep at `optim.base_lr=1e8`, real Ray + MLflow",
-     "tests/reliability/test_divergence.py",
-     "stops after epoch 1 of 4; results row DIVERGED with the reason; one Parquet epoch row; MLflow child FAILED with "
-     "`study.stopped_by=diverged` and `study.stop_reason`, one `lr` step, no non-finite metric, no backbone; parent "
-     "FINISHED with `trials_diverged=1`; Optuna trial FAIL with the reason"),
-    ("Training collapses (`z_std` low for N epochs)", "synthetic epoch histories",
-     "tests/trainables/test_health.py", "stops only after N consecutive low epochs, names the epochs and the threshold; off at N=0"),
-    ("Truncated latest checkpoint", "a finished Train run's newest `checkpoint.pt` cut to a third, then the run continued",
-     "tests/trainables/test_ray_trainable.py::test_a_truncated_latest_checkpoint_resumes_from_the_previous_one",
-     "`load_checkpoint` raises CheckpointError naming the file; the run resumes from the previous checkpoint (epoch 2 "
-     "re-trained, then 3) and ends at epoch 3"),
-    ("Corrupted image in an image folder", "COCO / ImageNet-100 files truncated to 20 bytes",
-     "tests/trainables/test_data.py", "skipped with a warning naming the file, counted once, replaced by the next image; "
-     "`skipped_images` reported per epoch (logged to MLflow)"),
-    ("Tracking server unreachable at start", "`--tracking-uri http://127.0.0.1:<closed port>`",
-     "tests/reliability/test_bad_input.py", "exit 2 naming the URI; Ray not started; nothing written"),
-    ("Runs left RUNNING by a killed driver", "a sweep state with a dead driver PID, parent + child RUNNING",
-     "tests/reliability/test_repair.py", "`study ls --repair` closes them KILLED, keeps FINISHED ones, marks the sweep "
-     "interrupted; a live driver's sweep is untouched"),
-    ("Ray Train worker SIGKILLed mid-trial", "a watcher thread SIGKILLs every `RayTrainWorker` process 0.5 s after epoch 2 "
-     "reaches MLflow (sweep with `max_failures=2`)", "tests/reliability/test_worker_killed.py",
-     "the worker died; the trial ends FINISHED with 4 epochs; MLflow `lr`, `knn_top1`, `loss` have steps 1-4 exactly "
-     "once; `backbone.pt` logged; the Parquet epochs table has epochs 1-4 once"),
-    ("Sweep driver SIGKILLed, then resumed", "`study run` (grid of 3, 2 at a time) SIGKILLed once one trial finished "
-     "and another logged an epoch; then `run_study(..., if_exists=\"resume\")` (`study run --resume`)",
-     "tests/reliability/test_driver_killed.py",
-     "the kill left the sweep `running` with a dead driver; after the resume every trial is FINISHED with 3 epochs and "
-     "the 3 grid points each ran once; MLflow has the same 3 runs (none duplicated), each epoch once; finished runs were "
-     "not touched (same end time); unfinished trials have epochs 1-3 once in Parquet; Optuna has 3 COMPLETE trials; "
-     "parent FINISHED; a grid point asked for after Tune's last saved state is adopted by the restored searcher "
-     "(`tests/study/test_search.py`)"),
-    ("Tracking server dies mid-sweep", "`study ui`'s `mlflow server` process group SIGKILLed once a trial's first epoch "
-     "is stored; kept down until the sweep ends; restarted; `study sync`", "tests/reliability/test_tracking_dropped.py",
-     "the sweep ends normally, 3 trials FINISHED with every epoch in Parquet; the missed writes are kept in order in "
-     "`tracking-outbox.jsonl` (`pending_tracking_writes` in the sweep state); after `study sync` MLflow has every run "
-     "FINISHED with params, `backbone.pt` and epochs 1-3 once, the parent's results and status, and the Parquet every "
-     "run id; a `MLFLOW_TRACKING_TOKEN` in the environment is in no param, tag, artifact, sweep file, driver log or Ray "
-     "log"),
-    ("Truncated checkpoint met by a sweep", "the running trial's newest `checkpoint.pt` cut to a third after epoch 2, then "
-     "its Train workers SIGKILLed", "tests/reliability/test_truncated_checkpoint.py",
-     "the cut checkpoint raises CheckpointError; the restarted worker resumed from the epoch-1 checkpoint (readable "
-     "checkpoints hold epochs 1, 2, 3, 4); trial FINISHED; MLflow and Parquet have epochs 1-4 once"),
-    ("Corrupted images met by a sweep", "two of 48 JPEGs of a COCO-layout folder cut to 20 bytes",
-     "tests/reliability/test_corrupted_image.py",
-     "trial FINISHED; `skipped_images` is 2 at every epoch in MLflow and in the Parquet epochs table"),
-    ("Training collapses, on Ray", "a sweep at `health.collapse_ratio=1` (every epoch counts as collapsed), "
-     "`collapse_epochs=2`", "tests/reliability/test_divergence.py::test_a_collapsed_trial_stops_after_collapse_epochs_with_its_reason_everywhere",
-     "COLLAPSED after epoch 2 of 4 with the reason; Parquet epochs 1-2; MLflow FAILED, `study.stopped_by=collapsed`, "
-     "steps 1-2; parent `trials_collapsed=1`; Optuna FAIL with the reason"),
-    ("Cluster node lost mid-trial", "a `ray.cluster_utils.Cluster` (head + 3 one-CPU workers, one spare), shared "
-     "storage folder, MLflow server; the node under a running trial removed (no drain) once the trial checkpointed "
-     "its epoch 2", "tests/study/test_cluster.py::test_a_trial_resumed_on_another_node_after_its_node_was_removed",
-     "the trial ends FINISHED with epochs 1-5 once in Parquet; the epochs it checkpointed before the removal record "
-     "the removed node, the rest another (also in `study.nodes`); every trial's MLflow run FINISHED with `knn_top1` "
-     "steps 1-5 once and `config.yaml`, `view_pairs.png`, `view_stats.json`, `backbone.pt` through the server"),
-    ("Token refused by the Ray Client server", "`study run --address ray://...` with a wrong `RAY_AUTH_TOKEN`",
-     "tests/study/test_cluster_cli.py::test_a_wrong_token_is_refused_by_the_ray_client_server",
-     "exits 2: `address=... expected a Ray cluster that accepts this driver's token (Received when checking init: "
-     "Invalid or missing authentication token)` (Ray Client alone says `ray client connection timeout`); nothing written"),
-    ("Node that cannot see the storage", "a 3rd `ray start` node inside its own mount namespace with a tmpfs over the "
-     "storage folder", "tests/study/test_cluster_cli.py::test_a_node_that_does_not_see_the_storage_is_named_and_nothing_starts",
-     "`study run` exits 2: `storage=... expected a folder shared by every node of the 3-node cluster ... do not see it`; "
-     "nothing written"),
+    (
+        "Training diverges (NaN loss)",
+        "a sweep at `optim.base_lr=1e8`, real Ray + MLflow",
+        "tests/reliability/test_divergence.py",
+        "stops after epoch 1 of 4; results row DIVERGED with the reason; one Parquet epoch row; "
+        "MLflow child FAILED with `study.stopped_by=diverged` and `study.stop_reason`, one `lr` "
+        "step, no non-finite metric, no backbone; parent FINISHED with `trials_diverged=1`; Optuna "
+        "trial FAIL with the reason",
+    ),
+    (
+        "Training collapses (`z_std` low for N epochs)",
+        "synthetic epoch histories",
+        "tests/trainables/test_health.py",
+        "stops only after N consecutive low epochs, names the epochs and the threshold; off at N=0",
+    ),
+    (
+        "Truncated latest checkpoint",
+        "a finished Train run's newest `checkpoint.pt` cut to a third, then the run continued",
+        "tests/trainables/test_ray_trainable.py::test_a_truncated_latest_checkpoint_resumes_from_the_previous_one",
+        "`load_checkpoint` raises CheckpointError naming the file; the run resumes from the "
+        "previous checkpoint (epoch 2 re-trained, then 3) and ends at epoch 3",
+    ),
+    (
+        "Corrupted image in an image folder",
+        "COCO / ImageNet-100 files truncated to 20 bytes",
+        "tests/trainables/test_data.py",
+        "skipped with a warning naming the file, counted once, replaced by the next image; "
+        "`skipped_images` reported per epoch (logged to MLflow)",
+    ),
+    (
+        "Tracking server unreachable at start",
+        "`--tracking-uri http://127.0.0.1:<closed port>`",
+        "tests/reliability/test_bad_input.py",
+        "exit 2 naming the URI; Ray not started; nothing written",
+    ),
+    (
+        "Runs left RUNNING by a killed driver",
+        "a sweep state with a dead driver PID, parent + child RUNNING",
+        "tests/reliability/test_repair.py",
+        "`study ls --repair` closes them KILLED, keeps FINISHED ones, marks the sweep "
+        "interrupted; a live driver's sweep is untouched",
+    ),
+    (
+        "Ray Train worker SIGKILLed mid-trial",
+        "a watcher thread SIGKILLs every `RayTrainWorker` process 0.5 s after epoch 2 "
+        "reaches MLflow (sweep with `max_failures=2`)",
+        "tests/reliability/test_worker_killed.py",
+        "the worker died; the trial ends FINISHED with 4 epochs; MLflow `lr`, `knn_top1`, `loss` "
+        "have steps 1-4 exactly once; `backbone.pt` logged; the Parquet epochs table has epochs "
+        "1-4 once",
+    ),
+    (
+        "Sweep driver SIGKILLed, then resumed",
+        "`study run` (grid of 3, 2 at a time) SIGKILLed once one trial finished "
+        'and another logged an epoch; then `run_study(..., if_exists="resume")` '
+        "(`study run --resume`)",
+        "tests/reliability/test_driver_killed.py",
+        "the kill left the sweep `running` with a dead driver; after the resume every trial is "
+        "FINISHED with 3 epochs and the 3 grid points each ran once; MLflow has the same 3 runs "
+        "(none duplicated), each epoch once; finished runs were not touched (same end time); "
+        "unfinished trials have epochs 1-3 once in Parquet; Optuna has 3 COMPLETE trials; parent "
+        "FINISHED; a grid point asked for after Tune's last saved state is adopted by the restored "
+        "searcher (`tests/study/test_search.py`)",
+    ),
+    (
+        "Tracking server dies mid-sweep",
+        "`study ui`'s `mlflow server` process group SIGKILLed once a trial's first epoch "
+        "is stored; kept down until the sweep ends; restarted; `study sync`",
+        "tests/reliability/test_tracking_dropped.py",
+        "the sweep ends normally, 3 trials FINISHED with every epoch in Parquet; the missed writes "
+        "are kept in order in `tracking-outbox.jsonl` (`pending_tracking_writes` in the sweep "
+        "state); after `study sync` MLflow has every run FINISHED with params, `backbone.pt` and "
+        "epochs 1-3 once, the parent's results and status, and the Parquet every run id; a "
+        "`MLFLOW_TRACKING_TOKEN` in the environment is in no param, tag, artifact, sweep file, "
+        "driver log or Ray log",
+    ),
+    (
+        "Truncated checkpoint met by a sweep",
+        "the running trial's newest `checkpoint.pt` cut to a third after epoch 2, then "
+        "its Train workers SIGKILLed",
+        "tests/reliability/test_truncated_checkpoint.py",
+        "the cut checkpoint raises CheckpointError; the restarted worker resumed from the epoch-1 "
+        "checkpoint (readable checkpoints hold epochs 1, 2, 3, 4); trial FINISHED; MLflow and "
+        "Parquet have epochs 1-4 once",
+    ),
+    (
+        "Corrupted images met by a sweep",
+        "two of 48 JPEGs of a COCO-layout folder cut to 20 bytes",
+        "tests/reliability/test_corrupted_image.py",
+        "trial FINISHED; `skipped_images` is 2 at every epoch in MLflow and in the Parquet epochs "
+        "table",
+    ),
+    (
+        "Training collapses, on Ray",
+        "a sweep at `health.collapse_ratio=1` (every epoch counts as collapsed), "
+        "`collapse_epochs=2`",
+        "tests/reliability/test_divergence.py::test_a_collapsed_trial_stops_after_collapse_epochs_with_its_reason_everywhere",
+        "COLLAPSED after epoch 2 of 4 with the reason; Parquet epochs 1-2; MLflow FAILED, "
+        "`study.stopped_by=collapsed`, steps 1-2; parent `trials_collapsed=1`; Optuna FAIL with "
+        "the reason",
+    ),
+    (
+        "Cluster node lost mid-trial",
+        "a `ray.cluster_utils.Cluster` (head + 3 one-CPU workers, one spare), shared storage "
+        "folder, MLflow server; the node under a running trial removed (no drain) once the trial "
+        "checkpointed its epoch 2",
+        "tests/study/test_cluster.py::test_a_trial_resumed_on_another_node_after_its_node_was_removed",
+        "the trial ends FINISHED with epochs 1-5 once in Parquet; the epochs it checkpointed "
+        "before the removal record the removed node, the rest another (also in `study.nodes`); "
+        "every trial's MLflow run FINISHED with `knn_top1` steps 1-5 once and `config.yaml`, "
+        "`view_pairs.png`, `view_stats.json`, `backbone.pt` through the server",
+    ),
+    (
+        "Token refused by the Ray Client server",
+        "`study run --address ray://...` with a wrong `RAY_AUTH_TOKEN`",
+        "tests/study/test_cluster_cli.py::test_a_wrong_token_is_refused_by_the_ray_client_server",
+        "exits 2: `address=... expected a Ray cluster that accepts this driver's token (Received "
+        "when checking init: Invalid or missing authentication token)` (Ray Client alone says "
+        "`ray client connection timeout`); nothing written",
+    ),
+    (
+        "Node that cannot see the storage",
+        "a 3rd `ray start` node inside its own mount namespace with a tmpfs over the "
+        "storage folder",
+        "tests/study/test_cluster_cli.py::test_a_node_that_does_not_see_the_storage_is_named_and_nothing_starts",
+        "`study run` exits 2: `storage=... expected a folder shared by every node of the 3-node "
+        "cluster ... do not see it`; nothing written",
+    ),
 ]
 
 
 def test_names(path: Path) -> list[str]:
     tree = ast.parse(path.read_text())
-    return [node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")]
+    return [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+    ]
 
 
 def check_references() -> None:
@@ -110,8 +179,8 @@ def free_port() -> int:
 
 def bad_inputs(scratch: Path) -> list[tuple[str, str]]:
     """(input, message) for each bad input, through the same checks `study run` makes before Ray."""
-    from study.cli import build_parser, study_config
     from study.prepare import prepare_study
+    from study_cli.commands import build_parser, study_config
     from trainables.validation import ConfigError
 
     storage = scratch / "runs"
@@ -127,7 +196,8 @@ def bad_inputs(scratch: Path) -> list[tuple[str, str]]:
         "--space overlap --set views.family=overlap --set views.params.overlap=1.2",
         "--space patch --set views.family=patch --set views.params.patch=0",
         "--space exclusive --set views.family=exclusive --set views.params.gap=1",
-        "--space cutout --set views.family=cutout --set views.params.fill=blur --set views.params.hole=0.1 --set views.params.blur=0.5",
+        "--space cutout --set views.family=cutout --set views.params.fill=blur "
+        "--set views.params.hole=0.1 --set views.params.blur=0.5",
         "--space overlap --epochs 0",
         "--space overlap --epochs -3",
         "--space margin --set margin.mode=distance --set margin.k=-1",
@@ -140,7 +210,8 @@ def bad_inputs(scratch: Path) -> list[tuple[str, str]]:
         "--space overlap --grid --grid-only views.params.overlap=[0.35]",
         "--space overlap --name taken --resume",
         "--space overlap --set data.dataset=cifar10 --set data.root={scratch}/no-data",
-        "--space overlap --set data.dataset=coco --set data.eval_dataset=digits --set data.root={scratch}/empty",
+        "--space overlap --set data.dataset=coco --set data.eval_dataset=digits "
+        "--set data.root={scratch}/empty",
         "--space overlap --tracking-uri http://alice:hunter2@127.0.0.1:5000",
     ]
     rows = []
@@ -148,14 +219,25 @@ def bad_inputs(scratch: Path) -> list[tuple[str, str]]:
     cases.append(f"--space overlap --tracking-uri http://127.0.0.1:{port}")
     for case in cases:
         store_flags = [] if "--tracking-uri" in case else ["--tracking-uri", store]
-        args = build_parser().parse_args(["run", *shlex.split(case.format(scratch=scratch)), "--storage", str(storage), *store_flags])
+        args = build_parser().parse_args(
+            [
+                "run",
+                *shlex.split(case.format(scratch=scratch)),
+                "--storage",
+                str(storage),
+                *store_flags,
+            ]
+        )
         try:
             prepare_study(study_config(args))
             message = "ACCEPTED (not refused!)"
         except ConfigError as error:
             message = str(error).replace(str(scratch), "<tmp>")
         rows.append((f"study run {case.format(scratch='<tmp>')}", message))
-    return [(case.replace(str(port), "<free port>"), message.replace(str(port), "<free port>")) for case, message in rows]
+    return [
+        (case.replace(str(port), "<free port>"), message.replace(str(port), "<free port>"))
+        for case, message in rows
+    ]
 
 
 def cell(text: str) -> str:
@@ -169,13 +251,17 @@ def render() -> str:
     out = [
         "# Reliability",
         "",
-        "Generated by `.venv/bin/python -m tests.reliability.table > docs/reliability.md`; do not edit by hand.",
+        "Generated by `.venv/bin/python -m tests.reliability.table > docs/reliability.md`; "
+        "do not edit by hand.",
         "",
         "## Faults injected",
         "",
         "| fault | injected as | test | asserts |",
         "|---|---|---|---|",
-        *[f"| {cell(fault)} | {cell(how)} | `{cell(test)}` | {cell(asserts)} |" for fault, how, test, asserts in FAULTS],
+        *[
+            f"| {cell(fault)} | {cell(how)} | `{cell(test)}` | {cell(asserts)} |"
+            for fault, how, test, asserts in FAULTS
+        ],
         "",
         "## Bad inputs (refused before Ray starts, CLI exit code 2)",
         "",

@@ -10,18 +10,26 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from study.cli import build_parser, main, study_config
 from study.config import StudyConfig, plan
+from study_cli.commands import build_parser, main, study_config
 from trainables.config import TrainConfig, flatten
 from trainables.validation import ConfigError
 
 TRAIN_KEYS = sorted(flatten(TrainConfig().to_dict()))
 STUDY_KEYS = sorted(StudyConfig(space="overlap").to_dict())
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), st.sampled_from(["overlap", "cutout", "blur", "digits", "small", "../../etc", "[0.2, 0.5]"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-10, 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["overlap", "cutout", "blur", "digits", "small", "../../etc", "[0.2, 0.5]"]),
 )
-VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=3), st.dictionaries(st.text(max_size=6), SCALARS, max_size=2))
+VALUES = st.one_of(
+    SCALARS,
+    st.lists(SCALARS, max_size=3),
+    st.dictionaries(st.text(max_size=6), SCALARS, max_size=2),
+)
 
 
 def free_port():
@@ -46,7 +54,18 @@ def test_an_unreachable_tracking_server_fails_the_sweep_before_any_trial(tmp_pat
 
 @pytest.mark.skipif(torch.cuda.device_count() > 0, reason="this machine has GPUs")
 def test_more_gpus_per_trial_than_the_machine_has_is_refused(tmp_path, capsys):
-    error = refused(["--space", "overlap", "--gpus-per-trial", "1", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"], tmp_path, capsys)
+    error = refused(
+        [
+            "--space",
+            "overlap",
+            "--gpus-per-trial",
+            "1",
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 'm.db'}",
+        ],
+        tmp_path,
+        capsys,
+    )
     assert "gpus_per_trial=1.0" in error and "at most 0" in error
 
 
@@ -57,8 +76,12 @@ def test_a_sqlite_store_in_a_missing_folder_is_refused(tmp_path, capsys):
 
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.dictionaries(st.sampled_from([*STUDY_KEYS, "nonsense"]), VALUES, max_size=4),
-       st.dictionaries(st.sampled_from([*TRAIN_KEYS, "views.params.overlap", "model.nope"]), VALUES, max_size=3))
+@given(
+    st.dictionaries(st.sampled_from([*STUDY_KEYS, "nonsense"]), VALUES, max_size=4),
+    st.dictionaries(
+        st.sampled_from([*TRAIN_KEYS, "views.params.overlap", "model.nope"]), VALUES, max_size=3
+    ),
+)
 def test_a_study_yaml_is_valid_or_refused_with_a_config_error(fields, overrides):
     """Any YAML mapping of study fields (and overrides) loads and plans, or raises ConfigError."""
     data = yaml.safe_load(yaml.safe_dump({"space": "overlap", **fields, "overrides": overrides}))
@@ -69,10 +92,17 @@ def test_a_study_yaml_is_valid_or_refused_with_a_config_error(fields, overrides)
 
 
 @settings(max_examples=150)
-@given(st.lists(st.tuples(st.sampled_from([*TRAIN_KEYS, "views.params.hole", "x.y"]), st.text(max_size=16)), max_size=3))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([*TRAIN_KEYS, "views.params.hole", "x.y"]), st.text(max_size=16)),
+        max_size=3,
+    )
+)
 def test_set_overrides_are_valid_or_refused_with_a_config_error(pairs):
     """``--set KEY=TEXT`` with arbitrary text, parsed as YAML as the CLI does."""
-    args = build_parser().parse_args(["run", "--space", "cutout", *[f"--set={key}={text}" for key, text in pairs]])
+    args = build_parser().parse_args(
+        ["run", "--space", "cutout", *[f"--set={key}={text}" for key, text in pairs]]
+    )
     try:
         plan(study_config(args))
     except ConfigError as error:
@@ -84,18 +114,39 @@ def test_docs_reliability_md_is_current_and_every_bad_input_is_refused():
 
     table = render()
     assert "ACCEPTED" not in table
-    assert (ROOT / "docs" / "reliability.md").read_text() == table, "regenerate: python -m tests.reliability.table > docs/reliability.md"
+    assert (ROOT / "docs" / "reliability.md").read_text() == table, (
+        "regenerate: python -m tests.reliability.table > docs/reliability.md"
+    )
 
 
 def test_credentials_in_the_tracking_uri_are_refused_without_repeating_them(tmp_path, capsys):
-    error = refused(["--space", "overlap", "--tracking-uri", "https://alice:hunter2@mlflow.example.org"], tmp_path, capsys)
+    error = refused(
+        ["--space", "overlap", "--tracking-uri", "https://alice:hunter2@mlflow.example.org"],
+        tmp_path,
+        capsys,
+    )
     assert "hunter2" not in error and "alice" not in error
-    assert "tracking_uri='https://***@mlflow.example.org'" in error and "MLFLOW_TRACKING_TOKEN" in error
+    assert (
+        "tracking_uri='https://***@mlflow.example.org'" in error
+        and "MLFLOW_TRACKING_TOKEN" in error
+    )
 
 
 def test_a_missing_data_root_is_refused_naming_the_expected_layout(tmp_path, capsys):
     store = ["--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]
-    error = refused(["--space", "overlap", "--set", "data.dataset=cifar10", "--set", f"data.root={tmp_path}/none", *store], tmp_path, capsys)
+    error = refused(
+        [
+            "--space",
+            "overlap",
+            "--set",
+            "data.dataset=cifar10",
+            "--set",
+            f"data.root={tmp_path}/none",
+            *store,
+        ],
+        tmp_path,
+        capsys,
+    )
     assert f"data.root='{tmp_path}/none'" in error and "cifar-10-batches-py" in error
 
 

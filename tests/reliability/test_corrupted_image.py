@@ -29,10 +29,22 @@ def met(tmp_path_factory):
         path.write_bytes(path.read_bytes()[:20])
     uri = f"sqlite:///{root / 'mlflow.db'}"
     config = StudyConfig(
-        space="overlap", grid=True, grid_only={"views.params.overlap": [0.5]}, epochs=EPOCHS, grace_period=EPOCHS,
-        recipe="digits", name="corrupted", storage=str(root / "runs"), tracking_uri=uri,
-        overrides={"data.dataset": "coco", "data.eval_dataset": "digits", "data.root": str(root / "data"),
-                   "data.eval_limit": 200, "batch_size": 16},
+        space="overlap",
+        grid=True,
+        grid_only={"views.params.overlap": [0.5]},
+        epochs=EPOCHS,
+        grace_period=EPOCHS,
+        recipe="digits",
+        name="corrupted",
+        storage=str(root / "runs"),
+        tracking_uri=uri,
+        overrides={
+            "data.dataset": "coco",
+            "data.eval_dataset": "digits",
+            "data.root": str(root / "data"),
+            "data.eval_limit": 200,
+            "batch_size": 16,
+        },
     )
     return run_study(config), MlflowClient(uri)
 
@@ -46,6 +58,13 @@ def test_the_trial_trained_on_past_the_corrupted_files(met):
 def test_the_skipped_count_reaches_mlflow_and_the_parquet_results(met):
     result, client = met
     (run,) = result.tracking.child_runs()
-    history = sorted((point.step, point.value) for point in client.get_metric_history(run.info.run_id, "skipped_images"))
-    assert history == [(epoch, len(CORRUPTED)) for epoch in range(1, EPOCHS + 1)], "each file counted once"
-    assert pq.read_table(result.epochs_path)["skipped_images"].to_pylist() == [len(CORRUPTED)] * EPOCHS
+    history = sorted(
+        (point.step, point.value)
+        for point in client.get_metric_history(run.info.run_id, "skipped_images")
+    )
+    assert history == [(epoch, len(CORRUPTED)) for epoch in range(1, EPOCHS + 1)], (
+        "each file counted once"
+    )
+    assert (
+        pq.read_table(result.epochs_path)["skipped_images"].to_pylist() == [len(CORRUPTED)] * EPOCHS
+    )

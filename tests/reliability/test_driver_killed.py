@@ -19,7 +19,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from study import StudyConfig, run_study
-from study.layout import BASELINES_FILE, RESULTS_DIR, UNTRAINED_METRIC, read_state
+from study.state import read_state
+from study.vocabulary import BASELINES_FILE, RESULTS_DIR, UNTRAINED_METRIC
 
 EPOCHS = 3
 NAME = "killed-driver"
@@ -51,7 +52,11 @@ def wait_for(condition, what: str, timeout: float = TIMEOUT_S):
 
 def trial_runs(client: MlflowClient) -> list:
     experiments = [experiment.experiment_id for experiment in client.search_experiments()]
-    return client.search_runs(experiments, filter_string="tags.`study.role` = 'trial'") if experiments else []
+    return (
+        client.search_runs(experiments, filter_string="tags.`study.role` = 'trial'")
+        if experiments
+        else []
+    )
 
 
 def steps(client: MlflowClient, run_id: str, metric: str = "lr") -> list[int]:
@@ -63,10 +68,36 @@ def resumed(tmp_path_factory):
     root = tmp_path_factory.mktemp("driver-killed")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     driver = subprocess.Popen(
-        [sys.executable, "-m", "study", "run", "--space", "overlap", "--grid", "--grid-only", f"views.params.overlap={OVERLAPS}",
-         "--epochs", str(EPOCHS), "--grace-period", str(EPOCHS), "--max-concurrent-trials", "2", "--name", NAME,
-         "--storage", str(root / "runs"), "--tracking-uri", uri, "--set", "data.limit=640", "--set", "data.eval_limit=200"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "study_cli",
+            "run",
+            "--space",
+            "overlap",
+            "--grid",
+            "--grid-only",
+            f"views.params.overlap={OVERLAPS}",
+            "--epochs",
+            str(EPOCHS),
+            "--grace-period",
+            str(EPOCHS),
+            "--max-concurrent-trials",
+            "2",
+            "--name",
+            NAME,
+            "--storage",
+            str(root / "runs"),
+            "--tracking-uri",
+            uri,
+            "--set",
+            "data.limit=640",
+            "--set",
+            "data.eval_limit=200",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     client = MlflowClient(uri)
 
@@ -75,7 +106,11 @@ def resumed(tmp_path_factory):
             return None
         runs = trial_runs(client)
         finished = [run for run in runs if run.info.status == "FINISHED"]
-        started = [run for run in runs if run.info.status == "RUNNING" and 1 <= len(steps(client, run.info.run_id)) < EPOCHS]
+        started = [
+            run
+            for run in runs
+            if run.info.status == "RUNNING" and 1 <= len(steps(client, run.info.run_id)) < EPOCHS
+        ]
         return (finished, started) if finished and started else None
 
     try:
@@ -85,16 +120,30 @@ def resumed(tmp_path_factory):
         raise
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
-    before = {run.info.run_id: (run.info.status, steps(client, run.info.run_id), run.info.end_time) for run in trial_runs(client)}
+    before = {
+        run.info.run_id: (run.info.status, steps(client, run.info.run_id), run.info.end_time)
+        for run in trial_runs(client)
+    }
     os.killpg(driver.pid, signal.SIGKILL) if _group_alive(driver.pid) else None
     wait_for(lambda: not ray_processes(), "the killed driver's Ray to go", timeout=60)
     state_after_kill = read_state(root / "runs" / NAME)
     baselines_written = (root / "runs" / NAME / RESULTS_DIR / BASELINES_FILE).stat().st_mtime_ns
-    result = run_study(StudyConfig(  # what `study run ... --resume` does: the same sweep, resumed
-        space="overlap", grid=True, grid_only={"views.params.overlap": [0.3, 0.5, 0.7]}, epochs=EPOCHS, name=NAME,
-        storage=str(root / "runs"), tracking_uri=uri, if_exists="resume",
-    ))
-    finished_ids, started_ids = [run.info.run_id for run in finished], [run.info.run_id for run in started]
+    result = run_study(
+        StudyConfig(  # what `study run ... --resume` does: the same sweep, resumed
+            space="overlap",
+            grid=True,
+            grid_only={"views.params.overlap": [0.3, 0.5, 0.7]},
+            epochs=EPOCHS,
+            name=NAME,
+            storage=str(root / "runs"),
+            tracking_uri=uri,
+            if_exists="resume",
+        )
+    )
+    finished_ids, started_ids = (
+        [run.info.run_id for run in finished],
+        [run.info.run_id for run in started],
+    )
     return result, client, before, finished_ids, started_ids, baselines_written, state_after_kill
 
 
@@ -108,7 +157,7 @@ def _group_alive(pgid: int) -> bool:
 
 def test_the_kill_left_the_sweep_running_with_a_dead_driver(resumed):
     *_, state_after_kill = resumed
-    assert state_after_kill["state"] == "running"
+    assert state_after_kill.lifecycle == "running"
 
 
 def test_every_trial_finished_and_none_was_duplicated(resumed):
@@ -117,11 +166,15 @@ def test_every_trial_finished_and_none_was_duplicated(resumed):
     assert sorted(row["status"] for row in rows) == ["FINISHED"] * 3
     assert all(row["epochs_run"] == EPOCHS for row in rows)
     runs = trial_runs(client)
-    assert len(runs) == 3 and set(before) <= {run.info.run_id for run in runs}, "MLflow runs continued, not duplicated"
+    assert len(runs) == 3 and set(before) <= {run.info.run_id for run in runs}, (
+        "MLflow runs continued, not duplicated"
+    )
     for run in runs:
         assert run.info.status == "FINISHED"
         for metric in ("lr", "knn_top1"):
-            assert steps(client, run.info.run_id, metric) == list(range(1, EPOCHS + 1)), "each epoch exactly once"
+            assert steps(client, run.info.run_id, metric) == list(range(1, EPOCHS + 1)), (
+                "each epoch exactly once"
+            )
 
 
 def test_finished_trials_were_not_rerun(resumed):
@@ -140,21 +193,35 @@ def test_unfinished_trials_continued_from_their_checkpoints(resumed):
         trial_id = client.get_run(run_id).data.tags["study.trial_id"]
         rows = sorted(row["epoch"] for row in epochs if row["trial_id"] == trial_id)
         assert rows == list(range(1, EPOCHS + 1))
-        assert logged and logged == list(range(1, len(logged) + 1)), "epochs logged before the kill are kept"
+        assert logged and logged == list(range(1, len(logged) + 1)), (
+            "epochs logged before the kill are kept"
+        )
 
 
 def test_the_searcher_and_the_parent_run_carry_on(resumed):
     result, client, *_ = resumed
-    study = optuna.load_study(study_name=NAME, storage=f"sqlite:///{result.directory / 'optuna.db'}")
-    assert len(study.trials) == 3 and {trial.state for trial in study.trials} == {TrialState.COMPLETE}
+    study = optuna.load_study(
+        study_name=NAME, storage=f"sqlite:///{result.directory / 'optuna.db'}"
+    )
+    assert len(study.trials) == 3 and {trial.state for trial in study.trials} == {
+        TrialState.COMPLETE
+    }
     assert sorted(trial.params["views.params.overlap"] for trial in study.trials) == [0.3, 0.5, 0.7]
     assert client.get_run(result.tracking.parent_run_id).info.status == "FINISHED"
-    assert read_state(result.directory)["state"] == "finished"
+    assert read_state(result.directory).lifecycle == "finished"
 
 
 def test_the_baselines_were_computed_once_and_read_back_on_resume(resumed):
     result, client, *_, baselines_written, state_after_kill = resumed
-    assert (result.directory / RESULTS_DIR / BASELINES_FILE).stat().st_mtime_ns == baselines_written, "not computed again"
-    assert state_after_kill["baselines"] == read_state(result.directory)["baselines"] == result.baselines.rows()
+    assert (
+        result.directory / RESULTS_DIR / BASELINES_FILE
+    ).stat().st_mtime_ns == baselines_written, "not computed again"
+    assert (
+        list(state_after_kill.baselines)
+        == list(read_state(result.directory).baselines)
+        == result.baselines.rows()
+    )
     history = client.get_metric_history(result.tracking.parent_run_id, UNTRAINED_METRIC)
-    assert [(point.step, point.value) for point in history] == list(result.baselines.untrained.items()), "logged once, step = seed"
+    assert [(point.step, point.value) for point in history] == list(
+        result.baselines.untrained.items()
+    ), "logged once, step = seed"

@@ -8,9 +8,11 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from study.cli import main
-from study.layout import read_state, sweep_directory, write_state
+from study.layout import sweep_directory
+from study.state import read_state, write_state
 from study.tracking import start_sweep
+from study_cli.commands import main
+from tests.sweep_states import Driver, Lifecycle, sweep_state
 
 
 def stale_sweep(tmp_path, name, pid):
@@ -21,11 +23,17 @@ def stale_sweep(tmp_path, name, pid):
     MlflowClient(uri).set_terminated(children[0])  # one trial had finished
     directory = sweep_directory(tmp_path / "runs", name)
     directory.mkdir(parents=True)
-    write_state(directory, {
-        "name": name, "state": "running", "driver": {"host": os.uname().nodename, "pid": pid},
-        "config": {"tracking_uri": uri},
-        "tracking": {"experiment_id": tracking.experiment_id, "parent_run_id": tracking.parent_run_id},
-    })
+    write_state(
+        directory,
+        sweep_state(
+            name,
+            uri,
+            tracking.experiment_id,
+            tracking.parent_run_id,
+            lifecycle=Lifecycle.RUNNING,
+            driver=Driver(os.uname().nodename, pid),
+        ),
+    )
     return tracking, children, directory
 
 
@@ -46,7 +54,7 @@ def test_repair_closes_the_runs_of_a_dead_driver(tmp_path, dead_pid, capsys):
     assert client.get_run(unfinished).info.status == "KILLED"
     assert client.get_run(finished).info.status == "FINISHED", "a finished run keeps its status"
     assert client.get_run(tracking.parent_run_id).info.status == "KILLED"
-    assert read_state(directory)["state"] == "interrupted"
+    assert read_state(directory).lifecycle == "interrupted"
     assert main(["ls", "--repair", "--storage", str(tmp_path / "runs")]) == 0
     assert "closed" not in capsys.readouterr().out, "a second repair has nothing to do"
 
@@ -55,4 +63,4 @@ def test_a_live_driver_is_left_alone(tmp_path):
     tracking, (_, unfinished), directory = stale_sweep(tmp_path, "alive", os.getpid())
     assert main(["ls", "--repair", "--storage", str(tmp_path / "runs")]) == 0
     assert MlflowClient(tracking.tracking_uri).get_run(unfinished).info.status == "RUNNING"
-    assert read_state(directory)["state"] == "running"
+    assert read_state(directory).lifecycle == "running"

@@ -24,7 +24,10 @@ class TruncateThenKill(KillWorkerAfterEpoch):
         self.truncated: list[Path] = []
 
     def before_kill(self) -> None:
-        newest = max(self.train_storage.rglob(f"checkpoint_*/{CHECKPOINT_FILE}"), key=lambda path: path.parent.name)
+        newest = max(
+            self.train_storage.rglob(f"checkpoint_*/{CHECKPOINT_FILE}"),
+            key=lambda path: path.parent.name,
+        )
         newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 3])
         self.truncated.append(newest)
 
@@ -34,9 +37,17 @@ def survived(tmp_path_factory):
     root = tmp_path_factory.mktemp("truncated-checkpoint")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     config = StudyConfig(
-        space="overlap", grid=True, grid_only={"views.params.overlap": [0.5]}, epochs=EPOCHS, grace_period=EPOCHS,
-        overrides={"data.limit": 640, "data.eval_limit": 200}, name="truncated", max_failures=2,
-        checkpoints_to_keep=EPOCHS + 1, storage=str(root / "runs"), tracking_uri=uri,
+        space="overlap",
+        grid=True,
+        grid_only={"views.params.overlap": [0.5]},
+        epochs=EPOCHS,
+        grace_period=EPOCHS,
+        overrides={"data.limit": 640, "data.eval_limit": 200},
+        name="truncated",
+        max_failures=2,
+        checkpoints_to_keep=EPOCHS + 1,
+        storage=str(root / "runs"),
+        tracking_uri=uri,
     )
     fault = TruncateThenKill(uri, TRUNCATE_AFTER_EPOCH, root / "runs" / "truncated" / "train")
     fault.start()
@@ -64,7 +75,9 @@ def test_the_trial_restarted_from_the_previous_checkpoint_and_finished(survived)
     for path in sorted(fault.train_storage.rglob(f"checkpoint_*/{CHECKPOINT_FILE}")):
         if path != fault.truncated[0]:
             readable.append(load_checkpoint(path.parent)["epoch"])
-    assert readable == list(range(1, EPOCHS + 1)), "epoch 2 trained again from the epoch-1 checkpoint, then 3 and 4"
+    assert readable == list(range(1, EPOCHS + 1)), (
+        "epoch 2 trained again from the epoch-1 checkpoint, then 3 and 4"
+    )
 
 
 def test_each_epoch_is_recorded_once(survived):
@@ -72,5 +85,7 @@ def test_each_epoch_is_recorded_once(survived):
     (run,) = result.tracking.child_runs()
     assert run.info.status == "FINISHED"
     for metric in ("lr", "knn_top1", "loss"):
-        assert sorted(point.step for point in client.get_metric_history(run.info.run_id, metric)) == list(range(1, EPOCHS + 1))
+        assert sorted(
+            point.step for point in client.get_metric_history(run.info.run_id, metric)
+        ) == list(range(1, EPOCHS + 1))
     assert pq.read_table(result.epochs_path)["epoch"].to_pylist() == list(range(1, EPOCHS + 1))

@@ -44,10 +44,18 @@ class KillWorkerAfterEpoch(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set() and not self.killed:
-            experiments = [experiment.experiment_id for experiment in self.client.search_experiments()]
-            runs = self.client.search_runs(experiments, filter_string="tags.`study.role` = 'trial'") if experiments else []
+            experiments = [
+                experiment.experiment_id for experiment in self.client.search_experiments()
+            ]
+            runs = (
+                self.client.search_runs(experiments, filter_string="tags.`study.role` = 'trial'")
+                if experiments
+                else []
+            )
             for run in runs:
-                steps = [metric.step for metric in self.client.get_metric_history(run.info.run_id, "lr")]
+                steps = [
+                    metric.step for metric in self.client.get_metric_history(run.info.run_id, "lr")
+                ]
                 if self.epoch in steps:
                     time.sleep(0.5)  # into the next epoch
                     self.before_kill()
@@ -62,9 +70,16 @@ def survived(tmp_path_factory):
     root = tmp_path_factory.mktemp("worker-killed")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     config = StudyConfig(
-        space="overlap", grid=True, grid_only={"views.params.overlap": [0.5]}, epochs=EPOCHS, grace_period=EPOCHS,
-        overrides={"data.limit": 640, "data.eval_limit": 200}, name="worker-killed", max_failures=2,
-        storage=str(root / "runs"), tracking_uri=uri,
+        space="overlap",
+        grid=True,
+        grid_only={"views.params.overlap": [0.5]},
+        epochs=EPOCHS,
+        grace_period=EPOCHS,
+        overrides={"data.limit": 640, "data.eval_limit": 200},
+        name="worker-killed",
+        max_failures=2,
+        storage=str(root / "runs"),
+        tracking_uri=uri,
     )
     killer = KillWorkerAfterEpoch(uri, KILL_AFTER_EPOCH)
     killer.start()

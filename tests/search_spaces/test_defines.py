@@ -50,7 +50,9 @@ def check_param(name: str, value: object, params: dict, size: int) -> None:
     else:
         assert name == "views.params.blur"
         hole = params["views.params.hole"]
-        assert max(cutout.BLUR_RANGE[0], cutout.min_blur(hole, size)) <= value <= cutout.BLUR_RANGE[1]
+        assert (
+            max(cutout.BLUR_RANGE[0], cutout.min_blur(hole, size)) <= value <= cutout.BLUR_RANGE[1]
+        )
 
 
 @pytest.mark.parametrize("size", [16, 32])

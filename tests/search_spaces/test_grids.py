@@ -26,6 +26,7 @@ def sized(size: int):
     """A base configuration with views of ``size`` pixels, on which the grids are built."""
     return recipe("digits", **{"views.size": size})
 
+
 NINE_STEPS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 HOLES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
 
@@ -59,7 +60,9 @@ def test_margin_grid() -> None:
     assert margin.grid(1.9) == [*paper, {"margin.mode": "distance", "margin.k": 1.9}]
 
 
-@pytest.mark.parametrize(("dataset", "size"), [("pattern-scenes", 32), ("digit-scenes", 32), ("cifar10", 32)])
+@pytest.mark.parametrize(
+    ("dataset", "size"), [("pattern-scenes", 32), ("digit-scenes", 32), ("cifar10", 32)]
+)
 def test_the_matched_distance_arm_has_the_fixed_margins_mean_size(dataset: str, size: int) -> None:
     """k = m / E[phi] from the study's own views: fresh pairs of them give a mean margin of m."""
     base = recipe("cifar", **{"data.dataset": dataset, "views.size": size})
@@ -67,9 +70,13 @@ def test_the_matched_distance_arm_has_the_fixed_margins_mean_size(dataset: str, 
     assert matched["margin.mode"] == "distance" and matched["margin.k"] > 1.5
     height, width = DATASETS[dataset].image_size
     fresh = base.views.build().sample(20_000, height, width, torch.Generator().manual_seed(1))
-    assert float((matched["margin.k"] * fresh.phi).mean()) == pytest.approx(margin.PAPER_FIXED_MARGIN, rel=0.01)
+    assert float((matched["margin.k"] * fresh.phi).mean()) == pytest.approx(
+        margin.PAPER_FIXED_MARGIN, rel=0.01
+    )
     paper_arm = margin.grid_for(base)[2]
-    assert float((paper_arm["margin.k"] * fresh.phi).mean()) < 0.7 * margin.PAPER_FIXED_MARGIN, "k=1 is the smaller margin"
+    assert float((paper_arm["margin.k"] * fresh.phi).mean()) < 0.7 * margin.PAPER_FIXED_MARGIN, (
+        "k=1 is the smaller margin"
+    )
 
 
 def test_the_matched_scale_follows_the_views() -> None:
@@ -83,17 +90,27 @@ def cutout_points(blur_holes: dict[float, list[float]]) -> list[dict]:
     """Per hole, the zero fill, then the blurs listed for it."""
     points = []
     for hole in HOLES:
-        points.append({"views.family": "cutout", "views.params.hole": hole, "views.params.fill": "zero"})
+        points.append(
+            {"views.family": "cutout", "views.params.hole": hole, "views.params.fill": "zero"}
+        )
         for blur in blur_holes[hole]:
             points.append(
-                {"views.family": "cutout", "views.params.hole": hole, "views.params.fill": "blur", "views.params.blur": blur}
+                {
+                    "views.family": "cutout",
+                    "views.params.hole": hole,
+                    "views.params.fill": "blur",
+                    "views.params.blur": blur,
+                }
             )
     return points
 
 
 def blurs_from(half_from: float, whole_from: float) -> dict[float, list[float]]:
     """Blur 0.5 at holes from ``half_from``, blur 1.0 at holes from ``whole_from``."""
-    return {hole: [blur for blur, low in ((0.5, half_from), (1.0, whole_from)) if hole >= low] for hole in HOLES}
+    return {
+        hole: [blur for blur, low in ((0.5, half_from), (1.0, whole_from)) if hole >= low]
+        for hole in HOLES
+    }
 
 
 @pytest.mark.parametrize(
@@ -107,13 +124,17 @@ def blurs_from(half_from: float, whole_from: float) -> dict[float, list[float]]:
         (5, blurs_from(1.0, 0.5)),  # hole 0.4: 2.74 px, 0.5: 3.06 px
     ],
 )
-def test_cutout_grid_skips_blur_points_whose_kernel_does_not_fit(size: int, blur_holes: dict[float, list[float]]) -> None:
+def test_cutout_grid_skips_blur_points_whose_kernel_does_not_fit(
+    size: int, blur_holes: dict[float, list[float]]
+) -> None:
     assert cutout.grid(size) == cutout_points(blur_holes)
 
 
 def test_cutout_grid_blurs_are_a_parameter() -> None:
     points = cutout.grid(16, blurs=(0.75,))  # a 3 px kernel at 0.75 of hole 0.1's 4.38 px side
-    assert [p["views.params.blur"] for p in points if p["views.params.fill"] == "blur"] == [0.75] * 7
+    assert [p["views.params.blur"] for p in points if p["views.params.fill"] == "blur"] == [
+        0.75
+    ] * 7
 
 
 @pytest.mark.parametrize("size", [16, 32, 64])

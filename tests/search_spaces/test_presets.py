@@ -5,14 +5,20 @@ from types import MappingProxyType
 import optuna
 import pytest
 
-from search_spaces import margin
-from search_spaces import PRESETS, SEARCH_SPACES, Preset, get_preset, get_space, with_seeds
+from search_spaces import PRESETS, SEARCH_SPACES, Preset, get_preset, get_space, margin, with_seeds
 from search_spaces.grids import select_points
 from tests.search_spaces.helpers import assert_overrides_applied, run_define
 from trainables.config import TrainConfig
 from trainables.validation import ConfigError
 
-FIGURES = ("fig2a-overlap", "fig2a-overlap-fixed-area", "fig2b-patch", "fig3-exclusive", "fig4-cutout", "fig5-margin")
+FIGURES = (
+    "fig2a-overlap",
+    "fig2a-overlap-fixed-area",
+    "fig2b-patch",
+    "fig3-exclusive",
+    "fig4-cutout",
+    "fig5-margin",
+)
 SEARCHES = tuple(
     f"{space}-search" for space in ("overlap", "patch", "exclusive", "cutout", "margin")
 )
@@ -29,7 +35,9 @@ def test_the_fixed_area_figure_varies_the_overlap_alone(name: str) -> None:
     for point in preset.points():
         sampler = preset.base_config(**point).views.build()
         assert sampler.crop_area == (0.5, 0.5) and sampler.overlap == point["views.params.overlap"]
-    with pytest.raises(ConfigError, match=r"overlap\.overlap=0\.5 .*\(0\.1423, 0\.5000\).* square image"):
+    with pytest.raises(
+        ConfigError, match=r"overlap\.overlap=0\.5 .*\(0\.1423, 0\.5000\).* square image"
+    ):
         preset.base_config(**{"views.params.overlap": 0.5})
 
 
@@ -65,7 +73,9 @@ def test_grid_presets_are_the_space_grid_times_the_seeds(name: str) -> None:
 
 
 def test_bundled_figures_run_every_other_paper_point_within_a_laptop_budget() -> None:
-    overlaps = sorted({p["views.params.overlap"] for p in get_preset("fig2a-overlap-bundled").points()})
+    overlaps = sorted(
+        {p["views.params.overlap"] for p in get_preset("fig2a-overlap-bundled").points()}
+    )
     assert overlaps == [0.1, 0.3, 0.5, 0.7, 0.9]
     patches = sorted({p["views.params.patch"] for p in get_preset("fig2b-patch-bundled").points()})
     assert patches == [0.1, 0.3, 0.5, 0.7, 0.9]
@@ -131,7 +141,9 @@ def test_cutout_presets_leave_out_the_blur_that_does_not_fit_their_views() -> No
     # the bundled figure keeps only holes where every arm runs: every comparison is paired
     arms = {}
     for point in bundled.points():
-        arms.setdefault(point["views.params.hole"], set()).add((point["views.params.fill"], point.get("views.params.blur")))
+        arms.setdefault(point["views.params.hole"], set()).add(
+            (point["views.params.fill"], point.get("views.params.blur"))
+        )
     assert arms == {hole: {("zero", None), ("blur", 0.5), ("blur", 1.0)} for hole in (0.3, 0.5)}
     assert bundled.num_trials == 18
 
@@ -154,7 +166,9 @@ def test_margin_presets_train_scene_centric_and_evaluate_object_centric() -> Non
         points = preset.points()
         assert [p["margin.mode"] for p in points] == ["none"] * 3 + ["fixed"] * 3 + ["distance"] * 6
         scales = sorted({p["margin.k"] for p in points if p["margin.mode"] == "distance"})
-        assert scales == [1.0, margin.matched_distance_scale(preset.base_config())], "the paper's k and the matched one"
+        assert scales == [1.0, margin.matched_distance_scale(preset.base_config())], (
+            "the paper's k and the matched one"
+        )
         assert 1.5 < scales[1] < 2.5
 
 
@@ -197,7 +211,10 @@ def make(**changes: object) -> Preset:
         ({"overrides": {"data.dataset": "mnist"}}, "data.dataset"),
         ({"grid_only": {"views.params.overlap": (0.35,)}}, "preset.grid_only.views.params.overlap"),
         ({"grid_only": {"views.params.patch": (0.3,)}}, "preset.grid_only"),
-        ({"mode": "search", "num_samples": 4, "grid_only": {"views.params.overlap": (0.3,)}}, "preset.grid_only"),
+        (
+            {"mode": "search", "num_samples": 4, "grid_only": {"views.params.overlap": (0.3,)}},
+            "preset.grid_only",
+        ),
     ],
 )
 def test_invalid_presets_are_rejected_naming_the_field(changes: dict, field: str) -> None:

@@ -23,9 +23,10 @@ import ray
 from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 
+from dashboards.gallery import draw_view_pairs
 from study import StudyConfig, run_study
-from study.layout import NODES_TAG, TRIAL_TAG
 from study.ui import Server, start_command
+from study.vocabulary import NODES_TAG, TRIAL_TAG
 from tests.reliability.test_tracking_dropped import free_port, steps, trial_runs
 from trainables.validation import ConfigError
 
@@ -42,8 +43,20 @@ def tracking_server(root: Path) -> Server:
     """``mlflow server`` as docs/cluster.md starts it: artifacts go through the server."""
     port = free_port()
     command = [
-        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(root / "mlflow-artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "mlflow-artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
     ]
     return start_command(command, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}")
 
@@ -60,7 +73,9 @@ class RemoveNodeMidTrial(threading.Thread):
         super().__init__(daemon=True)
         self.cluster = cluster
         self.train_root = train_root
-        self.removed: tuple[str, str, int] | None = None  # (trial id, node id, last checkpointed epoch)
+        self.removed: tuple[str, str, int] | None = (
+            None  # (trial id, node id, last checkpointed epoch)
+        )
         self.error: BaseException | None = None
         self.stop = threading.Event()
 
@@ -101,8 +116,12 @@ def cluster(tmp_path_factory):
     server = tracking_server(root)
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 0, "object_store_memory": NODE["object_store_memory"], "include_dashboard": True,
-                        "dashboard_host": "127.0.0.1"},
+        head_node_args={
+            "num_cpus": 0,
+            "object_store_memory": NODE["object_store_memory"],
+            "include_dashboard": True,
+            "dashboard_host": "127.0.0.1",
+        },
     )
     try:
         for _ in range(WORKER_NODES):
@@ -116,30 +135,53 @@ def cluster(tmp_path_factory):
 
 
 def sweep_config(root: Path, server: Server, cluster: Cluster, name: str, **fields) -> StudyConfig:
-    return StudyConfig(**{
-        "space": "overlap", "grid": True, "epochs": EPOCHS, "grace_period": EPOCHS, "max_concurrent_trials": 2,
-        "max_failures": 2, "overrides": dict(DATA), "name": name, "storage": str(root / "shared-runs"),
-        "tracking_uri": server.tracking_uri, "address": cluster.address, **fields,
-    })
+    return StudyConfig(
+        **{
+            "space": "overlap",
+            "grid": True,
+            "epochs": EPOCHS,
+            "grace_period": EPOCHS,
+            "max_concurrent_trials": 2,
+            "max_failures": 2,
+            "overrides": dict(DATA),
+            "name": name,
+            "storage": str(root / "shared-runs"),
+            "tracking_uri": server.tracking_uri,
+            "address": cluster.address,
+            **fields,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def moved(cluster):
     """A 3-trial grid whose running trial loses its node after epoch 2."""
     name = "across-nodes"
-    remover = RemoveNodeMidTrial(cluster["cluster"], cluster["root"] / "shared-runs" / name / "train")
+    remover = RemoveNodeMidTrial(
+        cluster["cluster"], cluster["root"] / "shared-runs" / name / "train"
+    )
     remover.start()
     try:
-        result = run_study(sweep_config(
-            cluster["root"], cluster["server"], cluster["cluster"], name,
-            grid_only={"views.params.overlap": OVERLAPS},
-        ))
+        result = run_study(
+            sweep_config(
+                cluster["root"],
+                cluster["server"],
+                cluster["cluster"],
+                name,
+                grid_only={"views.params.overlap": OVERLAPS},
+            ),
+            view_gallery=draw_view_pairs,
+        )
     finally:
         remover.stop.set()
         remover.join()
     assert remover.error is None, remover.error
     assert not ray.is_initialized(), "the driver disconnected from the cluster"
-    return {"result": result, "removed": remover.removed, "client": MlflowClient(cluster["server"].tracking_uri)}
+    return {
+        "result": result,
+        "removed": remover.removed,
+        "client": MlflowClient(cluster["server"].tracking_uri),
+    }
 
 
 def test_trials_ran_on_more_than_one_node(moved):
@@ -152,16 +194,27 @@ def test_trials_ran_on_more_than_one_node(moved):
 def test_a_trial_resumed_on_another_node_after_its_node_was_removed(moved):
     assert moved["removed"] is not None, "a node was removed while a trial ran on it"
     trial_id, removed_node, checkpointed = moved["removed"]
-    trial = next(row for row in pq.read_table(moved["result"].trials_path).to_pylist() if row["trial_id"] == trial_id)
+    trial = next(
+        row
+        for row in pq.read_table(moved["result"].trials_path).to_pylist()
+        if row["trial_id"] == trial_id
+    )
     assert trial["status"] == "FINISHED" and trial["epochs_run"] == EPOCHS
     ran_on = trial["nodes"].split(",")
     assert ran_on[0] == removed_node and len(ran_on) >= 2, ran_on
-    epochs = [row for row in pq.read_table(moved["result"].epochs_path).to_pylist() if row["trial_id"] == trial_id]
-    assert [row["epoch"] for row in epochs] == list(range(1, EPOCHS + 1)), "each epoch once, none lost"
+    epochs = [
+        row
+        for row in pq.read_table(moved["result"].epochs_path).to_pylist()
+        if row["trial_id"] == trial_id
+    ]
+    assert [row["epoch"] for row in epochs] == list(range(1, EPOCHS + 1)), (
+        "each epoch once, none lost"
+    )
     on_removed = [row["nodes"] == removed_node for row in epochs]
     resumed_at = on_removed.index(False)
     assert resumed_at >= checkpointed and not any(on_removed[resumed_at:]), (
-        f"epochs 1-{checkpointed} (checkpointed before the removal) trained on the removed node, the rest elsewhere: {on_removed}"
+        f"epochs 1-{checkpointed} (checkpointed before the removal) trained on the removed node, "
+        f"the rest elsewhere: {on_removed}"
     )
     (run,) = [run for run in trial_runs(moved["client"]) if run.data.tags[TRIAL_TAG] == trial_id]
     assert run.data.tags[NODES_TAG].split(",") == ran_on
@@ -173,20 +226,34 @@ def test_every_trials_metrics_and_artifacts_reached_the_server(moved):
     assert len(runs) == len(OVERLAPS)
     for run in runs:
         assert run.info.status == "FINISHED"
-        assert steps(client, run.info.run_id, "knn_top1") == list(range(1, EPOCHS + 1)), "every epoch exactly once"
+        assert steps(client, run.info.run_id, "knn_top1") == list(range(1, EPOCHS + 1)), (
+            "every epoch exactly once"
+        )
         assert run.data.tags[NODES_TAG]
-        assert run.info.artifact_uri.startswith("mlflow-artifacts:"), "artifacts went through the server"
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:"), (
+            "artifacts went through the server"
+        )
         artifacts = {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
-        assert {"config.yaml", "view_pairs.png", "view_stats.json", "backbone.pt"} <= artifacts, artifacts
+        assert {"config.yaml", "view_pairs.png", "view_stats.json", "backbone.pt"} <= artifacts, (
+            artifacts
+        )
         downloaded = Path(client.download_artifacts(run.info.run_id, "config.yaml"))
         assert "overlap" in downloaded.read_text()
 
 
 def test_one_trials_ddp_workers_span_two_nodes(cluster, moved):
-    result = run_study(sweep_config(
-        cluster["root"], cluster["server"], cluster["cluster"], "ddp-across-nodes", grid_only={"views.params.overlap": [0.5]},
-        workers_per_trial=2, epochs=2, grace_period=2,
-    ))
+    result = run_study(
+        sweep_config(
+            cluster["root"],
+            cluster["server"],
+            cluster["cluster"],
+            "ddp-across-nodes",
+            grid_only={"views.params.overlap": [0.5]},
+            workers_per_trial=2,
+            epochs=2,
+            grace_period=2,
+        )
+    )
     (trial,) = pq.read_table(result.trials_path).to_pylist()
     assert trial["status"] == "FINISHED"
     assert len(set(trial["nodes"].split(","))) == 2, trial["nodes"]
@@ -194,15 +261,21 @@ def test_one_trials_ddp_workers_span_two_nodes(cluster, moved):
 
 def test_a_store_on_the_drivers_disk_is_refused_on_a_cluster(cluster, moved, tmp_path):
     config = sweep_config(tmp_path, cluster["server"], cluster["cluster"], "refused")
-    local_store = StudyConfig.from_dict({**config.to_dict(), "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
-    with pytest.raises(ConfigError, match="tracking_uri=.*an MLflow tracking server every node reaches"):
+    local_store = StudyConfig.from_dict(
+        {**config.to_dict(), "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    )
+    with pytest.raises(
+        ConfigError, match="tracking_uri=.*an MLflow tracking server every node reaches"
+    ):
         run_study(local_store)
     assert not (tmp_path / "shared-runs" / "refused").exists()
     assert not ray.is_initialized()
 
 
 def test_artifacts_kept_on_one_machines_disk_are_refused_on_a_cluster(cluster, moved, tmp_path):
-    MlflowClient(cluster["server"].tracking_uri).create_experiment("file-artifacts", artifact_location=(tmp_path / "a").as_uri())
+    MlflowClient(cluster["server"].tracking_uri).create_experiment(
+        "file-artifacts", artifact_location=(tmp_path / "a").as_uri()
+    )
     config = sweep_config(tmp_path, cluster["server"], cluster["cluster"], "file-artifacts")
     with pytest.raises(ConfigError, match="tracking_uri=.*stores them in file:"):
         run_study(config)
@@ -221,13 +294,16 @@ def test_the_address_flag_wins_over_ray_address(monkeypatch):
 
 
 SERVER_TRACEBACK = (
-    "Initialization failure from server:\nTraceback (most recent call last):\n  File \"proxier.py\", line 766, in Datapath\n"
-    "RuntimeError: Starting Ray client server failed. See ray_client_server_23000.err for detailed logs.\n"
+    "Initialization failure from server:\nTraceback (most recent call last):\n"
+    '  File "proxier.py", line 766, in Datapath\n'
+    "RuntimeError: Starting Ray client server failed. "
+    "See ray_client_server_23000.err for detailed logs.\n"
 )
 
 
 class FlakyInit:
-    """``ray.init`` whose Ray Client server fails to start this driver's server ``failures`` times."""
+    """``ray.init`` whose Ray Client server fails to start this driver's server ``failures``
+    times."""
 
     def __init__(self, failures: int, error: str = SERVER_TRACEBACK) -> None:
         self.failures, self.error, self.calls = failures, error, []
@@ -251,7 +327,9 @@ def answering(monkeypatch):
     listener.close()
 
 
-def test_a_client_server_that_could_not_start_the_drivers_server_is_tried_again(monkeypatch, answering):
+def test_a_client_server_that_could_not_start_the_drivers_server_is_tried_again(
+    monkeypatch, answering
+):
     from study.cluster import connect
 
     init = FlakyInit(failures=2)
@@ -260,12 +338,18 @@ def test_a_client_server_that_could_not_start_the_drivers_server_is_tried_again(
     assert [call["address"] for call in init.calls] == [answering] * 3
 
 
-def test_a_client_server_that_never_starts_it_is_named_with_the_servers_reason(monkeypatch, answering):
+def test_a_client_server_that_never_starts_it_is_named_with_the_servers_reason(
+    monkeypatch, answering
+):
     from study.cluster import CLIENT_INIT_ATTEMPTS, connect
 
     init = FlakyInit(failures=CLIENT_INIT_ATTEMPTS)
     monkeypatch.setattr(ray, "init", init)
-    with pytest.raises(ConfigError, match=r"Initialization failure from server: RuntimeError: Starting Ray client server failed"):
+    with pytest.raises(
+        ConfigError,
+        match=r"Initialization failure from server: "
+        r"RuntimeError: Starting Ray client server failed",
+    ):
         connect(answering)
     assert len(init.calls) == CLIENT_INIT_ATTEMPTS
 
@@ -275,6 +359,8 @@ def test_other_client_failures_are_not_tried_again(monkeypatch, answering):
 
     init = FlakyInit(failures=1, error="ray client connection timeout")
     monkeypatch.setattr(ray, "init", init)
-    with pytest.raises(ConfigError, match=r"reaches its client server \(ray client connection timeout\)"):
+    with pytest.raises(
+        ConfigError, match=r"reaches its client server \(ray client connection timeout\)"
+    ):
         connect(answering)
     assert len(init.calls) == 1

@@ -10,8 +10,9 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from study.outbox import OUTBOX_FILE, Outbox, or_else, read_outbox
-from study.tracking import TRIAL_TAG, Tracking, start_sweep
+from study.outbox import Outbox, or_else, read_outbox
+from study.tracking import Tracking, start_sweep
+from study.vocabulary import OUTBOX_FILE, TRIAL_TAG
 
 
 def closed_port() -> int:
@@ -24,13 +25,22 @@ def closed_port() -> int:
 def stores(tmp_path):
     """The same sweep seen through a working store and through a server that is down."""
     up = start_sweep(f"sqlite:///{tmp_path / 'mlflow.db'}", "outbox", "outbox", {"epochs": 3})
-    down = Tracking(f"http://127.0.0.1:{closed_port()}", up.experiment_id, up.parent_run_id, up.study_name)
+    down = Tracking(
+        f"http://127.0.0.1:{closed_port()}", up.experiment_id, up.parent_run_id, up.study_name
+    )
     return up, down
 
 
 def epoch(outbox, trial, step, lr=0.1):
-    return outbox.submit("metrics", trial=trial, name=f"trial_{trial}", step=step, once_by="lr",
-                         metrics={"lr": lr, "knn_top1": step / 10}, timestamp=int(time.time() * 1000))
+    return outbox.submit(
+        "metrics",
+        trial=trial,
+        name=f"trial_{trial}",
+        step=step,
+        once_by="lr",
+        metrics={"lr": lr, "knn_top1": step / 10},
+        timestamp=int(time.time() * 1000),
+    )
 
 
 def steps(client, run_id, metric="lr"):
@@ -53,8 +63,12 @@ def test_writes_kept_while_the_server_is_down_are_replayed_in_order_once(tmp_pat
     started = time.monotonic()
     assert not epoch(kept, "t1", 1)
     assert not epoch(kept, "t1", 2)
-    assert not kept.submit("close", trial="t1", name="trial_t1", status="FINISHED", tags={"study.note": "kept"})
-    assert time.monotonic() - started < 30, "an unreachable server fails fast instead of retrying for minutes"
+    assert not kept.submit(
+        "close", trial="t1", name="trial_t1", status="FINISHED", tags={"study.note": "kept"}
+    )
+    assert time.monotonic() - started < 30, (
+        "an unreachable server fails fast instead of retrying for minutes"
+    )
     journal = read_outbox(tmp_path / OUTBOX_FILE)
     assert [operation["op"] for operation in journal] == ["metrics", "metrics", "close"]
     assert [operation.get("step") for operation in journal[:2]] == [1, 2]
@@ -102,9 +116,13 @@ def test_parent_writes_and_files(tmp_path, stores):
     assert Outbox(up, tmp_path).flush(force=True)
     client = MlflowClient(up.tracking_uri)
     parent = client.get_run(up.parent_run_id)
-    assert parent.data.metrics["best_knn_top1"] == 0.9 and parent.data.tags["study.best_trial"] == "t1"
+    assert (
+        parent.data.metrics["best_knn_top1"] == 0.9 and parent.data.tags["study.best_trial"] == "t1"
+    )
     assert parent.info.status == "FINISHED"
-    assert [artifact.path for artifact in client.list_artifacts(up.parent_run_id, "results")] == ["results/summary.txt"]
+    assert [artifact.path for artifact in client.list_artifacts(up.parent_run_id, "results")] == [
+        "results/summary.txt"
+    ]
 
 
 def test_a_pickled_outbox_shares_the_journal(tmp_path, stores):
@@ -132,13 +150,42 @@ def test_reads_fall_back_only_when_the_store_does_not_answer(stores):
 def test_metric_points_are_kept_while_down_and_logged_once_at_their_steps(tmp_path, stores):
     """The baselines' write: the untrained encoder at step = seed, replayed without duplicates."""
     up, down = stores
-    points = [["untrained_knn_top1", 0.5, 0], ["untrained_knn_top1", 0.6, 3], ["pixels_knn_top1", 0.7, 0]]
+    points = [
+        ["untrained_knn_top1", 0.5, 0],
+        ["untrained_knn_top1", 0.6, 3],
+        ["pixels_knn_top1", 0.7, 0],
+    ]
     assert not Outbox(down, tmp_path).submit("points", points=points, timestamp=1)
     assert [operation["op"] for operation in read_outbox(tmp_path / OUTBOX_FILE)] == ["points"]
     working = Outbox(up, tmp_path)
     assert working.flush(force=True)
-    assert working.submit("points", points=points, timestamp=2), "applied again: nothing new is logged"
+    assert working.submit("points", points=points, timestamp=2), (
+        "applied again: nothing new is logged"
+    )
     client = MlflowClient(up.tracking_uri)
-    history = sorted((point.step, point.value) for point in client.get_metric_history(up.parent_run_id, "untrained_knn_top1"))
+    history = sorted(
+        (point.step, point.value)
+        for point in client.get_metric_history(up.parent_run_id, "untrained_knn_top1")
+    )
     assert history == [(0, 0.5), (3, 0.6)]
-    assert [point.value for point in client.get_metric_history(up.parent_run_id, "pixels_knn_top1")] == [0.7]
+    assert [
+        point.value for point in client.get_metric_history(up.parent_run_id, "pixels_knn_top1")
+    ] == [0.7]
+
+
+def test_a_kept_write_is_appended_and_a_line_cut_short_by_a_kill_is_left_out(tmp_path, stores):
+    up, down = stores
+    kept = Outbox(down, tmp_path)
+    journal = tmp_path / OUTBOX_FILE
+    assert not epoch(kept, "t1", 1)
+    first = journal.read_bytes()
+    with journal.open("ab") as cut:  # a driver killed while appending its second write
+        cut.write(b'{"op": "metrics", "trial": "t1", "st')
+    kept._next_try = 0.0
+    assert not epoch(kept, "t1", 2)
+    written = journal.read_bytes()
+    assert written.startswith(first), "earlier writes are never rewritten by a new one"
+    assert [operation["step"] for operation in read_outbox(journal)] == [1, 2]
+    replay = Outbox(up, tmp_path)
+    assert replay.flush(force=True) and not journal.exists()
+    assert steps(up.client(), up.find_trial_run("t1")) == [1, 2]

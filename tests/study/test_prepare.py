@@ -7,17 +7,24 @@ import ray
 
 from study import StudyConfig
 from study.config import default_gpus_per_trial, with_gpus
-from study.layout import read_state, sweep_directory, this_driver, write_state
-from study.layout import REPLACED_DIR
+from study.layout import sweep_directory
 from study.prepare import prepare_study, set_aside
+from study.state import read_state, write_state
 from study.tuner import local_gpus
+from study.vocabulary import REPLACED_DIR
+from tests.sweep_states import Driver, Lifecycle, sweep_state
 from trainables.recipes import recipe
 from trainables.validation import ConfigError
 
 
 def config(tmp_path, **fields):
-    return StudyConfig(space="overlap", name="taken", storage=str(tmp_path / "runs"),
-                       tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", **fields)
+    return StudyConfig(
+        space="overlap",
+        name="taken",
+        storage=str(tmp_path / "runs"),
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        **fields,
+    )
 
 
 @pytest.fixture
@@ -25,7 +32,9 @@ def taken(tmp_path):
     directory = sweep_directory(tmp_path / "runs", "taken")
     (directory / "results").mkdir(parents=True)
     (directory / "results" / "trials.parquet").write_bytes(b"kept")
-    write_state(directory, {"name": "taken", "state": "finished", "driver": {"host": "elsewhere", "pid": 1}})
+    write_state(
+        directory, sweep_state("taken", lifecycle=Lifecycle.FINISHED, driver=Driver("elsewhere", 1))
+    )
     return directory
 
 
@@ -38,12 +47,17 @@ def test_a_taken_name_is_refused_by_default_and_says_how_to_go_on(tmp_path, take
 @pytest.mark.parametrize("if_exists", ["resume", "overwrite"])
 def test_resume_or_overwrite_accepts_a_taken_name(tmp_path, taken, if_exists):
     prepared = prepare_study(config(tmp_path, if_exists=if_exists))
-    assert prepared.directory == taken and (taken / "results" / "trials.parquet").read_bytes() == b"kept"
+    assert (
+        prepared.directory == taken
+        and (taken / "results" / "trials.parquet").read_bytes() == b"kept"
+    )
 
 
 @pytest.mark.parametrize("if_exists", ["resume", "overwrite"])
-def test_a_sweep_whose_driver_is_alive_is_neither_resumed_nor_overwritten(tmp_path, taken, if_exists):
-    write_state(taken, {**read_state(taken), "state": "running", "driver": this_driver()})
+def test_a_sweep_whose_driver_is_alive_is_neither_resumed_nor_overwritten(
+    tmp_path, taken, if_exists
+):
+    write_state(taken, read_state(taken).replace(lifecycle=Lifecycle.RUNNING, driver=Driver.this()))
     with pytest.raises(ConfigError, match="is being run by"):
         prepare_study(config(tmp_path, if_exists=if_exists))
 
@@ -67,7 +81,12 @@ def test_a_relative_data_root_is_made_absolute_for_the_trials(tmp_path, monkeypa
 
     Image.new("RGB", (8, 8), (10, 20, 30)).save(folder / "000000000001.jpg")
     monkeypatch.chdir(tmp_path)
-    prepared = prepare_study(config(tmp_path, overrides={"data.dataset": "coco", "data.eval_dataset": "digits", "data.root": "data"}))
+    prepared = prepare_study(
+        config(
+            tmp_path,
+            overrides={"data.dataset": "coco", "data.eval_dataset": "digits", "data.root": "data"},
+        )
+    )
     assert prepared.plan.base_config.data.root == str(tmp_path / "data")
     assert os.path.isabs(prepared.config.overrides["data.root"])
 
@@ -86,7 +105,11 @@ def test_local_ray_serves_its_dashboard_on_loopback_only():
     try:
         host, _, port = ray._private.worker.get_dashboard_url().rpartition(":")
         assert host == "127.0.0.1"
-        listening = [c.laddr.ip for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == int(port)]
+        listening = [
+            c.laddr.ip
+            for c in psutil.net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == int(port)
+        ]
         assert listening and set(listening) == {"127.0.0.1"}
     finally:
         ray.shutdown()
@@ -94,7 +117,13 @@ def test_local_ray_serves_its_dashboard_on_loopback_only():
 
 @pytest.mark.parametrize(
     ("recipe_name", "workers", "expected"),
-    [("cifar", 1, 0.25), ("cifar", 2, 0.5), ("digits", 1, 0.125), ("imagenet", 1, 1.0), ("imagenet", 4, 4.0)],
+    [
+        ("cifar", 1, 0.25),
+        ("cifar", 2, 0.5),
+        ("digits", 1, 0.125),
+        ("imagenet", 1, 1.0),
+        ("imagenet", 4, 4.0),
+    ],
 )
 def test_trials_share_a_gpu_by_backbone_and_view_size(recipe_name, workers, expected):
     base = recipe(recipe_name)
@@ -107,12 +136,24 @@ def test_no_gpus_are_asked_for_on_a_cpu_cluster_or_for_cpu_trials():
 
 
 def test_the_packing_default_is_resolved_before_ray_and_an_explicit_share_is_kept(tmp_path):
-    config = StudyConfig(space="overlap", dataset="digits", storage=str(tmp_path), tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    config = StudyConfig(
+        space="overlap",
+        dataset="digits",
+        storage=str(tmp_path),
+        tracking_uri=f"sqlite:///{tmp_path}/m.db",
+    )
     assert config.gpus_per_trial is None
     prepared = prepare_study(config)
-    assert prepared.config.gpus_per_trial == default_gpus_per_trial(prepared.plan.base_config, 1, local_gpus())
+    assert prepared.config.gpus_per_trial == default_gpus_per_trial(
+        prepared.plan.base_config, 1, local_gpus()
+    )
     base = recipe("cifar")
-    assert with_gpus(StudyConfig(space="overlap", gpus_per_trial=0.5), base, cluster_gpus=8).gpus_per_trial == 0.5
+    assert (
+        with_gpus(
+            StudyConfig(space="overlap", gpus_per_trial=0.5), base, cluster_gpus=8
+        ).gpus_per_trial
+        == 0.5
+    )
     assert with_gpus(StudyConfig(space="overlap"), base, cluster_gpus=8).gpus_per_trial == 0.25
 
 
@@ -128,31 +169,54 @@ def test_the_packing_default_is_resolved_before_ray_and_an_explicit_share_is_kep
         ({"preset": "overlap-search-bundled"}, True),
     ],
 )
-def test_grids_run_every_trial_to_the_end_unless_early_stopping_is_asked_for(tmp_path, fields, stops_early):
+def test_grids_run_every_trial_to_the_end_unless_early_stopping_is_asked_for(
+    tmp_path, fields, stops_early
+):
     from ray.tune.schedulers import ASHAScheduler
 
     from study.config import plan
     from study.tuner import scheduler
 
-    study_plan = plan(StudyConfig(**{"space": None if "preset" in fields else "overlap", "grace_period": 2, "reduction_factor": 3,
-                                     "epochs": 9, **fields}))
+    study_plan = plan(
+        StudyConfig(
+            **{
+                "space": None if "preset" in fields else "overlap",
+                "grace_period": 2,
+                "reduction_factor": 3,
+                "epochs": 9,
+                **fields,
+            }
+        )
+    )
     assert study_plan.early_stopping is stops_early
-    assert (study_plan.asha.grace_period, study_plan.asha.reduction_factor, study_plan.asha.rungs) == (2, 3, (2, 6))
+    assert (
+        study_plan.asha.grace_period,
+        study_plan.asha.reduction_factor,
+        study_plan.asha.rungs,
+    ) == (2, 3, (2, 6))
     chosen = scheduler(study_plan)
     assert isinstance(chosen, ASHAScheduler) if stops_early else chosen is None
     if stops_early:
         assert (chosen._reduction_factor, chosen._max_t) == (3, 9)
-        assert sorted(epoch for epoch, _ in chosen._brackets[0]._rungs) == list(study_plan.asha.rungs), "ASHA's own rungs"
+        assert sorted(epoch for epoch, _ in chosen._brackets[0]._rungs) == list(
+            study_plan.asha.rungs
+        ), "ASHA's own rungs"
     assert not ray.is_initialized()
 
 
 def test_early_stopping_is_a_flag_of_the_command_line_and_checked_at_the_boundary(tmp_path):
-    from study.cli import build_parser, study_config
+    from study_cli.commands import build_parser, study_config
 
     def parsed(*flags):
-        return study_config(build_parser().parse_args(["run", "--space", "overlap", "--grid", *flags])).early_stopping
+        return study_config(
+            build_parser().parse_args(["run", "--space", "overlap", "--grid", *flags])
+        ).early_stopping
 
-    assert (parsed(), parsed("--early-stopping"), parsed("--no-early-stopping")) == (None, True, False)
+    assert (parsed(), parsed("--early-stopping"), parsed("--no-early-stopping")) == (
+        None,
+        True,
+        False,
+    )
     with pytest.raises(ConfigError, match="early_stopping='yes'.*true .*false .*unset"):
         config(tmp_path, early_stopping="yes")
     with pytest.raises(ConfigError, match="early_stopping"):

@@ -12,8 +12,14 @@ from study.search import StudySearch
 
 def searcher(tmp_path, define, points=(), max_epochs=4):
     return StudySearch(
-        define, max_epochs=max_epochs, metric="knn_top1", mode="max", study_name="s",
-        storage=f"sqlite:///{tmp_path / 'optuna.db'}", seed=0, points=points,
+        define,
+        max_epochs=max_epochs,
+        metric="knn_top1",
+        mode="max",
+        study_name="s",
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+        seed=0,
+        points=points,
     )
 
 
@@ -24,7 +30,9 @@ def overlap_space(trial):
 
 def report(search, trial_id, values):
     for epoch, value in enumerate(values, start=1):
-        search.on_trial_result(trial_id, {"knn_top1": value, "epoch": epoch, "training_iteration": epoch})
+        search.on_trial_result(
+            trial_id, {"knn_top1": value, "epoch": epoch, "training_iteration": epoch}
+        )
     return {"knn_top1": values[-1], "epoch": len(values), "training_iteration": len(values)}
 
 
@@ -52,12 +60,18 @@ def test_errors_are_failed_not_pruned(tmp_path):
 
 
 def test_grid_runs_every_point_and_seed_exactly_once(tmp_path):
-    points = with_seeds([{"views.family": "patch", "views.params.patch": p} for p in (0.2, 0.4, 0.6)], [0, 1])
+    points = with_seeds(
+        [{"views.family": "patch", "views.params.patch": p} for p in (0.2, 0.4, 0.6)], [0, 1]
+    )
     search = searcher(tmp_path, grid_define(points), points=points)
     suggested = [search.suggest(str(i)) for i in range(len(points))]
-    assert sorted(map(sorted, (c.items() for c in suggested))) == sorted(map(sorted, (p.items() for p in points)))
+    assert sorted(map(sorted, (c.items() for c in suggested))) == sorted(
+        map(sorted, (p.items() for p in points))
+    )
     assert search.suggest("extra") == Searcher.FINISHED
-    again = searcher(tmp_path, grid_define(points), points=points)  # reopening the RDB study re-enqueues nothing
+    again = searcher(
+        tmp_path, grid_define(points), points=points
+    )  # reopening the RDB study re-enqueues nothing
     assert len(again.study.get_trials(states=(TrialState.WAITING,))) == 0
 
 
@@ -78,7 +92,9 @@ def test_discrete_configurations_are_never_run_twice(tmp_path):
     assert len(real) == 3
 
 
-@pytest.mark.parametrize("points", [[], [{"views.family": "overlap", "views.params.overlap": 0.3, "seed": 0}]])
+@pytest.mark.parametrize(
+    "points", [[], [{"views.family": "overlap", "views.params.overlap": 0.3, "seed": 0}]]
+)
 def test_searcher_state_survives_a_tune_checkpoint(tmp_path, points):
     define = grid_define(points) if points else overlap_space
     search = searcher(tmp_path, define, points=points)
@@ -88,12 +104,16 @@ def test_searcher_state_survives_a_tune_checkpoint(tmp_path, points):
     restored = searcher(tmp_path / "fresh", define)
     restored.restore(str(tmp_path / "searcher.pkl"))
     restored.on_trial_complete("a", report(restored, "a", [0.4] * 4))
-    assert restored.study.trials[0].params == {k: v for k, v in config.items() if k in restored.study.trials[0].params}
+    assert restored.study.trials[0].params == {
+        k: v for k, v in config.items() if k in restored.study.trials[0].params
+    }
     assert restored.study.trials[0].state == TrialState.COMPLETE
 
 
 def test_a_grid_point_asked_for_after_the_last_saved_state_is_run_after_a_restore(tmp_path):
-    points = with_seeds([{"views.family": "overlap", "views.params.overlap": p} for p in (0.3, 0.5, 0.7)], [0])
+    points = with_seeds(
+        [{"views.family": "overlap", "views.params.overlap": p} for p in (0.3, 0.5, 0.7)], [0]
+    )
     search = searcher(tmp_path, grid_define(points), points=points)
     kept = [search.suggest("a"), search.suggest("b")]
     search.save(str(tmp_path / "searcher.pkl"))
@@ -105,8 +125,14 @@ def test_a_grid_point_asked_for_after_the_last_saved_state_is_run_after_a_restor
     for trial_id in ("a", "b", "d"):
         restored.on_trial_complete(trial_id, report(restored, trial_id, [0.5] * 4))
     assert [trial.state for trial in restored.study.trials] == [TrialState.COMPLETE] * 3
-    assert sorted(map(sorted, (c.items() for c in [*kept, lost]))) == sorted(map(sorted, (p.items() for p in points)))
-    assert sorted(trial.params["views.params.overlap"] for trial in restored.study.trials) == [0.3, 0.5, 0.7]
+    assert sorted(map(sorted, (c.items() for c in [*kept, lost]))) == sorted(
+        map(sorted, (p.items() for p in points))
+    )
+    assert sorted(trial.params["views.params.overlap"] for trial in restored.study.trials) == [
+        0.3,
+        0.5,
+        0.7,
+    ]
 
 
 def test_a_searched_trial_asked_for_after_the_last_saved_state_is_not_left_running(tmp_path):

@@ -31,7 +31,9 @@ def test_one_value_has_a_mean_and_no_interval():
 def test_mean_interval_matches_scipy(values):
     assume(np.std(values) > 1e-6)
     interval = mean_interval(values)
-    low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    low, high = stats.t.interval(
+        0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values)
+    )
     assert (interval.low, interval.high) == pytest.approx((low, high), rel=1e-9, abs=1e-12)
     assert interval.low <= interval.mean <= interval.high
 
@@ -57,8 +59,12 @@ def test_paired_comparison_matches_scipy(pairs):
     result = paired_comparison(a, b)
     expected = stats.ttest_rel(b, a)
     assert result.p_value == pytest.approx(expected.pvalue, rel=1e-6, abs=1e-12)
-    assert (result.low, result.high) == pytest.approx(tuple(expected.confidence_interval(0.95)), rel=1e-6, abs=1e-12)
-    assert result.excludes_zero == (expected.pvalue < 0.05), "the 95% interval excludes 0 exactly when p < 0.05"
+    assert (result.low, result.high) == pytest.approx(
+        tuple(expected.confidence_interval(0.95)), rel=1e-6, abs=1e-12
+    )
+    assert result.excludes_zero == (expected.pvalue < 0.05), (
+        "the 95% interval excludes 0 exactly when p < 0.05"
+    )
 
 
 def test_fewer_than_two_pairs_is_not_testable():
@@ -77,7 +83,12 @@ def test_noisy_arms_are_within_noise_and_separated_arms_are_not():
     noisy = paired_comparison(base, base + rng.normal(0.0, 0.05, 5))
     assert noisy.testable and noisy.low < 0 < noisy.high and noisy.verdict() == "within noise"
     separated = paired_comparison(base, base + 0.2 + rng.normal(0.0, 0.005, 5))
-    assert separated.excludes_zero and separated.low > 0 and separated.p_value < 1e-4 and separated.verdict() == "outside noise"
+    assert (
+        separated.excludes_zero
+        and separated.low > 0
+        and separated.p_value < 1e-4
+        and separated.verdict() == "outside noise"
+    )
 
 
 def test_ranks_average_ties():

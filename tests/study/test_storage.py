@@ -9,7 +9,8 @@ from pathlib import Path
 import pyarrow.fs
 import pytest
 
-from study.storage import DRIVER_FILES, MIRROR_VARIABLE, SweepStorage
+from study.storage import MIRROR_VARIABLE, SweepStorage
+from study.vocabulary import DRIVER_FILES
 from tests.s3 import BUCKET
 from trainables.validation import ConfigError
 
@@ -43,7 +44,11 @@ def test_a_name_cannot_leave_the_storage_root(tmp_path, name):
 
 
 def test_an_unknown_scheme_is_refused_naming_the_field():
-    with pytest.raises(ConfigError, match=r"storage='ftp://host/runs' is invalid: expected a folder or a pyarrow.fs URI with a scheme of"):
+    with pytest.raises(
+        ConfigError,
+        match=r"storage='ftp://host/runs' is invalid: "
+        r"expected a folder or a pyarrow.fs URI with a scheme of",
+    ):
         SweepStorage("ftp://host/runs")
 
 
@@ -52,7 +57,10 @@ def test_a_uri_keeps_its_query_and_mirrors_driver_files_locally(monkeypatch, tmp
     storage = SweepStorage(f"s3://{BUCKET}/runs?endpoint_override=127.0.0.1:9&scheme=http")
     assert storage.is_uri and storage.shared_folder is None
     assert storage.tune_root == storage.location
-    assert storage.remote("sweep", "train") == f"s3://{BUCKET}/runs/sweep/train?endpoint_override=127.0.0.1:9&scheme=http"
+    assert (
+        storage.remote("sweep", "train")
+        == f"s3://{BUCKET}/runs/sweep/train?endpoint_override=127.0.0.1:9&scheme=http"
+    )
     assert storage.directory("sweep").is_relative_to(tmp_path / "mirror")
 
 
@@ -60,12 +68,16 @@ def test_driver_files_round_trip_through_s3(s3, monkeypatch, tmp_path):
     storage = SweepStorage(s3)
     monkeypatch.setenv(MIRROR_VARIABLE, str(tmp_path / "machine-a"))
     write_driver_files(storage.directory("sweep"))
-    (storage.directory("sweep") / "trial_0001").mkdir()  # Tune's own folders are not the driver's to copy
+    (
+        storage.directory("sweep") / "trial_0001"
+    ).mkdir()  # Tune's own folders are not the driver's to copy
     assert not storage.exists("sweep")
     storage.push("sweep")
     assert storage.exists("sweep") and storage.names() == ["sweep"]
     filesystem, remote = storage.filesystem("sweep")
-    uploaded = {info.base_name for info in filesystem.get_file_info(pyarrow.fs.FileSelector(remote))}
+    uploaded = {
+        info.base_name for info in filesystem.get_file_info(pyarrow.fs.FileSelector(remote))
+    }
     assert uploaded == {"study.json", "results", "optuna.db"} and uploaded <= set(DRIVER_FILES)
 
     monkeypatch.setenv(MIRROR_VARIABLE, str(tmp_path / "machine-b"))
@@ -89,32 +101,57 @@ def test_a_sweep_on_s3_is_read_back_on_another_machine(s3, monkeypatch, tmp_path
     from mlflow.tracking import MlflowClient
 
     from study import StudyConfig, run_study
-    from study.sweep import export_study, list_studies
+    from study.stored import export_study, list_studies
     from tests.real_sweeps import QUICK
 
     monkeypatch.setenv(MIRROR_VARIABLE, str(tmp_path / "machine-a"))
-    result = run_study(StudyConfig(
-        space="overlap", grid=True, grid_only={"views.params.overlap": [0.3, 0.7]}, epochs=2, grace_period=2,
-        max_concurrent_trials=2, overrides=dict(QUICK), name="on-s3", storage=s3, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-    ))
+    result = run_study(
+        StudyConfig(
+            space="overlap",
+            grid=True,
+            grid_only={"views.params.overlap": [0.3, 0.7]},
+            epochs=2,
+            grace_period=2,
+            max_concurrent_trials=2,
+            overrides=dict(QUICK),
+            name="on-s3",
+            storage=s3,
+            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        )
+    )
     assert result.trials["status"].to_pylist() == ["FINISHED", "FINISHED"]
     storage = SweepStorage(s3)
     filesystem, remote = storage.filesystem("on-s3")
-    stored = [info.path.removeprefix(remote + "/") for info in filesystem.get_file_info(pyarrow.fs.FileSelector(remote, recursive=True))]
-    assert any(path.startswith("train/") and "/checkpoint_" in path for path in stored), "Train's checkpoints are in the bucket"
-    assert any(path.startswith("experiment_state") for path in stored), "Tune's experiment state is in the bucket"
-    assert {"study.json", "optuna.db", "results/trials.parquet", "results/epochs.parquet"} <= set(stored)
+    stored = [
+        info.path.removeprefix(remote + "/")
+        for info in filesystem.get_file_info(pyarrow.fs.FileSelector(remote, recursive=True))
+    ]
+    assert any(path.startswith("train/") and "/checkpoint_" in path for path in stored), (
+        "Train's checkpoints are in the bucket"
+    )
+    assert any(path.startswith("experiment_state") for path in stored), (
+        "Tune's experiment state is in the bucket"
+    )
+    assert {"study.json", "optuna.db", "results/trials.parquet", "results/epochs.parquet"} <= set(
+        stored
+    )
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     for run_id in result.trials["mlflow_run_id"].to_pylist():
-        assert "backbone.pt" in {artifact.path for artifact in client.list_artifacts(run_id)}, "read back from the bucket"
+        assert "backbone.pt" in {artifact.path for artifact in client.list_artifacts(run_id)}, (
+            "read back from the bucket"
+        )
 
     monkeypatch.setenv(MIRROR_VARIABLE, str(tmp_path / "machine-b"))
-    assert [row["name"] for row in list_studies(s3)] == ["on-s3"]
-    assert list_studies(s3)[0]["state"] == "finished"
+    assert [listing.state.name for listing in list_studies(s3)] == ["on-s3"]
+    assert list_studies(s3)[0].state.lifecycle == "finished"
     trials_path, _ = export_study("on-s3", s3)
     assert trials_path.is_relative_to(tmp_path / "machine-b")
     import pyarrow.parquet as pq
 
     exported = pq.read_table(trials_path)
     columns = ["trial_id", "status", "epochs_run", "best_knn_top1"]
-    assert exported.select(columns).sort_by("trial_id").equals(result.trials.select(columns).sort_by("trial_id"))
+    assert (
+        exported.select(columns)
+        .sort_by("trial_id")
+        .equals(result.trials.select(columns).sort_by("trial_id"))
+    )

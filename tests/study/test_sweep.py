@@ -9,18 +9,26 @@ import ray
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from study.tracking import ROLE_TAG, STOPPED_BY_TAG, TRIAL_TAG
+from study.vocabulary import ROLE_TAG, STOPPED_BY_TAG, TRIAL_TAG
 from tests.real_sweeps import SEARCH_EPOCHS as EPOCHS
 from tests.real_sweeps import SEARCH_TRIALS as TRIALS
 
 
 @pytest.fixture(scope="module")
 def sweep(search_sweep):
-    return search_sweep, MlflowClient(search_sweep.tracking.tracking_uri), search_sweep.directory.parent.parent
+    return (
+        search_sweep,
+        MlflowClient(search_sweep.tracking.tracking_uri),
+        search_sweep.directory.parent.parent,
+    )
 
 
 def children(client, result):
-    return [run for run in client.search_runs([result.tracking.experiment_id]) if run.data.tags.get(ROLE_TAG) == "trial"]
+    return [
+        run
+        for run in client.search_runs([result.tracking.experiment_id])
+        if run.data.tags.get(ROLE_TAG) == "trial"
+    ]
 
 
 def test_asha_stopped_at_least_one_trial_early(sweep):
@@ -45,16 +53,34 @@ def test_mlflow_has_one_parent_and_one_child_per_trial(sweep):
 
 def test_children_record_params_history_and_artifacts(sweep):
     result, client, _ = sweep
-    epochs_by_trial = dict(zip(result.trials["trial_id"].to_pylist(), result.trials["epochs_run"].to_pylist()))
+    epochs_by_trial = dict(
+        zip(result.trials["trial_id"].to_pylist(), result.trials["epochs_run"].to_pylist())
+    )
     for run in children(client, result):
         params = run.data.params
-        assert params["views.family"] == "overlap" and 0.1 <= float(params["views.params.overlap"]) <= 0.9
+        assert (
+            params["views.family"] == "overlap"
+            and 0.1 <= float(params["views.params.overlap"]) <= 0.9
+        )
         assert params["model.backbone"] == "small" and params["epochs"] == str(EPOCHS)
         history = client.get_metric_history(run.info.run_id, "knn_top1")
-        assert sorted(m.step for m in history) == list(range(1, epochs_by_trial[run.data.tags[TRIAL_TAG]] + 1))
-        for key in ("loss", "knn_top5", "z_std", "floor_active", "images_per_s", "overlap_mean", "distance_mean", "phi_mean"):
+        assert sorted(m.step for m in history) == list(
+            range(1, epochs_by_trial[run.data.tags[TRIAL_TAG]] + 1)
+        )
+        for key in (
+            "loss",
+            "knn_top5",
+            "z_std",
+            "floor_active",
+            "images_per_s",
+            "overlap_mean",
+            "distance_mean",
+            "phi_mean",
+        ):
             assert key in run.data.metrics, key
-        assert float(run.data.metrics["overlap_mean"]) == pytest.approx(float(params["views.params.overlap"]), abs=1e-4)
+        assert float(run.data.metrics["overlap_mean"]) == pytest.approx(
+            float(params["views.params.overlap"]), abs=1e-4
+        )
         artifacts = {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
         assert {"config.yaml", "view_pairs.png"} <= artifacts
         if run.info.status == "FINISHED":
@@ -63,9 +89,13 @@ def test_children_record_params_history_and_artifacts(sweep):
 
 def test_terminal_statuses_and_nothing_left_running(sweep):
     result, client, _ = sweep
-    status_by_trial = dict(zip(result.trials["trial_id"].to_pylist(), result.trials["status"].to_pylist()))
+    status_by_trial = dict(
+        zip(result.trials["trial_id"].to_pylist(), result.trials["status"].to_pylist())
+    )
     for run in children(client, result):
-        expected = {"FINISHED": "FINISHED", "STOPPED": "KILLED", "FAILED": "FAILED"}[status_by_trial[run.data.tags[TRIAL_TAG]]]
+        expected = {"FINISHED": "FINISHED", "STOPPED": "KILLED", "FAILED": "FAILED"}[
+            status_by_trial[run.data.tags[TRIAL_TAG]]
+        ]
         assert run.info.status == expected
         assert (run.data.tags.get(STOPPED_BY_TAG) == "asha") == (expected == "KILLED")
     statuses = {run.info.status for run in client.search_runs([result.tracking.experiment_id])}
@@ -75,7 +105,9 @@ def test_terminal_statuses_and_nothing_left_running(sweep):
 
 def test_stopped_trials_are_pruned_in_the_optuna_study(sweep):
     result, _, _ = sweep
-    study = optuna.load_study(study_name=result.name, storage=f"sqlite:///{result.directory / 'optuna.db'}")
+    study = optuna.load_study(
+        study_name=result.name, storage=f"sqlite:///{result.directory / 'optuna.db'}"
+    )
     states = {round(trial.params["views.params.overlap"], 10): trial for trial in study.trials}
     for row in result.trials.to_pylist():
         trial = states[round(row["param.views.params.overlap"], 10)]
@@ -96,41 +128,95 @@ def test_parquet_reads_back_and_matches_the_runs(sweep):
     for row in trials.to_pylist():
         run = client.get_run(row["mlflow_run_id"])
         assert run.data.tags[TRIAL_TAG] == row["trial_id"]
-        history = sorted(client.get_metric_history(row["mlflow_run_id"], "knn_top1"), key=lambda m: m.step)
+        history = sorted(
+            client.get_metric_history(row["mlflow_run_id"], "knn_top1"), key=lambda m: m.step
+        )
         rows = [r for r in epochs.to_pylist() if r["trial_id"] == row["trial_id"]]
-        assert [r["knn_top1"] for r in sorted(rows, key=lambda r: r["epoch"])] == pytest.approx([m.value for m in history])
+        assert [r["knn_top1"] for r in sorted(rows, key=lambda r: r["epoch"])] == pytest.approx(
+            [m.value for m in history]
+        )
         assert row["final_knn_top1"] == pytest.approx(history[-1].value)
-        assert json.loads(row["config_json"])["views"]["params"]["overlap"] == pytest.approx(row["param.views.params.overlap"])
-    logged = {artifact.path for artifact in client.list_artifacts(result.tracking.parent_run_id, "results")}
+        assert json.loads(row["config_json"])["views"]["params"]["overlap"] == pytest.approx(
+            row["param.views.params.overlap"]
+        )
+    logged = {
+        artifact.path
+        for artifact in client.list_artifacts(result.tracking.parent_run_id, "results")
+    }
     assert {"results/trials.parquet", "results/epochs.parquet", "results/summary.txt"} <= logged
     parent = client.get_run(result.tracking.parent_run_id)
     assert parent.data.metrics["trials"] == TRIALS
-    assert parent.data.metrics["best_knn_top1"] == pytest.approx(max(trials["best_knn_top1"].to_pylist()))
+    finished = [row for row in trials.to_pylist() if row["status"] == "FINISHED"]
+    assert finished, "the fixture's sweep has trials that ran every epoch"
+    assert parent.data.metrics["best_knn_top1"] == pytest.approx(
+        max(row["final_knn_top1"] for row in finished)
+    )
+
+
+def test_the_cli_the_tags_the_table_and_the_record_name_one_best_trial(sweep, capsys):
+    """One rule (study.best): the highest final knn_top1 among the trials that ran every epoch."""
+    from study.best import FINISHED_RULE
+    from study.state import read_state
+    from study_cli.commands import print_result
+
+    result, client, _ = sweep
+    rows = pq.read_table(result.trials_path).to_pylist()
+    finished = [row for row in rows if row["status"] == "FINISHED"]
+    expected = max(finished, key=lambda row: row["final_knn_top1"])
+    parent = client.get_run(result.tracking.parent_run_id)
+    assert result.best.trial_id == expected["trial_id"] and result.best.knn_top1 == pytest.approx(
+        expected["final_knn_top1"]
+    )
+    assert parent.data.tags["study.best_trial"] == expected["trial_id"]
+    assert parent.data.tags["study.best_rule"] == FINISHED_RULE
+    assert [row["trial_id"] for row in rows if row["best"]] == [expected["trial_id"]]
+    assert read_state(result.directory).best == result.best
+    print_result(result)
+    assert f"trial {expected['trial_id']} ({FINISHED_RULE})" in capsys.readouterr().out
 
 
 def test_ls_and_export_from_the_cli(sweep, capsys):
-    from study.cli import main
+    from study_cli.commands import main
 
     result, _, _ = sweep
     storage = str(result.directory.parent)
     original = pq.read_table(result.trials_path)
     assert main(["ls", "--storage", storage]) == 0
-    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(result.name))
+    line = next(
+        line for line in capsys.readouterr().out.splitlines() if line.startswith(result.name)
+    )
     assert "finished" in line and f"{result.best_knn_top1:.4f}" in line
     assert main(["export", result.name, "--storage", storage]) == 0
     exported = pq.read_table(result.trials_path)
-    assert exported.select(["trial_id", "status", "epochs_run", "final_knn_top1"]).sort_by("trial_id").equals(
-        original.select(["trial_id", "status", "epochs_run", "final_knn_top1"]).sort_by("trial_id")
+    assert (
+        exported.select(["trial_id", "status", "epochs_run", "final_knn_top1"])
+        .sort_by("trial_id")
+        .equals(
+            original.select(["trial_id", "status", "epochs_run", "final_knn_top1"]).sort_by(
+                "trial_id"
+            )
+        )
     )
 
 
 def test_a_used_name_is_refused_before_ray_starts(sweep, capsys):
-    from study.cli import main
+    from study_cli.commands import main
 
     result, client, _ = sweep
     runs_before = len(client.search_runs([result.tracking.experiment_id]))
-    code = main(["run", "--space", "overlap", "--name", result.name, "--storage", str(result.directory.parent),
-                 "--tracking-uri", result.tracking.tracking_uri])
+    code = main(
+        [
+            "run",
+            "--space",
+            "overlap",
+            "--name",
+            result.name,
+            "--storage",
+            str(result.directory.parent),
+            "--tracking-uri",
+            result.tracking.tracking_uri,
+        ]
+    )
     assert code == 2
     assert f"name='{result.name}'" in capsys.readouterr().err
     assert not ray.is_initialized()
@@ -140,39 +226,66 @@ def test_a_used_name_is_refused_before_ray_starts(sweep, capsys):
 def test_the_baselines_are_on_the_parent_run_in_parquet_and_in_the_state(sweep):
     """The untrained encoder of the search's seed and the raw pixels: computed at the start, the
     same in Parquet, the state, the result and MLflow, and equal to the science functions."""
-    from study.layout import BASELINES_FILE, PIXELS_METRIC, RESULTS_DIR, UNTRAINED_MEAN_METRIC, UNTRAINED_METRIC, read_state
+    from study.state import read_state
+    from study.vocabulary import (
+        BASELINES_FILE,
+        PIXELS_METRIC,
+        RESULTS_DIR,
+        UNTRAINED_MEAN_METRIC,
+        UNTRAINED_METRIC,
+    )
     from trainables.baselines import PIXELS, UNTRAINED, Baselines, pixel_knn, untrained_knn
     from trainables.config import TrainConfig
 
     result, client, _ = sweep
     table = pq.read_table(result.directory / RESULTS_DIR / BASELINES_FILE)
     rows = table.to_pylist()
-    assert [(row["baseline"], row["seed"]) for row in rows] == [(UNTRAINED, 0), (PIXELS, None)], "one seed (the search's), pixels once"
-    assert {(row["eval_dataset"], row["k"], row["size"], row["eval_limit"]) for row in rows} == {("digits", 131, 16, 300)}
+    assert [(row["baseline"], row["seed"]) for row in rows] == [(UNTRAINED, 0), (PIXELS, None)], (
+        "one seed (the search's), pixels once"
+    )
+    assert {(row["eval_dataset"], row["k"], row["size"], row["eval_limit"]) for row in rows} == {
+        ("digits", 131, 16, 300)
+    }
     assert Baselines.from_rows(rows) == result.baselines
-    assert read_state(result.directory)["baselines"] == rows
+    assert list(read_state(result.directory).baselines) == rows
     parent = result.tracking.parent_run_id
-    untrained = [(point.step, point.value) for point in client.get_metric_history(parent, UNTRAINED_METRIC)]
+    untrained = [
+        (point.step, point.value) for point in client.get_metric_history(parent, UNTRAINED_METRIC)
+    ]
     assert untrained == [(0, pytest.approx(rows[0]["knn_top1"]))], "step = seed"
     metrics = client.get_run(parent).data.metrics
     assert metrics[UNTRAINED_MEAN_METRIC] == pytest.approx(rows[0]["knn_top1"])
     assert metrics[PIXELS_METRIC] == pytest.approx(rows[1]["knn_top1"])
-    assert "results/baselines.parquet" in {artifact.path for artifact in client.list_artifacts(parent, "results")}
-    config = TrainConfig.from_dict(json.loads(result.trials["config_json"][0].as_py())).replace(seed=0)
+    assert "results/baselines.parquet" in {
+        artifact.path for artifact in client.list_artifacts(parent, "results")
+    }
+    config = TrainConfig.from_dict(json.loads(result.trials["config_json"][0].as_py())).replace(
+        seed=0
+    )
     assert untrained_knn(config)["knn_top1"] == pytest.approx(rows[0]["knn_top1"])
     assert untrained_knn(config)["knn_top5"] == pytest.approx(rows[0]["knn_top5"])
-    assert pixel_knn(config) == {"knn_top1": pytest.approx(rows[1]["knn_top1"]), "knn_top5": pytest.approx(rows[1]["knn_top5"])}
+    assert pixel_knn(config) == {
+        "knn_top1": pytest.approx(rows[1]["knn_top1"]),
+        "knn_top5": pytest.approx(rows[1]["knn_top5"]),
+    }
 
 
 def test_the_closing_lines_state_the_baselines_and_the_margins(sweep, capsys):
-    from study.cli import print_result
+    from study_cli.commands import print_result
 
     result, _, _ = sweep
     print_result(result)
     out = capsys.readouterr().out
-    (untrained,), pixels, best = result.baselines.untrained.values(), result.baselines.pixels, result.best_knn_top1
+    (untrained,), pixels, best = (
+        result.baselines.untrained.values(),
+        result.baselines.pixels,
+        result.best_knn_top1,
+    )
     line = next(line for line in out.splitlines() if line.startswith("baselines: "))
     assert f"untrained encoder {untrained:.3f} (seed 0: {untrained:.3f})" in line
     assert f"raw pixels {pixels:.3f}" in line
-    assert f"best {best:.3f} = untrained {best - untrained:+.3f} (seed 0; mean {best - untrained:+.3f}), pixels {best - pixels:+.3f}" in line
+    assert (
+        f"best {best:.3f} = untrained {best - untrained:+.3f} "
+        f"(seed 0; mean {best - untrained:+.3f}), pixels {best - pixels:+.3f}" in line
+    )
     assert out.index(f"best knn_top1={best:.4f}") < out.index(line), "after the best configuration"

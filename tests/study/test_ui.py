@@ -24,10 +24,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from study.cli import main
 from study.ui import Server, ServerError, group_alive, launch, stop_group, wait_until_ready
+from study_cli.commands import main
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads the process table from /proc")
+pytestmark = pytest.mark.skipif(
+    not Path("/proc/self/stat").is_file(), reason="reads the process table from /proc"
+)
 
 URL_PATTERN = re.compile(r"http://127\.0\.0\.1:\d+")
 # The CLI imports torch and Ray, then the server imports MLflow in several processes.
@@ -43,7 +45,9 @@ def mlflow_sweep(search_sweep):
     client = MlflowClient(tracking.tracking_uri)
     children = {}
     for run in tracking.child_runs():
-        history = sorted(client.get_metric_history(run.info.run_id, "knn_top1"), key=lambda metric: metric.step)
+        history = sorted(
+            client.get_metric_history(run.info.run_id, "knn_top1"), key=lambda metric: metric.step
+        )
         assert [metric.step for metric in history] == list(range(1, len(history) + 1))
         children[run.info.run_id] = [metric.value for metric in history]
     assert len(children) == search_sweep.trials.num_rows
@@ -69,8 +73,8 @@ def process_table() -> dict[int, tuple[int, int, str]]:
             text = stat.read_text()
         except OSError:  # exited while we looked
             continue
-        name = text[text.index("(") + 1:text.rindex(")")]
-        fields = text[text.rindex(")") + 2:].split()
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
         table[int(stat.parent.name)] = (int(fields[1]), int(fields[2]), name)
     return table
 
@@ -85,7 +89,9 @@ def group_members(pgid: int) -> dict[int, str]:
 
 def cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
     except OSError:
         return ""
 
@@ -118,7 +124,10 @@ class Lines:
             if process.poll() is not None and not self._thread.is_alive():
                 break
             time.sleep(0.2)
-        raise AssertionError(f"no line matching {pattern.pattern} (exit code {process.poll()}):\n" + "\n".join(self.lines))
+        raise AssertionError(
+            f"no line matching {pattern.pattern} (exit code {process.poll()}):\n"
+            + "\n".join(self.lines)
+        )
 
     def text(self) -> str:
         return "\n".join(self.lines)
@@ -126,11 +135,24 @@ class Lines:
 
 @pytest.fixture
 def study_ui(mlflow_sweep, tmp_path):
-    """``python -m study ui`` in a session of its own, as a user runs it; yields (process,
+    """``python -m study_cli ui`` in a session of its own, as a user runs it; yields (process,
     output, URL). Whatever the test leaves running is killed afterwards."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "study", "ui", "--port", str(free_port()), "--tracking-uri", mlflow_sweep["tracking_uri"]],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "study_cli",
+            "ui",
+            "--port",
+            str(free_port()),
+            "--tracking-uri",
+            mlflow_sweep["tracking_uri"],
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+        start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     output = Lines(process.stdout)
@@ -147,12 +169,16 @@ def study_ui(mlflow_sweep, tmp_path):
 
 
 def get_json(url: str, endpoint: str, **query) -> dict:
-    with urllib.request.urlopen(f"{url}{endpoint}?{urllib.parse.urlencode(query)}", timeout=30) as response:
+    with urllib.request.urlopen(
+        f"{url}{endpoint}?{urllib.parse.urlencode(query)}", timeout=30
+    ) as response:
         return json.load(response)
 
 
 def post_json(url: str, path: str, body: dict) -> dict:
-    request = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.load(response)
 
@@ -161,7 +187,11 @@ def search_runs(url: str, experiment_id: str) -> dict[str, dict]:
     """run_id -> run, through every page of ``runs/search``."""
     runs, token = {}, None
     while True:
-        body = {"experiment_ids": [experiment_id], "max_results": 1000, **({"page_token": token} if token else {})}
+        body = {
+            "experiment_ids": [experiment_id],
+            "max_results": 1000,
+            **({"page_token": token} if token else {}),
+        }
         page = post_json(url, "/api/2.0/mlflow/runs/search", body)
         runs.update({run["info"]["run_id"]: run for run in page.get("runs", [])})
         token = page.get("next_page_token")
@@ -178,7 +208,9 @@ def test_study_ui_serves_the_sweep_and_stops_its_whole_process_group(mlflow_swee
     servers = children_of(process.pid)
     assert len(servers) == 1, f"study ui should run one mlflow server, found {servers}"
     pgid = os.getpgid(servers[0])
-    assert pgid == servers[0] and pgid != os.getpgid(process.pid), "the server leads a process group of its own"
+    assert pgid == servers[0] and pgid != os.getpgid(process.pid), (
+        "the server leads a process group of its own"
+    )
 
     with urllib.request.urlopen(url, timeout=30) as response:
         assert response.status == 200 and b"<html" in response.read().lower()
@@ -186,16 +218,24 @@ def test_study_ui_serves_the_sweep_and_stops_its_whole_process_group(mlflow_swee
     parent = mlflow_sweep["parent_run_id"]
     assert parent in runs and MLFLOW_PARENT_RUN_ID not in tags_of(runs[parent])
     results = get_json(url, "/api/2.0/mlflow/artifacts/list", run_id=parent, path="results")
-    assert {"results/trials.parquet", "results/epochs.parquet"} <= {entry["path"] for entry in results.get("files", [])}
+    assert {"results/trials.parquet", "results/epochs.parquet"} <= {
+        entry["path"] for entry in results.get("files", [])
+    }
     for run_id, values in mlflow_sweep["children"].items():
         assert run_id in runs
         assert tags_of(runs[run_id])[MLFLOW_PARENT_RUN_ID] == parent
-        history = get_json(url, "/api/2.0/mlflow/metrics/get-history", run_id=run_id, metric_key="knn_top1")["metrics"]
+        history = get_json(
+            url, "/api/2.0/mlflow/metrics/get-history", run_id=run_id, metric_key="knn_top1"
+        )["metrics"]
         logged = sorted((int(metric.get("step", 0)), metric["value"]) for metric in history)
         assert logged == list(enumerate(values, start=1))
         listing = get_json(url, "/api/2.0/mlflow/artifacts/list", run_id=run_id)
         assert "config.yaml" in {entry["path"] for entry in listing.get("files", [])}
-        with urllib.request.urlopen(f"{url}/get-artifact?{urllib.parse.urlencode({'run_id': run_id, 'path': 'config.yaml'})}", timeout=30) as response:
+        with urllib.request.urlopen(
+            f"{url}/get-artifact?"
+            f"{urllib.parse.urlencode({'run_id': run_id, 'path': 'config.yaml'})}",
+            timeout=30,
+        ) as response:
             assert b"overlap" in response.read()
 
     members = {pid: f"{name}: {cmdline(pid)}" for pid, name in group_members(pgid).items()}
@@ -232,7 +272,9 @@ def test_a_port_in_use_exits_2(mlflow_sweep, capsys):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert main(["ui", "--port", str(port), "--tracking-uri", mlflow_sweep["tracking_uri"]]) == 2
+        assert (
+            main(["ui", "--port", str(port), "--tracking-uri", mlflow_sweep["tracking_uri"]]) == 2
+        )
     error = capsys.readouterr().err
     assert f"--port={port} is invalid" in error and "a free port" in error
     assert children_of(os.getpid()) == before
@@ -240,7 +282,18 @@ def test_a_port_in_use_exits_2(mlflow_sweep, capsys):
 
 def test_a_missing_sqlite_store_exits_2(tmp_path, capsys):
     before = children_of(os.getpid())
-    assert main(["ui", "--port", str(free_port()), "--tracking-uri", f"sqlite:///{tmp_path / 'missing.db'}"]) == 2
+    assert (
+        main(
+            [
+                "ui",
+                "--port",
+                str(free_port()),
+                "--tracking-uri",
+                f"sqlite:///{tmp_path / 'missing.db'}",
+            ]
+        )
+        == 2
+    )
     error = capsys.readouterr().err
     assert "--tracking-uri=" in error and "missing.db" in error
     assert "run a sweep first (study demo) or pass --tracking-uri" in error
@@ -249,9 +302,17 @@ def test_a_missing_sqlite_store_exits_2(tmp_path, capsys):
 
 
 def test_a_server_that_exits_early_is_reported_with_its_output():
-    process, output = launch([sys.executable, "-c", "import sys; print('[Errno 98] address already in use'); sys.exit(3)"])
+    process, output = launch(
+        [
+            sys.executable,
+            "-c",
+            "import sys; print('[Errno 98] address already in use'); sys.exit(3)",
+        ]
+    )
     server = Server("http://127.0.0.1:9", "sqlite:///unused.db", process, output)
-    with pytest.raises(ServerError, match=r"(?s)exited with code 3 before answering.*address already in use"):
+    with pytest.raises(
+        ServerError, match=r"(?s)exited with code 3 before answering.*address already in use"
+    ):
         wait_until_ready(server, timeout=60)
 
 
@@ -261,7 +322,8 @@ def test_stop_group_kills_a_group_that_ignores_sigterm():
     child = "import time; time.sleep(600)"
     leader = (
         "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-        f"subprocess.Popen([sys.executable, '-c', {child!r}]); print('ready', flush=True); time.sleep(600)"
+        f"subprocess.Popen([sys.executable, '-c', {child!r}]); "
+        "print('ready', flush=True); time.sleep(600)"
     )
     process, output = launch([sys.executable, "-c", leader])
     deadline = time.monotonic() + 60

@@ -28,10 +28,16 @@ CLASSES = 10  # the eval dataset is named digits (10 classes); its images come f
 def synthetic(bank=40, queries=16, height=8, width=8, seed=0):
     generator = torch.Generator().manual_seed(seed)
     splits = {
-        "train": TensorImageDataset(torch.randint(0, 256, (bank, 3, height, width), dtype=torch.uint8, generator=generator),
-                                    torch.randint(0, CLASSES, (bank,), generator=generator)),
-        "test": TensorImageDataset(torch.randint(0, 256, (queries, 3, height, width), dtype=torch.uint8, generator=generator),
-                                   torch.randint(0, CLASSES, (queries,), generator=generator)),
+        "train": TensorImageDataset(
+            torch.randint(0, 256, (bank, 3, height, width), dtype=torch.uint8, generator=generator),
+            torch.randint(0, CLASSES, (bank,), generator=generator),
+        ),
+        "test": TensorImageDataset(
+            torch.randint(
+                0, 256, (queries, 3, height, width), dtype=torch.uint8, generator=generator
+            ),
+            torch.randint(0, CLASSES, (queries,), generator=generator),
+        ),
     }
     return splits, lambda name, root, split: splits[split]
 
@@ -45,7 +51,11 @@ def reference_pixels(dataset, count):
     rows = []
     for index in range(count):
         image = dataset.images[index].double() / 255
-        rows.append(torch.cat([(image[channel] - MEAN[channel]) / STD[channel] for channel in range(3)]).flatten())
+        rows.append(
+            torch.cat(
+                [(image[channel] - MEAN[channel]) / STD[channel] for channel in range(3)]
+            ).flatten()
+        )
     return torch.stack(rows)
 
 
@@ -66,10 +76,14 @@ def reference_top1(splits, k, temperature, limit=None):
     return right / query_count
 
 
-@pytest.mark.parametrize(("k", "temperature", "limit"), [(1, 0.1, None), (5, 0.1, None), (100, 0.5, None), (3, 0.07, 12)])
+@pytest.mark.parametrize(
+    ("k", "temperature", "limit"), [(1, 0.1, None), (5, 0.1, None), (100, 0.5, None), (3, 0.07, 12)]
+)
 def test_pixel_knn_equals_a_brute_force_reference(k, temperature, limit):
     splits, load = synthetic()
-    metrics = pixel_knn(config(**{"knn.k": k, "knn.temperature": temperature, "data.eval_limit": limit}), load)
+    metrics = pixel_knn(
+        config(**{"knn.k": k, "knn.temperature": temperature, "data.eval_limit": limit}), load
+    )
     assert metrics["knn_top1"] == pytest.approx(reference_top1(splits, k, temperature, limit))
     assert 0 <= metrics["knn_top1"] <= metrics["knn_top5"] <= 1
 
@@ -88,7 +102,10 @@ def test_pixel_knn_depends_on_k():
 
 def test_pixel_knn_views_the_centre_square_at_the_eval_size():
     wide, load_wide = synthetic(height=8, width=12)
-    centre = {split: TensorImageDataset(data.images[:, :, :, 2:10].contiguous(), data.labels) for split, data in wide.items()}
+    centre = {
+        split: TensorImageDataset(data.images[:, :, :, 2:10].contiguous(), data.labels)
+        for split, data in wide.items()
+    }
     cropped = pixel_knn(config(**{"knn.k": 3}), load_wide)
     assert cropped["knn_top1"] == pytest.approx(reference_top1(centre, 3, 0.1))
 
@@ -99,12 +116,18 @@ def test_a_pixel_bank_too_large_is_refused_before_it_is_read(monkeypatch):
     monkeypatch.setattr(baselines, "PIXEL_BANK_LIMIT_BYTES", 100)
     with pytest.raises(PixelBankTooLarge, match="data.eval_limit"):
         pixel_knn(config(), synthetic()[1])
-    assert [score.baseline for score in sweep_baselines(config(), [0], synthetic()[1]).scores] == [UNTRAINED]
+    assert [score.baseline for score in sweep_baselines(config(), [0], synthetic()[1]).scores] == [
+        UNTRAINED
+    ]
 
 
 def test_untrained_knn_is_the_encoder_train_starts_from():
     digits = recipe("digits", **{"data.eval_limit": 200, "device": "cpu"})
-    first, again, other = untrained_knn(digits), untrained_knn(digits), untrained_knn(digits.replace(seed=1))
+    first, again, other = (
+        untrained_knn(digits),
+        untrained_knn(digits),
+        untrained_knn(digits.replace(seed=1)),
+    )
     assert first == again, "deterministic per seed"
     assert first != other, "another seed, another encoder"
     torch.manual_seed(digits.seed)
@@ -137,11 +160,23 @@ def score(baseline, seed, top1):
 
 
 def test_describe_states_both_baselines_and_the_best_trials_margins():
-    baselines = Baselines((score(UNTRAINED, 0, 0.40), score(UNTRAINED, 1, 0.41), score(UNTRAINED, 2, 0.42), score(PIXELS, None, 0.378)))
+    baselines = Baselines(
+        (
+            score(UNTRAINED, 0, 0.40),
+            score(UNTRAINED, 1, 0.41),
+            score(UNTRAINED, 2, 0.42),
+            score(PIXELS, None, 0.378),
+        )
+    )
     assert describe(baselines, 0.561, seed=1) == (
         "untrained encoder 0.410 (seeds 0,1,2: 0.400/0.410/0.420), raw pixels 0.378; "
         "best 0.561 = untrained +0.151 (seed 1; mean +0.151), pixels +0.183"
     )
-    assert describe(baselines, 0.5, seed=0).endswith("untrained +0.100 (seed 0; mean +0.090), pixels +0.122")
+    assert describe(baselines, 0.5, seed=0).endswith(
+        "untrained +0.100 (seed 0; mean +0.090), pixels +0.122"
+    )
     assert describe(Baselines()) == "no baselines recorded"
-    assert describe(Baselines((score(PIXELS, None, 0.3),)), 0.25) == "raw pixels 0.300; best 0.250 = pixels -0.050"
+    assert (
+        describe(Baselines((score(PIXELS, None, 0.3),)), 0.25)
+        == "raw pixels 0.300; best 0.250 = pixels -0.050"
+    )

@@ -327,9 +327,7 @@ def test_bundled_datasets_are_deterministic_across_rebuilds(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(("split", "count"), [("train", 2000), ("test", 500)])
-def test_digit_scenes_hold_2_to_4_distinct_digits_inside_the_canvas(
-    split: str, count: int
-) -> None:
+def test_digit_scenes_hold_2_to_4_distinct_digits_inside_the_canvas(split: str, count: int) -> None:
     ds = get_dataset("digit-scenes", split=split)
     assert len(ds) == count and len(ds.objects) == count
     assert ds.images.shape == (count, 3, 64, 64) and ds.images.dtype == torch.uint8
@@ -361,7 +359,8 @@ def test_registry_describes_every_dataset() -> None:
     assert evaluations == {
         "cifar10": "cifar10", "cifar100": "cifar100", "stl10": "stl10",
         "imagenet100": "imagenet100", "coco": "cifar10",
-        "digits": "digits", "digit-scenes": "digits", "patterns": "patterns", "pattern-scenes": "patterns",
+        "digits": "digits", "digit-scenes": "digits",
+        "patterns": "patterns", "pattern-scenes": "patterns",
     }  # fmt: skip
     for name, info in DATASETS.items():
         assert isinstance(info, DatasetInfo) and info.name == name
@@ -439,7 +438,9 @@ def test_a_corrupted_coco_image_is_skipped_named_and_counted(coco_root: Path) ->
         ds[1]  # warned about once
 
 
-def test_a_corrupted_imagenet_image_is_skipped_and_counted(imagenet_root: Path, tmp_path: Path) -> None:
+def test_a_corrupted_imagenet_image_is_skipped_and_counted(
+    imagenet_root: Path, tmp_path: Path
+) -> None:
     root = tmp_path / "copy"
     shutil.copytree(imagenet_root, root)
     ds = get_dataset("imagenet100", root=root, split="val")
@@ -451,7 +452,9 @@ def test_a_corrupted_imagenet_image_is_skipped_and_counted(imagenet_root: Path, 
 
 
 @pytest.mark.parametrize("loader_workers", [0, 2])
-def test_training_counts_the_skipped_images(coco_root: Path, tmp_path: Path, loader_workers: int) -> None:
+def test_training_counts_the_skipped_images(
+    coco_root: Path, tmp_path: Path, loader_workers: int
+) -> None:
     """Also when DataLoader worker processes meet the broken files."""
     from trainables.recipes import recipe
     from trainables.train import train
@@ -461,9 +464,19 @@ def test_training_counts_the_skipped_images(coco_root: Path, tmp_path: Path, loa
         _write_image(folder / f"extra_{index:02d}.jpg", (index * 19, 90, 200 - index * 9), (40, 40))
     _corrupt(folder / "extra_03.jpg")
     _corrupt(folder / "extra_07.jpg")
-    config = recipe("digits", **{"data.dataset": "coco", "data.root": str(coco_root), "data.eval_dataset": "digits",
-                                 "data.eval_limit": 50, "epochs": 1, "batch_size": 8, "views.size": 16,
-                                 "loader_workers": loader_workers})
+    config = recipe(
+        "digits",
+        **{
+            "data.dataset": "coco",
+            "data.root": str(coco_root),
+            "data.eval_dataset": "digits",
+            "data.eval_limit": 50,
+            "epochs": 1,
+            "batch_size": 8,
+            "views.size": 16,
+            "loader_workers": loader_workers,
+        },
+    )
     if loader_workers:
         (metrics,) = train(config, workdir=tmp_path / "run")  # the warnings are the workers'
     else:

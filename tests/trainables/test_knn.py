@@ -33,7 +33,9 @@ def random_problem(seed, queries=20, bank=60, dim=6, classes=4):
     )
 
 
-@given(seed=st.integers(0, 10_000), k=st.integers(1, 80), temperature=st.sampled_from([0.05, 0.1, 0.5]))
+@given(
+    seed=st.integers(0, 10_000), k=st.integers(1, 80), temperature=st.sampled_from([0.05, 0.1, 0.5])
+)
 def test_matches_reference_implementation(seed, k, temperature):
     queries, bank, bank_labels, _ = random_problem(seed)
     expected = reference_knn_scores(queries, bank, bank_labels, 4, k, temperature)
@@ -54,13 +56,16 @@ def test_features_are_normalised_inside():
     queries, bank, bank_labels, _ = random_problem(4)
     scale = torch.rand(len(bank), 1) * 10 + 0.1
     assert torch.equal(
-        knn_predict(queries, bank, bank_labels, 4, k=15), knn_predict(queries * 3, bank * scale, bank_labels, 4, k=15)
+        knn_predict(queries, bank, bank_labels, 4, k=15),
+        knn_predict(queries * 3, bank * scale, bank_labels, 4, k=15),
     )
 
 
 def test_top1_and_top5_accuracy_against_reference():
     queries, bank, bank_labels, query_labels = random_problem(5, queries=50, classes=8)
-    accuracy = knn_topk_accuracy(queries, query_labels, bank, bank_labels, 8, k=20, topk=(1, 5), chunk_size=16)
+    accuracy = knn_topk_accuracy(
+        queries, query_labels, bank, bank_labels, 8, k=20, topk=(1, 5), chunk_size=16
+    )
     scores = reference_knn_scores(queries, bank, bank_labels, 8, 20, 0.1)
     top1 = (scores.argmax(dim=1) == query_labels).float().mean()
     top5 = (scores.topk(5, dim=1).indices == query_labels[:, None]).any(dim=1).float().mean()

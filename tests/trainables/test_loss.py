@@ -50,7 +50,9 @@ def test_float_margin_matches_reference(seed, margin):
 @given(seed=st.integers(0, 10_000))
 def test_per_sample_margin_matches_reference(seed):
     p1, p2, z1, z2 = random_outputs(seed)
-    margins = torch.rand(16, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64) * 2
+    margins = (
+        torch.rand(16, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64) * 2
+    )
     terms = simsiam_loss_terms(p1, p2, z1, z2, margins)
     expected, active = reference_floored_loss(p1, p2, z1, z2, margins)
     assert float(terms.loss.detach()) == pytest.approx(expected, abs=1e-9)

@@ -14,8 +14,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trainables.data import DATASETS, get_dataset
-from trainables.data import pattern_sets
+from trainables.data import DATASETS, get_dataset, pattern_sets
 from trainables.data.pattern_sets import PATTERN_SPLITS, SCENE_SPLITS, draw_objects, draw_scenes
 from trainables.data.patterns import (
     CLASSES,
@@ -33,7 +32,11 @@ SMALL_SCENES = dataclasses.replace(SCENE_SPLITS["test"], count=40)
 @given(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1))
 def test_hsv_to_rgb_matches_colorsys(hue: float, saturation: float, value: float) -> None:
     rgb = hsv_to_rgb(*(torch.tensor([x], dtype=torch.float64) for x in (hue, saturation, value)))
-    assert torch.allclose(rgb[0], torch.tensor(colorsys.hsv_to_rgb(hue % 1.0, saturation, value), dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(
+        rgb[0],
+        torch.tensor(colorsys.hsv_to_rgb(hue % 1.0, saturation, value), dtype=torch.float64),
+        atol=1e-9,
+    )
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(16, 80))
@@ -43,9 +46,13 @@ def test_an_object_lies_inside_its_canvas_or_is_centred_when_larger(seed: int, c
     reach = torch.maximum(draw.half_width, draw.half_height)
     fits = 2 * reach <= canvas
     for centre in (draw.centre_x, draw.centre_y):
-        assert torch.all(centre[fits] - reach[fits] >= -1e-4) and torch.all(centre[fits] + reach[fits] <= canvas + 1e-4)
+        assert torch.all(centre[fits] - reach[fits] >= -1e-4) and torch.all(
+            centre[fits] + reach[fits] <= canvas + 1e-4
+        )
         assert torch.allclose(centre[~fits], torch.tensor(canvas / 2))
-    assert torch.all((draw.colour >= 0) & (draw.colour <= 1)) and torch.all((draw.motif_colour >= 0) & (draw.motif_colour <= 1))
+    assert torch.all((draw.colour >= 0) & (draw.colour <= 1)) and torch.all(
+        (draw.motif_colour >= 0) & (draw.motif_colour <= 1)
+    )
 
 
 def test_the_two_colours_of_a_motif_differ_in_value_by_the_spec_gap() -> None:
@@ -65,7 +72,9 @@ def test_rendering_paints_inside_the_silhouette_only() -> None:
     reach = torch.maximum(draw.half_width, draw.half_height) * math.sqrt(2)
     ys, xs = torch.meshgrid(torch.arange(32) + 0.5, torch.arange(32) + 0.5, indexing="ij")
     for index in range(len(labels)):
-        far = (xs - draw.centre_x[index]) ** 2 + (ys - draw.centre_y[index]) ** 2 > (reach[index] + 1) ** 2
+        far = (xs - draw.centre_x[index]) ** 2 + (ys - draw.centre_y[index]) ** 2 > (
+            reach[index] + 1
+        ) ** 2
         assert torch.all(painted[index][far] == 0.5)
         assert not torch.all(painted[index][~far] == 0.5)
     absent = render_objects(canvases, draw, present=torch.zeros(len(labels), dtype=torch.bool))
@@ -101,7 +110,9 @@ def test_the_draw_is_deterministic_and_seeded() -> None:
     assert torch.equal(images, again) and torch.equal(labels, again_labels)
     assert not torch.equal(images, other)
     assert images.dtype == torch.uint8 and images.shape == (60, 3, 32, 32)
-    assert torch.equal(torch.bincount(labels, minlength=len(CLASSES)), torch.full((len(CLASSES),), 6))
+    assert torch.equal(
+        torch.bincount(labels, minlength=len(CLASSES)), torch.full((len(CLASSES),), 6)
+    )
 
 
 def test_scenes_hold_two_to_four_objects_of_distinct_classes() -> None:
@@ -117,15 +128,22 @@ def test_scenes_hold_two_to_four_objects_of_distinct_classes() -> None:
 def test_the_splits_are_registered_with_enough_images_per_class_for_knn() -> None:
     assert PATTERN_SPLITS["train"].count // len(CLASSES) >= 500
     assert DATASETS["patterns"].smallest_class == PATTERN_SPLITS["train"].count // len(CLASSES)
-    assert DATASETS["pattern-scenes"].default_eval == "patterns" and DATASETS["pattern-scenes"].scene_centric
+    assert (
+        DATASETS["pattern-scenes"].default_eval == "patterns"
+        and DATASETS["pattern-scenes"].scene_centric
+    )
 
 
-def test_a_dataset_is_cached_under_the_root_and_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dataset_is_cached_under_the_root_and_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(pattern_sets.PATTERN_SPLITS, "test", SMALL)
     pattern_sets._patterns.cache_clear()
     first = get_dataset("patterns", root=tmp_path, split="test")
     cached = list((tmp_path / pattern_sets.CACHE_DIR).iterdir())
-    assert [path.suffix for path in cached] == [".pt"] and cached[0].name.startswith("patterns-test-")
+    assert [path.suffix for path in cached] == [".pt"] and cached[0].name.startswith(
+        "patterns-test-"
+    )
     stamp = cached[0].stat().st_mtime_ns
     pattern_sets._patterns.cache_clear()
     second = get_dataset("patterns", root=tmp_path, split="test")
@@ -135,7 +153,9 @@ def test_a_dataset_is_cached_under_the_root_and_read_back(tmp_path: Path, monkey
     pattern_sets._patterns.cache_clear()
 
 
-def test_a_cut_cache_is_drawn_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+def test_a_cut_cache_is_drawn_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
     monkeypatch.setitem(pattern_sets.PATTERN_SPLITS, "test", SMALL)
     pattern_sets._patterns.cache_clear()
     expected = get_dataset("patterns", root=tmp_path, split="test")
@@ -149,7 +169,9 @@ def test_a_cut_cache_is_drawn_again(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     pattern_sets._patterns.cache_clear()
 
 
-def test_an_unwritable_root_draws_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+def test_an_unwritable_root_draws_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
     monkeypatch.setitem(pattern_sets.PATTERN_SPLITS, "test", SMALL)
     pattern_sets._patterns.cache_clear()
     blocker = tmp_path / "file"
@@ -164,4 +186,6 @@ def test_the_cache_name_changes_with_the_generator() -> None:
     spec = PATTERN_SPLITS["test"]
     assert spec.digest == dataclasses.replace(spec).digest
     assert spec.digest != dataclasses.replace(spec, noise=0.07).digest
-    assert spec.digest != dataclasses.replace(spec, object_spec=ObjectSpec(rotation_degrees=20)).digest
+    assert (
+        spec.digest != dataclasses.replace(spec, object_spec=ObjectSpec(rotation_degrees=20)).digest
+    )

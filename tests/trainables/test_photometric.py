@@ -12,7 +12,13 @@ from trainables.views import make_views
 
 
 def images(count=6, side=24, seed=0):
-    return torch.randint(0, 256, (count, 3, side, side), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    return torch.randint(
+        0,
+        256,
+        (count, 3, side, side),
+        dtype=torch.uint8,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def test_flip_is_recorded_and_never_changes_the_geometry():
@@ -30,13 +36,17 @@ def test_flip_is_recorded_and_never_changes_the_geometry():
 def test_photometric_leaves_geometry_of_every_view_family_alone():
     for family in ("random_crop", "patch", "cutout", "exclusive"):
         sampler = make_views(family, size=16)
-        augmented = TwoViewTransform(sampler, PhotometricConfig(blur_p=0.5)).batch(images(), torch.Generator().manual_seed(2))
+        augmented = TwoViewTransform(sampler, PhotometricConfig(blur_p=0.5)).batch(
+            images(), torch.Generator().manual_seed(2)
+        )
         _, _, geometry = sampler.batch(images(), torch.Generator().manual_seed(2))
         assert torch.equal(augmented.geometry.boxes, geometry.boxes)
 
 
 def test_grayscale_makes_channels_equal():
-    view, flipped = augment(images(1)[0], PhotometricConfig(jitter_p=0.0, grayscale_p=1.0, flip_p=0.0))
+    view, flipped = augment(
+        images(1)[0], PhotometricConfig(jitter_p=0.0, grayscale_p=1.0, flip_p=0.0)
+    )
     assert not flipped
     assert torch.equal(view[0], view[1]) and torch.equal(view[1], view[2])
 
@@ -60,15 +70,18 @@ def test_each_view_is_augmented_independently():
 
 def test_none_is_the_identity():
     source = images()
-    augmented, flips = augment_batch(source, PhotometricConfig.none(), torch.Generator().manual_seed(0))
+    augmented, flips = augment_batch(
+        source, PhotometricConfig.none(), torch.Generator().manual_seed(0)
+    )
     assert torch.equal(augmented, source) and not flips.any()
 
 
-@pytest.mark.parametrize(("field", "value"), [("jitter_p", 1.5), ("hue", 0.7), ("blur_sigma", (2.0, 1.0))])
+@pytest.mark.parametrize(
+    ("field", "value"), [("jitter_p", 1.5), ("hue", 0.7), ("blur_sigma", (2.0, 1.0))]
+)
 def test_bad_photometric_config_names_the_field(field, value):
     with pytest.raises(ConfigError, match=f"photometric.{field}"):
         PhotometricConfig(**{field: value})
-
 
 
 def float_images(seed, count=4, side=12):
@@ -99,7 +112,9 @@ def test_grayscale_and_blur_match_torchvision():
     sigmas = torch.tensor([0.3, 0.8, 1.5, 2.0])
     blurred = P.gaussian_blur(images, sigmas, 5)
     for image, sigma, result in zip(images, sigmas, blurred):
-        assert torch.allclose(result, TF.gaussian_blur(image, [5, 5], [float(sigma)] * 2), atol=1e-5)
+        assert torch.allclose(
+            result, TF.gaussian_blur(image, [5, 5], [float(sigma)] * 2), atol=1e-5
+        )
 
 
 def test_hsv_round_trip_is_lossless():
@@ -124,9 +139,16 @@ def test_color_jitter_applies_each_image_its_own_factors_in_its_own_order(seed):
     jittered = P.color_jitter(batch, config, torch.Generator().manual_seed(seed))
     draws = torch.Generator().manual_seed(seed)
     ranges = [(0.6, 1.4), (0.6, 1.4), (0.6, 1.4), (-0.1, 0.1)]
-    factors = torch.stack([low + (high - low) * torch.rand(5, generator=draws) for low, high in ranges], dim=1)
+    factors = torch.stack(
+        [low + (high - low) * torch.rand(5, generator=draws) for low, high in ranges], dim=1
+    )
     order = torch.rand(5, 4, generator=draws).argsort(dim=1)
-    reference_operations = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+    reference_operations = (
+        TF.adjust_brightness,
+        TF.adjust_contrast,
+        TF.adjust_saturation,
+        TF.adjust_hue,
+    )
     for image, image_factors, image_order, result in zip(batch, factors, order, jittered):
         for index in image_order.tolist():
             image = reference_operations[index](image, float(image_factors[index]))

@@ -7,6 +7,7 @@ import pytest
 import ray
 import torch
 from PIL import Image
+from ray.train.torch import TorchTrainer
 from ray.train.v2._internal.constants import get_env_vars_to_propagate
 
 from trainables.data import get_dataset
@@ -26,13 +27,17 @@ from trainables.validation import ConfigError
 @pytest.fixture(scope="module")
 def local_ray():
     assert not ray.is_initialized()
-    ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False)
+    ray.init(
+        num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False
+    )
     yield
     ray.shutdown()
 
 
 def quick(epochs):
-    return recipe("digits", **{"epochs": epochs, "data.limit": 256, "data.eval_limit": 200, "batch_size": 32})
+    return recipe(
+        "digits", **{"epochs": epochs, "data.limit": 256, "data.eval_limit": 200, "batch_size": 32}
+    )
 
 
 def test_ddp_over_two_workers_reports_and_resumes_from_its_checkpoint(local_ray, tmp_path):
@@ -53,7 +58,9 @@ def test_ddp_over_two_workers_reports_and_resumes_from_its_checkpoint(local_ray,
     with second.checkpoint.as_directory() as directory:
         state = load_checkpoint(directory)
     assert state["epoch"] == 2
-    assert any(not torch.equal(state["model"][key], weights_after_one[key]) for key in weights_after_one)
+    assert any(
+        not torch.equal(state["model"][key], weights_after_one[key]) for key in weights_after_one
+    )
 
 
 def test_scaling_spec_validates_and_packs_gpus():
@@ -67,9 +74,19 @@ def test_scaling_spec_validates_and_packs_gpus():
 
 def test_the_controller_poll_interval_reaches_train_through_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv(POLL_INTERVAL_VARIABLE, raising=False)
-    build_trainer(quick(1), TrainerSpec(storage_path=str(tmp_path), poll_interval_s=0.5), name="poll")
-    assert os.environ[POLL_INTERVAL_VARIABLE] == "0.5"
-    assert POLL_INTERVAL_VARIABLE in get_env_vars_to_propagate(), "Train hands it on to its controller"
+    trainer = build_trainer(
+        quick(1), TrainerSpec(storage_path=str(tmp_path), poll_interval_s=0.5), name="poll"
+    )
+    assert POLL_INTERVAL_VARIABLE not in os.environ, (
+        "building a trainer leaves the environment as it was"
+    )
+    seen = {}
+    monkeypatch.setattr(TorchTrainer, "fit", lambda self: seen.update(get_env_vars_to_propagate()))
+    trainer.fit()
+    assert seen[POLL_INTERVAL_VARIABLE] == "0.5", (
+        "Train hands it on to the controller that fit() starts"
+    )
+    assert POLL_INTERVAL_VARIABLE not in os.environ, "and it is gone once fit() returns"
     with pytest.raises(ConfigError, match="poll_interval_s=0"):
         TrainerSpec(poll_interval_s=0)
 
@@ -78,7 +95,10 @@ def test_the_controller_poll_interval_reaches_train_through_the_environment(tmp_
 def load_through(share, name, root, split):
     dataset = shared_loader(share)(name, root, split)
     images = getattr(dataset, "images", None)
-    return type(dataset).__name__, None if images is None else (images.numpy().copy(), mapping_of(images.data_ptr()))
+    return type(dataset).__name__, None if images is None else (
+        images.numpy().copy(),
+        mapping_of(images.data_ptr()),
+    )
 
 
 def mapping_of(address: int) -> str:
@@ -106,7 +126,9 @@ def test_trials_share_one_stored_copy_of_each_in_memory_dataset(local_ray, tmp_p
     folder.mkdir(parents=True)
     Image.new("RGB", (40, 30)).save(folder / "0001.jpg")
     kind, _ = ray.get(load_through.remote(share, "coco", str(tmp_path), "train"))
-    assert kind == "UnlabelledImageFolder" and ray.get(share.stats.remote())["datasets"] == 2, "files stay on disk"
+    assert kind == "UnlabelledImageFolder" and ray.get(share.stats.remote())["datasets"] == 2, (
+        "files stay on disk"
+    )
 
 
 def test_a_truncated_latest_checkpoint_resumes_from_the_previous_one(local_ray, tmp_path):
@@ -124,6 +146,8 @@ def test_a_truncated_latest_checkpoint_resumes_from_the_previous_one(local_ray, 
     second = build_trainer(quick(3), spec, name="truncated").fit()
     assert second.error is None
     epochs = second.metrics_dataframe["epoch"].tolist()
-    assert epochs[-2:] == [2, 3], "epoch 2 is trained again from the epoch-1 checkpoint, then epoch 3"
+    assert epochs[-2:] == [2, 3], (
+        "epoch 2 is trained again from the epoch-1 checkpoint, then epoch 3"
+    )
     with second.checkpoint.as_directory() as directory:
         assert load_checkpoint(directory)["epoch"] == 3

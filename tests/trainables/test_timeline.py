@@ -7,7 +7,15 @@ from trainables.recipes import recipe
 from trainables.timeline import TIMELINE_VARIABLE, mark, read
 from trainables.train import train
 
-TRAINING_PHASES = ["model.built", "data.ready", "epoch.start", "epoch.trained", "epoch.evaluated", "epoch.saved", "epoch.reported"]
+TRAINING_PHASES = [
+    "model.built",
+    "data.ready",
+    "epoch.start",
+    "epoch.trained",
+    "epoch.evaluated",
+    "epoch.saved",
+    "epoch.reported",
+]
 
 
 def test_marks_are_dropped_unless_a_timeline_file_is_named(tmp_path, monkeypatch):
@@ -20,7 +28,9 @@ def test_marks_are_dropped_unless_a_timeline_file_is_named(tmp_path, monkeypatch
 def test_training_marks_its_phases_in_order(tmp_path, monkeypatch):
     timeline = tmp_path / "timeline.jsonl"
     monkeypatch.setenv(TIMELINE_VARIABLE, str(timeline))
-    config = recipe("digits", **{"epochs": 2, "data.limit": 64, "data.eval_limit": 64, "batch_size": 32})
+    config = recipe(
+        "digits", **{"epochs": 2, "data.limit": 64, "data.eval_limit": 64, "batch_size": 32}
+    )
     train(config, lambda metrics, checkpoint: None, workdir=tmp_path / "work")
     entries = read(timeline)
     assert [entry["phase"] for entry in entries] == TRAINING_PHASES + TRAINING_PHASES[2:]
@@ -29,8 +39,13 @@ def test_training_marks_its_phases_in_order(tmp_path, monkeypatch):
 
 
 def heavy_modules_after(module: str) -> list[str]:
-    probe = f"import sys, {module}; print(','.join(sorted({{'torchvision', 'sklearn'}} & set(sys.modules))))"
-    return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    probe = (
+        f"import sys, {module}; "
+        "print(','.join(sorted({'torchvision', 'sklearn'} & set(sys.modules))))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
 
 
 def test_the_module_train_unpickles_imports_neither_torchvision_nor_sklearn():

@@ -1,4 +1,5 @@
-"""Cutout-blur: a per-sample Gaussian whose window spans ``blur`` of the hole's real shorter side."""
+"""Cutout-blur: a per-sample Gaussian whose window spans ``blur`` of the hole's real shorter
+side."""
 
 import math
 
@@ -9,8 +10,18 @@ from hypothesis import strategies as st
 from torchvision.transforms.v2 import functional as TF
 
 from trainables.views import make_views
-from trainables.views.boxes import box_height, box_width, sample_boxes_of_area, shortest_side_on_square
-from trainables.views.render import gaussian_blur_per_sample, hole_mask, hole_shorter_side, relative_blur
+from trainables.views.boxes import (
+    box_height,
+    box_width,
+    sample_boxes_of_area,
+    shortest_side_on_square,
+)
+from trainables.views.render import (
+    gaussian_blur_per_sample,
+    hole_mask,
+    hole_shorter_side,
+    relative_blur,
+)
 
 RATIO = (3 / 4, 4 / 3)
 
@@ -22,7 +33,9 @@ RATIO = (3 / 4, 4 / 3)
     width=st.integers(16, 40),
     seed=st.integers(0, 1000),
 )
-def test_per_sample_blur_is_torchvision_gaussian_blur_of_each_sample(sides, sigma_scale, height, width, seed):
+def test_per_sample_blur_is_torchvision_gaussian_blur_of_each_sample(
+    sides, sigma_scale, height, width, seed
+):
     images = torch.rand(len(sides), 3, height, width, generator=torch.Generator().manual_seed(seed))
     kernel_sizes = torch.tensor(sides)
     sigmas = kernel_sizes.double() * sigma_scale / 3
@@ -53,14 +66,20 @@ def test_shortest_side_on_square_bounds_the_sampled_holes_and_is_reached(hole, s
 def test_shortest_side_on_square_known_values():
     assert shortest_side_on_square(0.3, RATIO) == pytest.approx(math.sqrt(0.3 * 3 / 4))
     assert shortest_side_on_square(0.3, (1.0, 2.0)) == pytest.approx(math.sqrt(0.3 / 2))
-    assert shortest_side_on_square(0.3, (0.25, 0.5)) == pytest.approx(math.sqrt(0.3 * 0.3)), "aspect clamped to fit"
-    assert shortest_side_on_square(0.8, (0.1, 10.0)) == pytest.approx(0.8), "a wide box of 0.8 is clamped to the full width"
+    assert shortest_side_on_square(0.3, (0.25, 0.5)) == pytest.approx(math.sqrt(0.3 * 0.3)), (
+        "aspect clamped to fit"
+    )
+    assert shortest_side_on_square(0.8, (0.1, 10.0)) == pytest.approx(0.8), (
+        "a wide box of 0.8 is clamped to the full width"
+    )
 
 
 def test_hole_shorter_side_is_the_hole_in_output_pixels():
     holes = torch.tensor([[2.0, 4.0, 12.0, 9.0], [0.0, 0.0, 30.0, 20.0]], dtype=torch.float64)
     frames = torch.tensor([[0.0, 0.0, 40.0, 20.0], [0.0, 0.0, 30.0, 40.0]], dtype=torch.float64)
-    assert hole_shorter_side(holes, frames, 16).tolist() == pytest.approx([10 * 16 / 40, 20 * 16 / 40])
+    assert hole_shorter_side(holes, frames, 16).tolist() == pytest.approx(
+        [10 * 16 / 40, 20 * 16 / 40]
+    )
 
 
 @pytest.mark.parametrize(("height", "width"), [(32, 32), (24, 48), (50, 30)])
@@ -74,10 +93,18 @@ def test_each_hole_is_blurred_with_the_kernel_of_its_real_shorter_side(height, w
     masks = hole_mask(geometry.hole, geometry.boxes[:, 0], 32)
     for index in range(6):
         hole, frame = geometry.hole[index], geometry.boxes[index, 0]
-        side = min(float(box_width(hole) / box_width(frame)), float(box_height(hole) / box_height(frame))) * 32
+        side = (
+            min(
+                float(box_width(hole) / box_width(frame)),
+                float(box_height(hole) / box_height(frame)),
+            )
+            * 32
+        )
         kernel = max(3, 2 * math.floor((blur * side - 1) / 2) + 1)
         sigma = blur * side / 6
-        expected = TF.gaussian_blur(plain[index], kernel_size=[kernel, kernel], sigma=[sigma, sigma])
+        expected = TF.gaussian_blur(
+            plain[index], kernel_size=[kernel, kernel], sigma=[sigma, sigma]
+        )
         inside = masks[index, 0] == 1
         assert torch.allclose(filled[index][:, inside], expected[:, inside], atol=1e-3)
 

@@ -1,4 +1,5 @@
-"""Geometry invariants of every view family, checked with hypothesis over shapes, parameters and seeds."""
+"""Geometry invariants of every view family, checked with hypothesis over shapes, parameters
+and seeds."""
 
 import math
 
@@ -81,7 +82,12 @@ def ks_statistic(a: torch.Tensor, b: torch.Tensor) -> float:
 def box_statistics(boxes: torch.Tensor, height: int, width: int) -> dict[str, torch.Tensor]:
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     centres = box_centers(boxes)
-    return {"area": w * h / (height * width), "aspect": w / h, "cx": centres[:, 0] / width, "cy": centres[:, 1] / height}
+    return {
+        "area": w * h / (height * width),
+        "aspect": w / h,
+        "cx": centres[:, 0] / width,
+        "cy": centres[:, 1] / height,
+    }
 
 
 def torchvision_boxes(height: int, width: int, seed: int) -> torch.Tensor:
@@ -91,26 +97,44 @@ def torchvision_boxes(height: int, width: int, seed: int) -> torch.Tensor:
     image = torch.zeros(1, height, width)
     rows = []
     for _ in range(KS_BOXES):
-        top, left, h, w = RandomResizedCrop.get_params(image, scale=[0.2, 1.0], ratio=[3 / 4, 4 / 3])
+        top, left, h, w = RandomResizedCrop.get_params(
+            image, scale=[0.2, 1.0], ratio=[3 / 4, 4 / 3]
+        )
         rows.append((left, top, left + w, top + h))
     return torch.tensor(rows, dtype=torch.float64)
 
 
 @pytest.mark.parametrize("height, width", KS_SIZES)
 def test_random_crop_matches_torchvision_get_params_by_ks(height, width):
-    ours = make_views("random_crop", distribution="torchvision").sample(KS_BOXES, height, width, torch.Generator().manual_seed(3)).boxes[:, 0]
+    ours = (
+        make_views("random_crop", distribution="torchvision")
+        .sample(KS_BOXES, height, width, torch.Generator().manual_seed(3))
+        .boxes[:, 0]
+    )
     reference = torchvision_boxes(height, width, seed=4)
-    ours_stats, reference_stats = box_statistics(ours, height, width), box_statistics(reference, height, width)
+    ours_stats, reference_stats = (
+        box_statistics(ours, height, width),
+        box_statistics(reference, height, width),
+    )
     for name in ours_stats:
         statistic = ks_statistic(ours_stats[name], reference_stats[name])
-        assert statistic < KS_CRITICAL, f"{name} on {height}x{width}: KS {statistic:.3f} >= {KS_CRITICAL:.3f}"
+        assert statistic < KS_CRITICAL, (
+            f"{name} on {height}x{width}: KS {statistic:.3f} >= {KS_CRITICAL:.3f}"
+        )
 
 
 def test_the_ks_comparison_rejects_the_area_first_distribution():
     height, width = 375, 500
-    wrong = make_views("random_crop", distribution="area_first").sample(KS_BOXES, height, width, torch.Generator().manual_seed(3)).boxes[:, 0]
+    wrong = (
+        make_views("random_crop", distribution="area_first")
+        .sample(KS_BOXES, height, width, torch.Generator().manual_seed(3))
+        .boxes[:, 0]
+    )
     reference = torchvision_boxes(height, width, seed=4)
-    statistic = ks_statistic(box_statistics(wrong, height, width)["area"], box_statistics(reference, height, width)["area"])
+    statistic = ks_statistic(
+        box_statistics(wrong, height, width)["area"],
+        box_statistics(reference, height, width)["area"],
+    )
     assert statistic > KS_CRITICAL
 
 
@@ -118,8 +142,12 @@ def test_random_crop_falls_back_to_torchvision_centre_crop():
     from trainables.views.boxes import random_resized_crop_boxes
 
     # scale (1, 1) on a 10x40 image: no try fits, so every box is the centred 13x10 crop.
-    boxes = random_resized_crop_boxes(5, 10, 40, (1.0, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(0))
-    assert torch.equal(boxes, torch.tensor([[13.0, 0.0, 26.0, 10.0]], dtype=torch.float64).expand(5, 4))
+    boxes = random_resized_crop_boxes(
+        5, 10, 40, (1.0, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(0)
+    )
+    assert torch.equal(
+        boxes, torch.tensor([[13.0, 0.0, 26.0, 10.0]], dtype=torch.float64).expand(5, 4)
+    )
 
 
 @given(height=sides, width=sides, seed=seeds, overlap=fractions)
@@ -177,7 +205,10 @@ def test_exclusive_crops_are_disjoint_equal_and_gap_is_exact(height, width, seed
     assert_inside_image(geometry, height, width)
     areas = area_fraction(geometry.boxes, height, width)
     assert torch.allclose(areas, torch.full_like(areas, crop), atol=TOL, rtol=0)
-    assert torch.allclose(geometry.boxes[:, 0, 2:] - geometry.boxes[:, 0, :2], geometry.boxes[:, 1, 2:] - geometry.boxes[:, 1, :2])
+    assert torch.allclose(
+        geometry.boxes[:, 0, 2:] - geometry.boxes[:, 0, :2],
+        geometry.boxes[:, 1, 2:] - geometry.boxes[:, 1, :2],
+    )
     assert (geometry.overlap == 0).all()
     for box1, box2 in geometry.boxes.tolist():
         region, shared = exclusive_region(box1, box2)
@@ -186,7 +217,9 @@ def test_exclusive_crops_are_disjoint_equal_and_gap_is_exact(height, width, seed
 
 
 def test_exclusive_uses_both_axes_and_both_orders():
-    geometry = make_views("exclusive", gap=0.1).sample(400, 64, 64, torch.Generator().manual_seed(3))
+    geometry = make_views("exclusive", gap=0.1).sample(
+        400, 64, 64, torch.Generator().manual_seed(3)
+    )
     centers = box_centers(geometry.boxes)
     delta = centers[:, 1] - centers[:, 0]
     horizontal = delta[:, 0].abs() > delta[:, 1].abs()
@@ -194,12 +227,17 @@ def test_exclusive_uses_both_axes_and_both_orders():
     assert (delta[horizontal, 0] > 0).any() and (delta[horizontal, 0] < 0).any()
 
 
-@given(height=sides, width=sides, seed=seeds, hole=fractions, fill=st.sampled_from(["zero", "none"]))
+@given(
+    height=sides, width=sides, seed=seeds, hole=fractions, fill=st.sampled_from(["zero", "none"])
+)
 def test_cutout_hole_is_view_two_and_exact_area(height, width, seed, hole, fill):
     geometry = sample("cutout", height, width, seed, hole=hole, fill=fill)
     assert_inside_image(geometry, height, width)
     assert torch.equal(geometry.hole, geometry.boxes[:, 1])
-    assert torch.equal(geometry.boxes[:, 0], torch.tensor([0.0, 0.0, width, height], dtype=torch.float64).expand(N, 4))
+    assert torch.equal(
+        geometry.boxes[:, 0],
+        torch.tensor([0.0, 0.0, width, height], dtype=torch.float64).expand(N, 4),
+    )
     areas = area_fraction(geometry.hole, height, width)
     assert torch.allclose(areas, torch.full_like(areas, hole), atol=TOL, rtol=0)
 
@@ -210,8 +248,14 @@ def test_single_geometry_api_and_distance(family):
     geometry = sampler.geometry(40, 56, torch.Generator().manual_seed(0))
     assert geometry.boxes.shape == (2, 4)
     expected = math.dist(
-        ((geometry.boxes[0, 0] + geometry.boxes[0, 2]) / 2, (geometry.boxes[0, 1] + geometry.boxes[0, 3]) / 2),
-        ((geometry.boxes[1, 0] + geometry.boxes[1, 2]) / 2, (geometry.boxes[1, 1] + geometry.boxes[1, 3]) / 2),
+        (
+            (geometry.boxes[0, 0] + geometry.boxes[0, 2]) / 2,
+            (geometry.boxes[0, 1] + geometry.boxes[0, 3]) / 2,
+        ),
+        (
+            (geometry.boxes[1, 0] + geometry.boxes[1, 2]) / 2,
+            (geometry.boxes[1, 1] + geometry.boxes[1, 3]) / 2,
+        ),
     )
     assert float(geometry.distance) == pytest.approx(expected)
     assert float(geometry.phi) == pytest.approx(expected / math.hypot(40, 56))
@@ -241,7 +285,12 @@ def test_same_seed_same_geometry(family):
         ("cutout", {"hole": 0.0}, "cutout.hole", "(0, 1)"),
         ("cutout", {"fill": "gray"}, "cutout.fill", "'blur'"),
         ("cutout", {"blur": 0.4, "hole": 0.05, "fill": "blur"}, "cutout.blur", "blur >= 0.4842"),
-        ("cutout", {"blur": 1.0, "hole": 0.003, "fill": "blur"}, "cutout.blur", "a larger hole or view size"),
+        (
+            "cutout",
+            {"blur": 1.0, "hole": 0.003, "fill": "blur"},
+            "cutout.blur",
+            "a larger hole or view size",
+        ),
         ("cutout", {"blur": 1.5, "hole": 0.3, "fill": "blur"}, "cutout.blur", "(0, 1]"),
         ("cutout", {"blur": 0.0, "hole": 0.3, "fill": "blur"}, "cutout.blur", "(0, 1]"),
         ("random_crop", {"scale": (0.5, 0.2)}, "random_crop.scale", "low <= high"),

@@ -8,12 +8,16 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from search_spaces import exclusive as exclusive_space
 from trainables.config import TrainConfig
 from trainables.validation import ConfigError
 from trainables.views import make_views
 from trainables.views.boxes import box_area, box_height, box_width, intersection_area
-from search_spaces import exclusive as exclusive_space
-from trainables.views.pairs import feasible_overlap_range, largest_exclusive_gap, sample_overlapping_pairs
+from trainables.views.pairs import (
+    feasible_overlap_range,
+    largest_exclusive_gap,
+    sample_overlapping_pairs,
+)
 
 RATIO = (3 / 4, 4 / 3)
 sides = st.integers(min_value=8, max_value=600)
@@ -26,17 +30,25 @@ def aspects(boxes):
 
 
 @given(
-    height=sides, width=sides, seed=seeds,
-    where=st.floats(0.05, 0.95), low=st.floats(0.05, 0.9), spread=st.floats(0.0, 1.0),
+    height=sides,
+    width=sides,
+    seed=seeds,
+    where=st.floats(0.05, 0.95),
+    low=st.floats(0.05, 0.9),
+    spread=st.floats(0.0, 1.0),
 )
 @settings(deadline=None)
-def test_pairs_share_exactly_the_overlap_with_the_sides_asked_for(height, width, seed, where, low, spread):
+def test_pairs_share_exactly_the_overlap_with_the_sides_asked_for(
+    height, width, seed, where, low, spread
+):
     """At any overlap from 5% to 95% of the way through its feasible range."""
     area = (low, low + spread * (1 - low))
     lowest, highest = feasible_overlap_range(area, RATIO, height, width)
     assume(not math.isnan(lowest) and highest - lowest > 0.01)
     overlap = lowest + where * (highest - lowest)
-    boxes, found = sample_overlapping_pairs(N, height, width, overlap, area, RATIO, torch.Generator().manual_seed(seed))
+    boxes, found = sample_overlapping_pairs(
+        N, height, width, overlap, area, RATIO, torch.Generator().manual_seed(seed)
+    )
     assume(bool(found.any()))
     kept = boxes[found]
     shared = intersection_area(kept[:, 0], kept[:, 1]) / (height * width)
@@ -48,7 +60,10 @@ def test_pairs_share_exactly_the_overlap_with_the_sides_asked_for(height, width,
     assert (kept[..., 2] <= width + 1e-9).all() and (kept[..., 3] <= height + 1e-9).all()
 
 
-@pytest.mark.parametrize(("height", "width", "area"), [(96, 96, (0.2, 1.0)), (333, 500, (0.3, 0.6)), (500, 200, (0.1, 0.5))])
+@pytest.mark.parametrize(
+    ("height", "width", "area"),
+    [(96, 96, (0.2, 1.0)), (333, 500, (0.3, 0.6)), (500, 200, (0.1, 0.5))],
+)
 def test_the_feasible_range_bounds_the_overlap_of_random_pairs(height, width, area):
     """Random crops of the sides' distribution at random positions never share less or more
     than the range, and some come near both ends of it."""
@@ -57,8 +72,19 @@ def test_the_feasible_range_bounds_the_overlap_of_random_pairs(height, width, ar
     count = 200_000
     sides = []
     for _ in range(2):
-        crop_area = height * width * (area[0] + (area[1] - area[0]) * torch.rand(count, generator=generator, dtype=torch.float64))
-        aspect = torch.exp(math.log(RATIO[0]) + math.log(RATIO[1] / RATIO[0]) * torch.rand(count, generator=generator, dtype=torch.float64))
+        crop_area = (
+            height
+            * width
+            * (
+                area[0]
+                + (area[1] - area[0]) * torch.rand(count, generator=generator, dtype=torch.float64)
+            )
+        )
+        aspect = torch.exp(
+            math.log(RATIO[0])
+            + math.log(RATIO[1] / RATIO[0])
+            * torch.rand(count, generator=generator, dtype=torch.float64)
+        )
         sides.append((torch.sqrt(crop_area * aspect), torch.sqrt(crop_area / aspect)))
     fits = torch.stack([(w <= width) & (h <= height) for w, h in sides]).all(0)
     boxes = []
@@ -91,20 +117,33 @@ def test_fixed_crop_area_leaves_only_the_overlap_to_vary():
     for overlap in (0.2, 0.3, 0.4):
         sampler = make_views("overlap", overlap=overlap, crop_area=(0.5, 0.5))
         geometry = sampler.sample(2000, 96, 96, generator)
-        assert torch.allclose(geometry.view_areas, torch.full_like(geometry.view_areas, 0.5), atol=1e-9)
-        assert torch.allclose(geometry.overlap, torch.full_like(geometry.overlap, overlap), atol=1e-9)
+        assert torch.allclose(
+            geometry.view_areas, torch.full_like(geometry.view_areas, 0.5), atol=1e-9
+        )
+        assert torch.allclose(
+            geometry.overlap, torch.full_like(geometry.overlap, overlap), atol=1e-9
+        )
         ratio = aspects(geometry.boxes)
         assert (ratio >= RATIO[0] - 1e-9).all() and (ratio <= RATIO[1] + 1e-9).all()
         medians[overlap] = float(geometry.view_areas.median())
     free = make_views("overlap", overlap=0.2).sample(2000, 96, 96, generator)
-    assert float(free.view_areas.median()) < 0.45, "the free sampler's crops shrink with the overlap"
+    assert float(free.view_areas.median()) < 0.45, (
+        "the free sampler's crops shrink with the overlap"
+    )
 
 
 def test_decoupled_overlap_keeps_ratio_where_the_free_crops_stretch():
     generator = torch.Generator().manual_seed(0)
     free = make_views("overlap", overlap=0.1).sample(4000, 96, 96, generator)
     decoupled = make_views("overlap", overlap=0.1, crop_ratio=RATIO).sample(4000, 96, 96, generator)
-    inside = lambda boxes: float(((aspects(boxes) >= RATIO[0] - 1e-9) & (aspects(boxes) <= RATIO[1] + 1e-9)).float().mean())
+
+    def inside(boxes):
+        return float(
+            ((aspects(boxes) >= RATIO[0] - 1e-9) & (aspects(boxes) <= RATIO[1] + 1e-9))
+            .float()
+            .mean()
+        )
+
     assert inside(free.boxes) < 0.6
     assert inside(decoupled.boxes) == 1.0
 
@@ -127,7 +166,12 @@ def test_infeasible_overlaps_name_the_field_the_value_and_the_feasible_range(par
 def test_the_training_config_checks_the_overlap_on_its_datasets_images():
     """Square crops cover at most 0.75 of COCO's 480x640 images, and all of CIFAR's."""
     views = {"family": "overlap", "params": {"overlap": 0.8, "crop_ratio": [0.75, 1.0]}}
-    TrainConfig.from_dict({"data": {"dataset": "coco"}, "views": {**views, "params": {"overlap": 0.7, "crop_ratio": [0.75, 1.0]}}})
+    TrainConfig.from_dict(
+        {
+            "data": {"dataset": "coco"},
+            "views": {**views, "params": {"overlap": 0.7, "crop_ratio": [0.75, 1.0]}},
+        }
+    )
     with pytest.raises(ConfigError) as error:
         TrainConfig.from_dict({"data": {"dataset": "coco"}, "views": views})
     assert error.value.field == "views.params.overlap" and error.value.value == 0.8
@@ -140,11 +184,17 @@ def test_rows_without_a_pair_fall_back_to_free_crops_with_the_exact_overlap():
     lowest, highest = feasible_overlap_range((0.5, 0.5), RATIO, 96, 96)
     sampler = make_views("overlap", overlap=highest - 1e-4, crop_area=(0.5, 0.5))
     geometry = sampler.sample(256, 96, 96, torch.Generator().manual_seed(0))
-    assert torch.allclose(geometry.overlap, torch.full_like(geometry.overlap, highest - 1e-4), atol=1e-9)
+    assert torch.allclose(
+        geometry.overlap, torch.full_like(geometry.overlap, highest - 1e-4), atol=1e-9
+    )
 
 
 def test_pairs_are_reproducible_from_the_generator():
-    draw = lambda: sample_overlapping_pairs(32, 64, 80, 0.3, (0.3, 1.0), RATIO, torch.Generator().manual_seed(5))[0]
+    def draw():
+        return sample_overlapping_pairs(
+            32, 64, 80, 0.3, (0.3, 1.0), RATIO, torch.Generator().manual_seed(5)
+        )[0]
+
     assert torch.equal(draw(), draw())
 
 
@@ -159,7 +209,9 @@ def test_every_exclusive_grid_point_keeps_a_random_shape_and_distance(gap, heigh
     log_aspect = ratio.log().abs()
     assert float(log_aspect.quantile(0.95) - log_aspect.quantile(0.05)) > 0.1
     phi = geometry.phi
-    assert float(phi.quantile(0.95) - phi.quantile(0.05)) > 0.02, "the centre distance is not pinned"
+    assert float(phi.quantile(0.95) - phi.quantile(0.05)) > 0.02, (
+        "the centre distance is not pinned"
+    )
 
 
 def test_a_gap_that_would_pin_the_crops_is_refused_with_the_largest_that_does_not():
@@ -175,10 +227,17 @@ def test_a_gap_that_would_pin_the_crops_is_refused_with_the_largest_that_does_no
 
 def test_the_training_config_checks_the_gap_along_both_axes_of_its_images():
     """COCO's 480 px side holds less gap than a square of the same area."""
-    square, coco_short = largest_exclusive_gap(0.1, RATIO), largest_exclusive_gap(0.1, RATIO, 480, 640)
+    square, coco_short = (
+        largest_exclusive_gap(0.1, RATIO),
+        largest_exclusive_gap(0.1, RATIO, 480, 640),
+    )
     assert coco_short < square
     gap = (square + coco_short) / 2
-    TrainConfig.from_dict({"data": {"dataset": "cifar10"}, "views": {"family": "exclusive", "params": {"gap": gap}}})
+    TrainConfig.from_dict(
+        {"data": {"dataset": "cifar10"}, "views": {"family": "exclusive", "params": {"gap": gap}}}
+    )
     with pytest.raises(ConfigError) as error:
-        TrainConfig.from_dict({"data": {"dataset": "coco"}, "views": {"family": "exclusive", "params": {"gap": gap}}})
+        TrainConfig.from_dict(
+            {"data": {"dataset": "coco"}, "views": {"family": "exclusive", "params": {"gap": gap}}}
+        )
     assert error.value.field == "views.params.gap" and "480x640" in str(error.value)

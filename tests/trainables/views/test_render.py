@@ -34,8 +34,12 @@ def assert_view_matches_box(view, box, height, width):
     bin_h = (box[3] - box[1]) / view.shape[-1]
     interior_x = (xs - bin_w / 2 >= 0.5) & (xs + bin_w / 2 <= width - 0.5)
     interior_y = (ys - bin_h / 2 >= 0.5) & (ys + bin_h / 2 <= height - 0.5)
-    assert torch.allclose(got_x[:, interior_x], xs[interior_x].expand(view.shape[-1], -1), atol=1e-6)
-    assert torch.allclose(got_y[interior_y, :], ys[interior_y, None].expand(-1, view.shape[-1]), atol=1e-6)
+    assert torch.allclose(
+        got_x[:, interior_x], xs[interior_x].expand(view.shape[-1], -1), atol=1e-6
+    )
+    assert torch.allclose(
+        got_y[interior_y, :], ys[interior_y, None].expand(-1, view.shape[-1]), atol=1e-6
+    )
 
 
 PARAMS = {
@@ -60,7 +64,9 @@ def test_view_pixels_come_from_their_box(family, height, width, seed):
 
 def test_uint8_images_give_uint8_views_of_the_requested_size():
     image = torch.randint(0, 256, (3, 40, 30), dtype=torch.uint8)
-    view1, view2, _ = make_views("overlap", overlap=0.4, size=24)(image, torch.Generator().manual_seed(0))
+    view1, view2, _ = make_views("overlap", overlap=0.4, size=24)(
+        image, torch.Generator().manual_seed(0)
+    )
     assert view1.dtype == view2.dtype == torch.uint8
     assert view1.shape == view2.shape == (3, 24, 24)
 
@@ -136,7 +142,9 @@ def test_per_sample_crop_resize_equals_batched(height, width, size, dtype, corne
 def test_per_sample_crop_resize_edge_cases(box, size):
     images = random_images(1, 23, 37, torch.float32, 0)
     box = torch.tensor(box, dtype=torch.float64)
-    assert_same_views(crop_resize(images, box[None], size)[0], crop_resize_one(images[0], box, size))
+    assert_same_views(
+        crop_resize(images, box[None], size)[0], crop_resize_one(images[0], box, size)
+    )
 
 
 def test_per_sample_crop_of_whole_image_at_native_size_is_identity():
@@ -164,7 +172,11 @@ def test_render_params_cover_every_family():
     assert {family for family, _ in RENDER_PARAMS} == set(VIEW_FAMILIES)
 
 
-@pytest.mark.parametrize(("family", "params"), RENDER_PARAMS, ids=lambda v: v if isinstance(v, str) else "-".join(map(str, v.values())))
+@pytest.mark.parametrize(
+    ("family", "params"),
+    RENDER_PARAMS,
+    ids=lambda v: v if isinstance(v, str) else "-".join(map(str, v.values())),
+)
 @given(
     height=st.integers(12, 80),
     width=st.integers(12, 80),
@@ -172,7 +184,9 @@ def test_render_params_cover_every_family():
     dtype=st.sampled_from(DTYPES),
     seed=st.integers(0, 10_000),
 )
-def test_family_renders_the_same_views_batched_and_per_sample(family, params, height, width, size, dtype, seed):
+def test_family_renders_the_same_views_batched_and_per_sample(
+    family, params, height, width, size, dtype, seed
+):
     sampler = make_views(family, size=size, **params)
     images = random_images(3, height, width, dtype, seed)
     geometry = sampler.sample(3, height, width, torch.Generator().manual_seed(seed))
@@ -188,7 +202,9 @@ def test_calling_a_sampler_renders_per_sample_what_batch_renders(family, monkeyp
     sampler = make_views(family, size=SIZE)
     image = random_images(1, 30, 44, torch.uint8, 1)[0]
     view1, view2, geometry = sampler.batch(image[None], torch.Generator().manual_seed(4))
-    monkeypatch.setattr("trainables.views.sampler.crop_resize", None)  # the batched path is not used
+    monkeypatch.setattr(
+        "trainables.views.sampler.crop_resize", None
+    )  # the batched path is not used
     single1, single2, single_geometry = sampler(image, torch.Generator().manual_seed(4))
     assert torch.equal(single_geometry.boxes, geometry.boxes[0])
     assert_same_views(view1[0], single1)

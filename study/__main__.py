@@ -1,5 +1,0 @@
-import sys
-
-from study.cli import main
-
-sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from study_cli.commands import main
+
+sys.exit(main())
