@@ -88,19 +88,24 @@ class Comparison:
 
 @dataclass(frozen=True)
 class FigureComparisons:
-    """A figure's comparisons; ``unit`` names what is compared and ``against`` with what."""
+    """A figure's comparisons; ``unit`` names what is compared and ``against`` with what;
+    ``nothing`` says what the sweep had where it has nothing to compare."""
 
     figure: str
     unit: str
     against: str
     comparisons: tuple[Comparison, ...]
+    nothing: str = ""
 
     def summary(self) -> str:
         every = self.comparisons
         testable = [item for item in every if item.result.testable]
         outside = [item for item in testable if item.result.excludes_zero]
         if not every:
-            return f"{self.figure} has nothing to compare: one {self.unit} per dataset."
+            return (
+                f"{self.figure} has nothing to compare: "
+                f"{self.nothing or f'one {self.unit} per dataset'}."
+            )
         if not testable:
             return (
                 f"No difference in {self.figure} can be tested: "
@@ -151,7 +156,8 @@ def grid_comparisons(trials: pd.DataFrame, figure: str) -> FigureComparisons:
     family, param, name = GRID_FIGURES[figure]
     selected = family_trials(trials, family, figure, param)
     found = []
-    for dataset, series in repeats(selected, [DATASET], param).items():
+    every = repeats(selected, [DATASET], param)
+    for dataset, series in every.items():
         best = series.best[0]
         of_dataset = selected[selected[DATASET] == dataset]
         at = {x: of_dataset[of_dataset[param].astype(float) == x] for x in series.x}
@@ -166,7 +172,15 @@ def grid_comparisons(trials: pd.DataFrame, figure: str) -> FigureComparisons:
                         compare_arms(at[best], at[x]),
                     )
                 )
-    return FigureComparisons(figure, "point", "to the best", tuple(found))
+    taken = "; ".join(
+        f"{dataset}: {name} {', '.join(map(_value, series.x))}" for dataset, series in every.items()
+    )
+    nothing = (
+        f"one {name} per dataset among the trials that ran every epoch ({taken})"
+        if every
+        else "no trial ran every epoch"
+    )
+    return FigureComparisons(figure, "point", "to the best", tuple(found), nothing)
 
 
 def cutout_comparisons(trials: pd.DataFrame) -> FigureComparisons:
@@ -175,10 +189,12 @@ def cutout_comparisons(trials: pd.DataFrame) -> FigureComparisons:
     figure, hole = "Fig. 4", "views.params.hole"
     selected, arms = cutout_arms(family_trials(trials, "cutout", figure, hole))
     zero = FILL_NAMES["zero"]
-    found = []
+    found, had = [], []
     for (dataset, size), group in selected.groupby([DATASET, hole], sort=True):
         at = {arm: group[group[CUTOUT_ARM] == arm] for arm in arms}
-        if zero not in at or _finished(at[zero]).empty:
+        finished = [arm for arm in arms if not _finished(at[arm]).empty]
+        had.append(f"{dataset}, size {_value(size)}: {', '.join(finished) or 'none'}")
+        if zero not in finished:
             continue
         for arm in arms:
             if arm != zero and not _finished(at[arm]).empty:
@@ -191,20 +207,25 @@ def cutout_comparisons(trials: pd.DataFrame) -> FigureComparisons:
                         compare_arms(at[zero], at[arm]),
                     )
                 )
-    return FigureComparisons(figure, "comparison", "cutout-blur − cutout", tuple(found))
+    nothing = (
+        f"no dataset and cutout size has both {zero} and a cutout-blur arm among the trials "
+        f"that ran every epoch ({'; '.join(had)})"
+    )
+    return FigureComparisons(figure, "comparison", "cutout-blur − cutout", tuple(found), nothing)
 
 
 def margin_comparisons(trials: pd.DataFrame) -> FigureComparisons:
     """Fig. 5: each margin arm against each earlier one (vanilla, fixed, distance) per setting."""
     figure = "Fig. 5"
     selected = margin_trials(trials, figure)
-    found = []
+    found, had = [], []
     for (family, dataset), group in selected.groupby([FAMILY, DATASET], sort=True):
         arms = [
             arm
             for arm in margin_arms(group)
             if not _finished(group[group[MARGIN_ARM] == arm]).empty
         ]
+        had.append(f"{family} views on {dataset}: {', '.join(arms) or 'none'}")
         for a, b in combinations(arms, 2):
             found.append(
                 Comparison(
@@ -215,7 +236,10 @@ def margin_comparisons(trials: pd.DataFrame) -> FigureComparisons:
                     compare_arms(group[group[MARGIN_ARM] == a], group[group[MARGIN_ARM] == b]),
                 )
             )
-    return FigureComparisons(figure, "comparison", "between the margins", tuple(found))
+    nothing = (
+        f"no setting has two margin arms among the trials that ran every epoch ({'; '.join(had)})"
+    )
+    return FigureComparisons(figure, "comparison", "between the margins", tuple(found), nothing)
 
 
 FIGURES: dict[str, Callable[[pd.DataFrame], FigureComparisons]] = {
@@ -228,13 +252,15 @@ FIGURES: dict[str, Callable[[pd.DataFrame], FigureComparisons]] = {
 }
 
 
-def sweep_comparisons(sweep: SweepData) -> Iterator[tuple[str, FigureComparisons | str]]:
+def sweep_comparisons(
+    sweep: SweepData,
+) -> Iterator[tuple[str, FigureComparisons | MissingData]]:
     """Each figure's comparisons, or why the sweep has none for it."""
     for figure, compare in FIGURES.items():
         try:
             yield figure, compare(sweep.trials)
         except MissingData as reason:
-            yield figure, str(reason)
+            yield figure, reason
 
 
 def _number(value: float, text: str) -> str:
@@ -278,8 +304,8 @@ def comparisons_html(sweep: SweepData) -> str:
     """The report's section: per figure, a sentence on noise and the table of paired differences."""
     parts, absent = [], []
     for figure, found in sweep_comparisons(sweep):
-        if isinstance(found, str):
-            absent.append(figure)
+        if isinstance(found, MissingData):
+            absent.append(f"{figure} ({found.short})")
             continue
         parts.append(
             f'<h3>{html.escape(figure)}</h3><p class="verdict" data-figure="{html.escape(figure)}">'
@@ -291,6 +317,6 @@ def comparisons_html(sweep: SweepData) -> str:
         "its 95% t-interval and the paired t-test's p-value.</p>"
     )
     missing = (
-        f"<p>Not compared, no trials in this sweep: {', '.join(absent)}.</p>" if absent else ""
+        f"<p>Not compared for this sweep: {html.escape(', '.join(absent))}.</p>" if absent else ""
     )
     return intro + "".join(parts) + missing

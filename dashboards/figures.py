@@ -153,6 +153,7 @@ def parameter_figure(sweep: SweepData, family: str, param: str, xlabel: str, tit
     series = repeats(trials, [DATASET], param)
     if not series:
         raise no_finished(title, trials)
+    _refuse_one_value(trials, series, param, title)
     figure, (axes,) = new_figure()
     for colour, (dataset, line) in zip(COLOURS, series.items()):
         draw_series(axes, line, colour)
@@ -164,6 +165,29 @@ def parameter_figure(sweep: SweepData, family: str, param: str, xlabel: str, tit
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     return figure
+
+
+def _values(values: Any) -> str:
+    return ", ".join(f"{float(value):g}" for value in values)
+
+
+def _refuse_one_value(
+    trials: pd.DataFrame, series: dict[Any, Series], param: str, title: str
+) -> None:
+    """A curve against ``param`` says nothing where no dataset's scored trials (finished, or
+    stopped early) took two values of it: MissingData naming the values they took."""
+    scored = trials[
+        trials["status"].isin([Outcome.FINISHED, Outcome.STOPPED]) & trials[SCORE].notna()
+    ]
+    if (scored.groupby(DATASET)[param].nunique() > 1).any():
+        return
+    name = param.removeprefix("views.params.")
+    taken = "; ".join(f"{dataset}: {name} {_values(line.x)}" for dataset, line in series.items())
+    raise MissingData(
+        f"{title} draws kNN accuracy against {param}; this sweep's trials took one value of it "
+        f"per dataset ({taken}): no curve to draw, the score is in the trials table",
+        f"one {name} value per dataset",
+    )
 
 
 def overlap_figure(sweep: SweepData) -> Figure:
@@ -204,6 +228,17 @@ def overlap_vs_patch_figure(sweep: SweepData) -> Figure:
         sweep, {"overlap": "views.params.overlap", "patch": "views.params.patch"}, title
     )
     datasets = sorted({item.dataset for item in best})
+    on = {
+        family: sorted({item.dataset for item in best if item.family == family})
+        for family in ("overlap", "patch")
+    }
+    if not set(on["overlap"]) & set(on["patch"]):
+        raise MissingData(
+            f"{title} sets the best overlap beside the best patch of the same dataset; this "
+            f"sweep's finished trials have overlap on {on['overlap'] or 'no dataset'} and patch "
+            f"on {on['patch'] or 'no dataset'}",
+            "overlap and patch on no common dataset",
+        )
     figure, (axes,) = new_figure()
     width = 0.38
     for offset, (family, colour) in enumerate((("overlap", COLOURS[0]), ("patch", COLOURS[1]))):
@@ -247,6 +282,20 @@ def cutout_figure(sweep: SweepData) -> Figure:
     series = repeats(trials, [DATASET, CUTOUT_ARM], "views.params.hole")
     if not series:
         raise no_finished(title, trials)
+    at: dict[tuple[str, float], list[str]] = {}
+    for (dataset, arm), line in series.items():
+        for hole in line.x:
+            at.setdefault((dataset, float(hole)), []).append(arm)
+    if all(len(found) < 2 for found in at.values()):
+        found = "; ".join(
+            f"{dataset}, size {hole:g}: {', '.join(arms_at)}"
+            for (dataset, hole), arms_at in sorted(at.items())
+        )
+        raise MissingData(
+            f"{title} compares cutout and cutout-blur arms at the same cutout size; this sweep's "
+            f"finished cutout trials have one arm at each dataset and size ({found})",
+            "one cutout arm per size",
+        )
     datasets = sorted({dataset for dataset, _ in series})
     figure, axes_list = new_figure(width=5.6, ncols=len(datasets))
     for axes, dataset in zip(axes_list, datasets):
@@ -291,6 +340,13 @@ def margin_figure(sweep: SweepData) -> Figure:
     curves = epoch_curves(sweep, MARGIN_ARM, trials)
     if not curves:
         raise no_finished(title, trials)
+    if len(curves) < 2:
+        (arm,) = curves
+        raise MissingData(
+            f"{title} compares the margin arms by epoch; of this sweep's arms "
+            f"{margin_arms(trials)}, only {arm!r} has trials that ran every epoch",
+            "one margin arm finished",
+        )
     figure, (axes,) = new_figure()
     for colour, arm in zip(COLOURS * 2, [arm for arm in margin_arms(trials) if arm in curves]):
         curve = curves[arm]
@@ -328,7 +384,16 @@ def learning_curves_figure(sweep: SweepData) -> Figure:
     history = sweep.epochs.dropna(subset=[KNN_TOP1])
     if history.empty:
         raise MissingData(
-            f"learning curves need per-epoch knn_top1; sweep {sweep.name} has no epochs recorded"
+            f"learning curves need per-epoch knn_top1; sweep {sweep.name} has no epochs recorded",
+            "no epochs recorded",
+        )
+    per_trial = history.groupby("trial_id")[EPOCH].nunique()
+    if per_trial.max() < 2:
+        raise MissingData(
+            "learning curves need trials of at least two epochs; each of the "
+            f"{len(per_trial)} trials of sweep {sweep.name} recorded one "
+            f"(epoch {_values(sorted(set(history[EPOCH])))})",
+            "one epoch per trial",
         )
     status = dict(zip(sweep.trials["trial_id"], sweep.trials["status"]))
     figure, (axes,) = new_figure(width=7.2)
@@ -402,7 +467,8 @@ def realised_views_figure(stats: dict[str, dict[str, Any]], trials: pd.DataFrame
     if not stats:
         raise MissingData(
             "realised-view distributions need the trials' view_stats.json artifacts in MLflow; "
-            "none were found"
+            "none were found",
+            "no view_stats.json",
         )
     labels = dict(zip(trials["trial_id"], view_setting_labels(trials)))
     totals: dict[str, dict[str, np.ndarray]] = {}

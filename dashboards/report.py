@@ -5,8 +5,10 @@ best configuration and how far it is above the baselines (:mod:`dashboards.basel
 paired comparisons of the arms each paper figure compares (:mod:`dashboards.comparisons`),
 whether early stopping was safe (:mod:`dashboards.early_stopping`) and the table of trials,
 then shows each figure (inlined as ``data:`` PNGs, with a Content-Security-Policy that forbids
-any network fetch) and lists the figures this sweep has no data for, with the reason. The files
-are also logged to the sweep's parent MLflow run under ``report/``.
+any network fetch) and lists the figures not drawn, with the reason: those the sweep has no data
+for, and those its data cannot say anything with (one parameter's importance, a curve through one
+value, a comparison of one arm). The files are also logged to the sweep's parent MLflow run under
+``report/``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from dashboards.sweeps import SweepData, combine, load_sweep, view_stats
 from study.best import best_trial as study_best_trial
 from study.layout import sweep_directory
 from study.storage import SweepStorage
-from study.vocabulary import BEST_SCORE, FINAL_SCORE, REPORT_DIR
+from study.vocabulary import BEST_SCORE, DEFAULT_STORAGE, FINAL_SCORE, REPORT_DIR
 
 REPORT_FILE = "report.html"
 GALLERY_SETTINGS = 6
@@ -59,12 +61,14 @@ code, pre { background: #f6f6f6; }
 
 @dataclass(frozen=True)
 class FigureEntry:
-    """One figure of the report: drawn to ``path``, or not drawn because of ``missing``."""
+    """One figure of the report: drawn to ``path``, or not drawn because of ``missing`` (what
+    the figure needs and what the sweep has), ``why`` in a few words."""
 
     name: str
     caption: str
     path: Path | None = None
     missing: str | None = None
+    why: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,9 @@ def _missing(value: Any) -> bool:
 def gallery_figure(sweep: SweepData) -> Figure:
     trials = sweep.trials
     if trials.empty:
-        raise MissingData(f"the view gallery needs trials; sweep {sweep.name} has none")
+        raise MissingData(
+            f"the view gallery needs trials; sweep {sweep.name} has none", "no trials"
+        )
     first = trials.iloc[0]
     return build_family_gallery_figure(
         gallery_settings(trials),
@@ -160,7 +166,7 @@ def draw_figures(sweep: SweepData, directory: Path) -> list[FigureEntry]:
         try:
             figure = draw()
         except MissingData as reason:
-            entries.append(FigureEntry(name, caption, missing=str(reason)))
+            entries.append(FigureEntry(name, caption, missing=str(reason), why=reason.short))
             continue
         path = directory / f"{name}.png"
         figure.savefig(path, dpi=DPI, format="png")
@@ -319,7 +325,9 @@ written {time.strftime("%Y-%m-%d %H:%M:%S")}.</p>{also}
 <h2>Comparisons</h2>{comparisons_html(sweep)}
 <h2>Early stopping</h2>{early_stopping_html(sweep)}
 <h2>Figures</h2>{figures}
-<h2>Not drawn for this sweep</h2><ul>{missing or "<li>every figure was drawn</li>"}</ul>
+<h2>Not drawn for this sweep</h2>
+<p>Figures this sweep has no data for, or whose data cannot say anything.</p>
+<ul>{missing or "<li>every figure was drawn</li>"}</ul>
 <h2>Trials</h2>{trials_table_html(sweep.trials)}
 </body></html>
 """
@@ -345,7 +353,7 @@ def log_report(report: Report, tracking_uri: str, run_id: str) -> None:
 
 def report_sweep(
     name: str,
-    storage: str | Path = "runs",
+    storage: str | Path = DEFAULT_STORAGE,
     source: str = "parquet",
     with_sweeps: Sequence[str] = (),
     log: bool = True,

@@ -26,7 +26,8 @@ def load_study(sweep: SweepData) -> optuna.Study:
     if sweep.optuna_storage is None:
         raise MissingData(
             "search figures need the sweep's Optuna study "
-            f"(optuna.db in {sweep.directory}); it was not found"
+            f"(optuna.db in {sweep.directory}); it was not found",
+            "no Optuna study",
         )
     return optuna.load_study(study_name=sweep.name, storage=sweep.optuna_storage)
 
@@ -71,20 +72,54 @@ def varied_params(trials: list[optuna.trial.FrozenTrial]) -> list[str]:
     return [name for name, seen in values.items() if len(seen) > 1]
 
 
+def _states(study: optuna.Study) -> str:
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
+    return ", ".join(f"{count} {state}" for state, count in counts.items()) or "no trial"
+
+
+def _count(count: int) -> str:
+    return {0: "no", 1: "one"}[count]
+
+
 def param_importances(study: optuna.Study, seed: int = 0) -> dict[str, float]:
-    """fANOVA importances of the varied params over the completed trials."""
+    """fANOVA importances of the varied params over the completed trials.
+
+    MissingData where they cannot say anything: fewer than two params varied (one param's
+    importance is 1.00 by definition), no more distinct configurations than params (their
+    effects cannot be told apart), or every trial scored the same."""
     trials = completed(study)
     params = varied_params(trials)
+    study_name = study.study_name
     if len(trials) < 2 or not params:
         raise MissingData(
             "parameter importance needs at least 2 completed trials that differ in a parameter; "
-            f"study {study.study_name} "
-            f"has {len(trials)} completed trials varying {params or 'no parameter'}"
+            f"study {study_name} has {len(trials)} completed trials ({_states(study)}) "
+            f"varying {params or 'no parameter'}",
+            "no parameter varied" if len(trials) > 1 else f"{_count(len(trials))} completed trial",
+        )
+    if len(params) == 1:
+        searched = [other for other in searched_space(study) if other not in params]
+        constant = f"; {searched} took one value" if searched else ""
+        raise MissingData(
+            f"one parameter varied over the {len(trials)} completed trials of study {study_name} "
+            f"({params[0]}{constant}): its importance is 1.00 by definition",
+            "one parameter searched",
+        )
+    settings = {tuple(repr(trial.params.get(param)) for param in params) for trial in trials}
+    if len(settings) <= len(params):
+        raise MissingData(
+            f"fANOVA cannot tell the effects of {len(params)} parameters ({', '.join(params)}) "
+            f"apart: the {len(trials)} completed trials of study {study_name} have "
+            f"{len(settings)} distinct configurations, it needs at least {len(params) + 1}",
+            f"{len(settings)} configurations for {len(params)} parameters",
         )
     if len({trial.value for trial in trials}) < 2:
         raise MissingData(
             "parameter importance needs completed trials that score differently; "
-            f"all {len(trials)} of study {study.study_name} scored {trials[0].value}"
+            f"all {len(trials)} of study {study_name} scored {trials[0].value:.4f}",
+            "every trial scored the same",
         )
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
     return optuna.importance.get_param_importances(study, evaluator=evaluator, params=params)
@@ -154,12 +189,27 @@ def parallel_coordinates_figure(study: optuna.Study) -> Figure:
         for trial in trials
     ]
     scored = [(trial, score) for trial, score in scored if score is not None]
-    params = [name for name in varied_params([trial for trial, _ in scored]) if name != SEED_PARAM]
-    if not scored or not params:
+    varied = varied_params([trial for trial, _ in scored])
+    params = [name for name in varied if name != SEED_PARAM]
+    study_name = study.study_name
+    if len(scored) < 2:
+        raise MissingData(
+            "the parallel-coordinates view compares scored trials; "
+            f"study {study_name} has {len(scored)} ({_states(study)})",
+            f"{_count(len(scored))} scored trial",
+        )
+    if not params:
         raise MissingData(
             "the parallel-coordinates view needs scored trials that differ in a searched "
-            f"parameter; study {study.study_name} has {len(scored)} scored trials "
-            f"varying {params or 'no parameter'}"
+            f"parameter; the {len(scored)} scored trials of study {study_name} "
+            + ("differ only in the seed" if varied else "share one configuration"),
+            "only the seed varied" if varied else "one configuration",
+        )
+    if len({score for _, score in scored}) < 2:
+        raise MissingData(
+            "the parallel-coordinates view relates the parameters to the score; "
+            f"all {len(scored)} scored trials of study {study_name} scored {scored[0][1]:.4f}",
+            "every trial scored the same",
         )
     axes_spec = [
         make_axis(name, [trial.params[name] for trial, _ in scored if name in trial.params])

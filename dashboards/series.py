@@ -5,7 +5,8 @@ draws it, :mod:`dashboards.comparisons` tests it).
 Scores are each trial's final ``knn_top1``. A point of a figure is the mean over its seed
 repeats among the trials that ran every epoch, with its 95% Student-t interval
 (:func:`study.statistics.mean_interval`). A figure whose data is not in the sweep raises
-:class:`MissingData` with a message naming what is missing and what the sweep has.
+:class:`MissingData` with a message naming what is missing and what the sweep has; so does one
+whose data cannot say anything (a curve through one value, a comparison of one arm).
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ MARGIN_VALUES = {"fixed": "margin.m", "distance": "margin.k"}
 
 
 class MissingData(ValueError):
-    """The sweep has no data for a figure; the message says what is needed and what is there."""
+    """A figure not drawn: the sweep has no data for it, or its data cannot say anything (one
+    parameter's importance, a comparison of one arm). The message says what is needed and what
+    the sweep has; ``short`` says it in a few words (``one parameter varied``), for listings."""
+
+    def __init__(self, message: str, short: str = "no data") -> None:
+        super().__init__(message)
+        self.short = short
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,8 @@ def family_trials(
     if selected.empty:
         raise MissingData(
             f"{figure} needs trials of the {family!r} view family; "
-            f"this sweep has families {_present(trials, FAMILY) or 'none'}"
+            f"this sweep has families {_present(trials, FAMILY) or 'none'}",
+            f"no {family} trials",
         )
     return selected
 
@@ -132,7 +140,8 @@ def no_finished(figure_name: str, trials: pd.DataFrame) -> MissingData:
     counts = trials["status"].value_counts().to_dict()
     return MissingData(
         f"{figure_name} needs trials that ran every epoch; "
-        f"this sweep's {len(trials)} such trials are {counts}"
+        f"this sweep's {len(trials)} such trials are {counts}",
+        "no finished trials",
     )
 
 
@@ -215,7 +224,8 @@ def margin_trials(trials: pd.DataFrame, figure_name: str) -> pd.DataFrame:
         raise MissingData(
             f"{figure_name} needs trials of at least two margin modes of {list(MARGIN_NAMES)} "
             "on the same views and dataset; "
-            f"this sweep has {_present(trials, 'margin.mode') or 'none'}"
+            f"this sweep has {_present(trials, 'margin.mode') or 'none'}",
+            "fewer than two margin modes",
         )
     return comparable.assign(**{MARGIN_ARM: margin_arm_labels(comparable)})
 

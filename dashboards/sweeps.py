@@ -30,6 +30,7 @@ from study.tracking import Tracking, logged_epochs
 from study.vocabulary import (
     BASELINES_FILE,
     BEST_SCORE,
+    DEFAULT_STORAGE,
     EPOCH,
     EPOCH_COLUMNS,
     FINAL_SCORE,
@@ -241,7 +242,9 @@ def _integer(value: Any) -> int | None:
     return None if value is None or pd.isna(value) else int(value)
 
 
-def load_sweep(name: str, storage: str | Path = "runs", source: str = "parquet") -> SweepData:
+def load_sweep(
+    name: str, storage: str | Path = DEFAULT_STORAGE, source: str = "parquet"
+) -> SweepData:
     """A stored sweep (``storage/name``) from its Parquet export or its MLflow runs."""
     check_choice("source", source, SOURCES)
     sweep = Sweep.open(name, storage)

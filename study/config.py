@@ -15,7 +15,7 @@ from search_spaces import SEARCH_SPACES, get_preset, with_seeds
 from search_spaces.common import WithConstants
 from search_spaces.grids import grid_define, select_points
 from search_spaces.presets import GRID, SEARCH
-from study.vocabulary import SCORE
+from study.vocabulary import DEFAULT_STORAGE, SCORE
 from trainables.config import TrainConfig
 from trainables.data import DATASETS
 from trainables.recipes import RECIPES, recipe
@@ -67,7 +67,7 @@ class StudyConfig:
     seeds: tuple[int, ...] = (0,)
     seed: int = 0
     name: str | None = None
-    storage: str = "runs"
+    storage: str = DEFAULT_STORAGE
     if_exists: str = "refuse"
     tracking_uri: str = "sqlite:///mlflow.db"
     address: str | None = None
@@ -80,6 +80,9 @@ class StudyConfig:
     early_stopping: bool | None = None
     max_failures: int = 1
     checkpoints_to_keep: int = 2
+    verbose: bool = False
+    """The console: Tune's and Ray Train's own output (True), or the study's concise one
+    (:mod:`study.console`)."""
 
     def __post_init__(self) -> None:
         if (self.space is None) == (self.preset is None):

@@ -19,32 +19,38 @@ from typing import Any
 
 import pyarrow as pa
 import ray
-from mlflow.entities import RunStatus
 from ray import tune
 
 from study.baselines import ensure_baselines
 from study.best import BestTrial
 from study.cluster import check_cluster, cluster_address, connect
 from study.config import StudyConfig
-from study.outbox import Outbox
+from study.console import configure_console
+from study.interrupt import Interruptions, SweepInterrupted
+from study.outbox import Outbox, or_else
 from study.prepare import Prepared, prepare_study, set_aside
 from study.state import Driver, Lifecycle
 from study.stored import repair_study
 from study.summary import summarise
 from study.sweep import Sweep
-from study.tracking import Tracking, check_tracking_store, start_sweep
+from study.tracking import Tracking, check_tracking_store, start_sweep, tag_experiment_kind
 from study.trial import ViewGallery
 from study.tuner import build_tuner, check_gpus, trainable
-from study.vocabulary import STATE_TAG
+from study.ui import DEFAULT_PORT, HOST, experiment_url
+from study.vocabulary import (
+    DEFAULT_STORAGE,
+    INTERRUPT_STOPPER,
+    RUN_FAILED,
+    RUN_FINISHED,
+    RUN_KILLED,
+    RUN_RUNNING,
+    STATE_TAG,
+    STOPPED_BY_TAG,
+)
 from trainables.baselines import Baselines
 from trainables.validation import ConfigError
 
 logger = logging.getLogger(__name__)
-
-KILLED, FAILED, FINISHED = (
-    RunStatus.to_string(status)
-    for status in (RunStatus.KILLED, RunStatus.FAILED, RunStatus.FINISHED)
-)
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,11 @@ class StudyResult:
         return None if self.best is None else self.best.knn_top1
 
     def ui_command(self) -> str:
-        return f"study ui --tracking-uri {self.tracking.tracking_uri} --port 5000"
+        return f"study ui --tracking-uri {self.tracking.tracking_uri} --port {DEFAULT_PORT}"
+
+    def ui_page(self) -> str:
+        """The sweep's runs in the UI that :meth:`ui_command` serves."""
+        return experiment_url(f"http://{HOST}:{DEFAULT_PORT}", self.tracking.experiment_id)
 
 
 @contextmanager
@@ -78,17 +88,41 @@ def ray_session(address: str | None) -> Iterator[None]:
             ray.shutdown()
 
 
+def ended_trials(tracking: Tracking, outbox: Outbox) -> int | None:
+    """How many of a sweep's trials ended (ran every epoch, were stopped by ASHA, failed), by
+    their MLflow runs: a trial an interrupt cuts is still RUNNING (Tune stops it without a
+    verdict). None if MLflow does not answer."""
+    outbox.flush(force=True)
+    return or_else(
+        lambda: sum(run.info.status != RUN_RUNNING for run in tracking.child_runs()),
+        None,
+        "the trials' statuses",
+    )
+
+
 def _run(sweep: Sweep, tuner_factory: Callable[[Outbox], tune.Tuner]) -> StudyResult:
-    """Drive a sweep to its end and record how it ended, whatever ends it."""
+    """Drive a sweep to its end and record how it ended, whatever ends it: finished, failed, or
+    interrupted by SIGINT or SIGTERM (:mod:`study.interrupt`; raises :class:`SweepInterrupted`)."""
+    with Interruptions().handled() as interruptions:
+        return _drive(sweep, tuner_factory, interruptions)
+
+
+def _drive(
+    sweep: Sweep, tuner_factory: Callable[[Outbox], tune.Tuner], interruptions: Interruptions
+) -> StudyResult:
     outbox = sweep.outbox()
-    lifecycle, status = Lifecycle.FAILED, FAILED
+    lifecycle, status = Lifecycle.FAILED, RUN_FAILED
     try:
         sweep.save(lifecycle=Lifecycle.RUNNING, driver=Driver.this())
         baselines = ensure_baselines(sweep.plan, sweep.state.config, sweep.directory, outbox)
         sweep.save(baselines=baselines.rows())
         sweep.storage.push(sweep.name)
-        findings = summarise(tuner_factory(outbox).fit(), sweep, outbox)
-        lifecycle, status = Lifecycle.FINISHED, FINISHED
+        with interruptions.tuning():
+            result_grid = tuner_factory(outbox).fit()
+        if interruptions.received is not None:  # Tune stopped gracefully
+            raise KeyboardInterrupt
+        findings = summarise(result_grid, sweep, outbox)
+        lifecycle, status = Lifecycle.FINISHED, RUN_FINISHED
         sweep.save(trials=findings.trials.num_rows, best=findings.best)
         return StudyResult(
             sweep.name,
@@ -101,11 +135,23 @@ def _run(sweep: Sweep, tuner_factory: Callable[[Outbox], tune.Tuner]) -> StudyRe
             sweep.tracking,
             baselines,
         )
-    except KeyboardInterrupt:
-        lifecycle, status = Lifecycle.INTERRUPTED, KILLED
-        raise
+    except KeyboardInterrupt as interrupt:
+        lifecycle, status = Lifecycle.INTERRUPTED, RUN_KILLED
+        config = sweep.state.config
+        raise SweepInterrupted(
+            sweep.name,
+            interruptions.received,
+            ended_trials(sweep.tracking, outbox),
+            sweep.plan.num_samples,
+            str(config.storage),
+            config.address,
+        ) from interrupt
     finally:
-        outbox.submit("close_open_children", status=KILLED)
+        outbox.submit(
+            "close_open_children",
+            status=RUN_KILLED,
+            tags={STOPPED_BY_TAG: INTERRUPT_STOPPER} if lifecycle is Lifecycle.INTERRUPTED else {},
+        )
         outbox.submit(
             "close", status=status, keep_finished=False, tags={STATE_TAG: lifecycle.value}
         )
@@ -176,7 +222,7 @@ def start_study(prepared: Prepared, view_gallery: ViewGallery | None = None) -> 
 
 def resume_study(
     name: str,
-    storage: str | Path = "runs",
+    storage: str | Path = DEFAULT_STORAGE,
     address: str | None = None,
     view_gallery: ViewGallery | None = None,
 ) -> StudyResult:
@@ -197,7 +243,10 @@ def resume_study(
             tracking.tracking_uri,
             name,
         )
-        tracking.client().update_run(tracking.parent_run_id, status="RUNNING")
+        client = tracking.client()
+        client.update_run(tracking.parent_run_id, status=RUN_RUNNING)
+        tag_experiment_kind(client, client.get_experiment(tracking.experiment_id))
+        configure_console(config.verbose)
         # the restored Tuner keeps its pickled callback, whose outbox shares this one's journal
         return _run(
             sweep,

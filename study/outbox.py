@@ -186,7 +186,7 @@ def _close(writer: Writer, operation: dict[str, Any]) -> None:
 
 
 def _close_open_children(writer: Writer, operation: dict[str, Any]) -> None:
-    close_open_children(writer.tracking, operation["status"])
+    close_open_children(writer.tracking, operation["status"], operation.get("tags"))
 
 
 APPLY: dict[str, Callable[[Writer, dict[str, Any]], None]] = {

@@ -15,8 +15,7 @@ from study.summary import export_results
 from study.sweep import Sweep
 from study.tracking import check_tracking_store, close_open_children
 from study.tuner import trainable
-
-KILLED = "KILLED"
+from study.vocabulary import DEFAULT_STORAGE, RUN_KILLED
 
 
 def repair_study(sweep: Sweep) -> int:
@@ -27,10 +26,10 @@ def repair_study(sweep: Sweep) -> int:
     if sweep.state.lifecycle is not Lifecycle.RUNNING or sweep.state.live:
         return 0
     tracking = sweep.tracking
-    closed = close_open_children(tracking, KILLED)
+    closed = close_open_children(tracking, RUN_KILLED)
     client = tracking.client()
     if client.get_run(tracking.parent_run_id).info.status == "RUNNING":
-        client.set_terminated(tracking.parent_run_id, KILLED)
+        client.set_terminated(tracking.parent_run_id, RUN_KILLED)
         closed += 1
     sweep.save(lifecycle=Lifecycle.INTERRUPTED)
     return closed
@@ -47,7 +46,7 @@ class Listing:
     """Runs ``--repair`` closed."""
 
 
-def list_studies(storage: str | Path = "runs", repair: bool = False) -> list[Listing]:
+def list_studies(storage: str | Path = DEFAULT_STORAGE, repair: bool = False) -> list[Listing]:
     location = SweepStorage(str(storage))
     listings = []
     for name in location.names():
@@ -63,7 +62,7 @@ def list_studies(storage: str | Path = "runs", repair: bool = False) -> list[Lis
     return listings
 
 
-def sync_study(name: str, storage: str | Path = "runs") -> int:
+def sync_study(name: str, storage: str | Path = DEFAULT_STORAGE) -> int:
     """Replay the tracking writes a sweep kept while MLflow did not answer; returns how many
     are still kept (0 once MLflow has them all)."""
     sweep = Sweep.open(name, storage)
@@ -77,7 +76,7 @@ def sync_study(name: str, storage: str | Path = "runs") -> int:
     return pending
 
 
-def export_study(name: str, storage: str | Path = "runs") -> tuple[Path, Path]:
+def export_study(name: str, storage: str | Path = DEFAULT_STORAGE) -> tuple[Path, Path]:
     """Rewrite a sweep's Parquet tables (and the best trial in its record) from its Tune
     experiment state."""
     sweep = Sweep.open(name, storage)

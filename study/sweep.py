@@ -16,7 +16,7 @@ from study.outbox import Outbox
 from study.state import SweepState, read_state, write_state
 from study.storage import SweepStorage, pushed
 from study.tracking import Tracking
-from study.vocabulary import EPOCHS_FILE, RESULTS_DIR, TRIALS_FILE
+from study.vocabulary import DEFAULT_STORAGE, EPOCHS_FILE, RESULTS_DIR, TRIALS_FILE
 
 
 class Sweep:
@@ -31,7 +31,7 @@ class Sweep:
         self._plan = study_plan
 
     @classmethod
-    def open(cls, name: str, storage: str | Path = "runs") -> Sweep:
+    def open(cls, name: str, storage: str | Path = DEFAULT_STORAGE) -> Sweep:
         """A stored sweep (pulled into this machine's mirror first, for object storage)."""
         location = SweepStorage(str(storage))
         return cls(location, read_state(location.pull(name)))

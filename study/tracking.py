@@ -17,14 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param
+from mlflow.entities import Experiment, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from study.layout import local_artifact_root
 from study.storage import SweepStorage
 from study.vocabulary import (
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
+    INTERRUPT_STOPPER,
     ROLE_TAG,
+    RUN_RUNNING,
+    STOPPED_BY_TAG,
     STUDY_TAG,
     SWEEP_ROLE,
     TRACKED_METRICS,
@@ -124,6 +129,7 @@ class Tracking:
         """The child run of ``trial_id``, created on first use."""
         existing = self.find_trial_run(trial_id)
         if existing is not None:
+            self._reopen_interrupted(existing)
             return existing
         run = self.client().create_run(
             self.experiment_id,
@@ -136,6 +142,14 @@ class Tracking:
             },
         )
         return run.info.run_id
+
+    def _reopen_interrupted(self, run_id: str) -> None:
+        """A trial an interrupt cut runs again: RUNNING, its ``study.stopped_by`` gone."""
+        client = self.client()
+        run = client.get_run(run_id)
+        if run.data.tags.get(STOPPED_BY_TAG) == INTERRUPT_STOPPER:
+            client.delete_tag(run_id, STOPPED_BY_TAG)
+            client.update_run(run_id, status=RUN_RUNNING)
 
     def trial_run_ids(self) -> dict[str, str]:
         """``trial_id -> run_id`` of the sweep's child runs."""
@@ -151,12 +165,26 @@ class Tracking:
 
 
 def get_or_create_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
+    """The id of experiment ``name``, created (or restored) if need be, and tagged as model
+    training (``mlflow.experimentKind``) unless it has a kind already: an older sweep's
+    experiment gets the tag on its next run, and a kind a user chose is kept."""
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        if experiment.lifecycle_stage == "deleted":
-            client.restore_experiment(experiment.experiment_id)
-        return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=local_artifact_root(tracking_uri))
+    if experiment is None:
+        return client.create_experiment(
+            name,
+            artifact_location=local_artifact_root(tracking_uri),
+            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+        )
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    tag_experiment_kind(client, experiment)
+    return experiment.experiment_id
+
+
+def tag_experiment_kind(client: MlflowClient, experiment: Experiment) -> None:
+    """Tag ``experiment`` as model training unless it has a kind already."""
+    if not experiment.tags.get(EXPERIMENT_KIND_TAG):
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
 
 
 def start_sweep(
@@ -231,12 +259,17 @@ def log_checkpoint_artifacts(
             client.log_artifact(run_id, str(path))
 
 
-def close_open_children(tracking: Tracking, status: str) -> int:
-    """Terminate children still RUNNING (a trial the sweep never heard back from)."""
+def close_open_children(tracking: Tracking, status: str, tags: dict[str, str] | None = None) -> int:
+    """Terminate children still RUNNING (a trial the sweep never heard back from, or one an
+    interrupt cut), tagged with ``tags``."""
     client = tracking.client()
     closed = 0
     for run in tracking.child_runs():
-        if run.info.status == "RUNNING":
+        if run.info.status == RUN_RUNNING:
+            if tags:
+                client.log_batch(
+                    run.info.run_id, tags=[RunTag(key, value) for key, value in tags.items()]
+                )
             client.set_terminated(run.info.run_id, status)
             closed += 1
     return closed

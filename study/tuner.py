@@ -13,6 +13,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from study.callbacks import MlflowTrialCallback, PushCallback, TimelineCallback
 from study.config import METRIC, MODE, StudyConfig, StudyPlan, with_gpus
+from study.console import TRAIN_LOG_LEVEL, TUNE_VERBOSITY, TrialConsole, configure_console
 from study.layout import optuna_storage
 from study.outbox import Outbox
 from study.search import StudySearch
@@ -89,6 +90,7 @@ def trainable(
         checkpoints_to_keep=config.checkpoints_to_keep,
         max_failures=config.max_failures,
         datasets=dataset_share() if training else None,
+        log_level=TRAIN_LOG_LEVEL[config.verbose],
     )
     context = TrialContext(
         base_config=study_plan.base_config.to_dict(),
@@ -134,6 +136,7 @@ def build_tuner(
         seed=config.seed,
         points=study_plan.points,
     )
+    configure_console(config.verbose)
     return tune.Tuner(
         trainable(study_plan, config, storage, tracking, view_gallery=view_gallery),
         tune_config=tune.TuneConfig(
@@ -148,7 +151,15 @@ def build_tuner(
             name=study_plan.name,
             storage_path=storage.tune_root,
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
+            verbose=TUNE_VERBOSITY[config.verbose],
             callbacks=[
+                TrialConsole(
+                    METRIC,
+                    MODE,
+                    study_plan.num_samples,
+                    study_plan.epochs,
+                    table=not config.verbose,
+                ),
                 MlflowTrialCallback(
                     outbox, study_plan.epochs, study_plan.base_config.to_dict(), storage.location
                 ),

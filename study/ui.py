@@ -28,6 +28,13 @@ from study.layout import local_artifact_root, resolve_tracking_uri
 from trainables.validation import ConfigError, check_range
 
 HOST = "127.0.0.1"
+DEFAULT_PORT = 5000
+MODEL_TRAINING = "workflowType=machine_learning"
+"""The UI's GenAI / Model training switch, in a page's URL. MLflow 3.17's UI takes an
+experiment's landing page from it (a fresh browser is in GenAI mode, which opens on an overview
+of traces), not from the experiment's ``mlflow.experimentKind`` tag: the links the study prints
+carry it."""
+LINKED_SWEEPS = 10
 SQLITE_PREFIX = "sqlite:///"
 # The server imports all of MLflow in several processes: on a busy two-core machine that alone
 # takes about a minute.
@@ -287,6 +294,25 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def experiment_url(ui_url: str, experiment_id: str) -> str:
+    """The page of an experiment's training runs (its parent run, the trials nested under it)."""
+    return f"{ui_url}/#/experiments/{experiment_id}?{MODEL_TRAINING}"
+
+
+def sweep_links(server: Server, limit: int = LINKED_SWEEPS) -> list[str]:
+    """``NAME: URL`` of the store's most recently updated sweeps."""
+    from mlflow.tracking import MlflowClient
+
+    experiments = MlflowClient(server.tracking_uri).search_experiments(
+        max_results=limit + 1, order_by=["last_update_time DESC"]
+    )
+    return [
+        f"  {experiment.name}: {experiment_url(server.url, experiment.experiment_id)}"
+        for experiment in experiments
+        if experiment.name != "Default"
+    ][:limit]
+
+
 def run_ui(tracking_uri: str, port: int) -> int:
     """Serve until Ctrl-C or SIGTERM (exit code 0); 1 if the server fails to start or exits on
     its own. Bad input raises :class:`ConfigError` before anything starts."""
@@ -295,6 +321,8 @@ def run_ui(tracking_uri: str, port: int) -> int:
             with serve(tracking_uri, port) as server:
                 print(
                     f"MLflow UI on {server.tracking_uri}: {server.url}  (Ctrl-C to stop)",
+                    *sweep_links(server),
+                    sep="\n",
                     flush=True,
                 )
                 code = server.process.wait()

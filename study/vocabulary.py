@@ -75,6 +75,8 @@ PIXELS_METRIC = "pixels_knn_top1"
 RANK_CORRELATION_METRIC = "rank_correlation_at_grace"
 RANK_CORRELATION_TRIALS_METRIC = "rank_correlation_trials"
 
+DEFAULT_STORAGE = "runs"
+"""Where sweeps are kept unless ``--storage`` says otherwise (a folder, or an object-store URI)."""
 # A sweep's files, under STORAGE/NAME/.
 STATE_FILE = "study.json"
 OPTUNA_FILE = "optuna.db"
@@ -115,6 +117,16 @@ RUNG_EPOCHS_TAG = "study.rung_epochs"
 EARLY_STOPPING_TAG = "study.early_stopping"
 """``asha`` or ``off``."""
 ASHA_STOPPER = "asha"
+INTERRUPT_STOPPER = "interrupt"
+"""``study.stopped_by`` of a trial cut by SIGINT or SIGTERM (KILLED, until ``study resume``)."""
+# The experiment's tag: its kind for MLflow, model training rather than GenAI. (MLflow 3.17's UI
+# picks an experiment's pages from its GenAI / Model training switch, `?workflowType=`, instead.)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
+# MLflow's run statuses (mlflow.entities.RunStatus, by name).
+RUN_RUNNING, RUN_FINISHED, RUN_FAILED, RUN_KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
 
 
 class Outcome(StrEnum):
@@ -158,11 +170,11 @@ class Outcome(StrEnum):
 
 
 _RUN_STATUS = {
-    Outcome.FINISHED: "FINISHED",
-    Outcome.STOPPED: "KILLED",
-    Outcome.FAILED: "FAILED",
-    Outcome.DIVERGED: "FAILED",
-    Outcome.COLLAPSED: "FAILED",
+    Outcome.FINISHED: RUN_FINISHED,
+    Outcome.STOPPED: RUN_KILLED,
+    Outcome.FAILED: RUN_FAILED,
+    Outcome.DIVERGED: RUN_FAILED,
+    Outcome.COLLAPSED: RUN_FAILED,
 }
 _STOPPED_BY = {
     Outcome.STOPPED: ASHA_STOPPER,

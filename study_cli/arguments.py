@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from study.vocabulary import DEFAULT_STORAGE
 from trainables.config import TrainConfig, apply_overrides, switch_family
 from trainables.recipes import RECIPES, recipe
 from trainables.validation import ConfigError
@@ -104,6 +105,12 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
             base[key] = value
 
 
+VERBOSE_HELP = (
+    "print Tune's per-trial config and result boxes and Ray Train's per-report and "
+    "per-checkpoint lines (default: Tune's progress table and one line per trial event)"
+)
+
+
 def study_config(args: argparse.Namespace):
     """StudyConfig from a YAML file, then the flags given, then ``--set`` overrides."""
     from study.config import StudyConfig
@@ -121,6 +128,8 @@ def study_config(args: argparse.Namespace):
         data["if_exists"] = args.if_exists
     if args.seeds:
         data["seeds"] = args.seeds
+    if args.verbose:
+        data["verbose"] = True
     if args.grid_only:
         data["grid_only"] = {
             **data.get("grid_only", {}),
@@ -134,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="study", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="a real small sweep on bundled data with local Ray")
-    demo.add_argument("--storage", default="runs")
+    demo.add_argument("--storage", default=DEFAULT_STORAGE)
     demo.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    demo.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
 
     run = commands.add_parser("run", help="start a sweep")
     for flag, (field, kind, text) in RUN_OPTIONS.items():
@@ -152,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         "point and seed to the last epoch)",
     )
     run.add_argument("--seeds", type=int, nargs="+", help="seed repeats of a grid")
+    run.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     run.add_argument(
         "--grid-only",
         action="append",
@@ -187,12 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = commands.add_parser("resume", help="finish an interrupted sweep")
     resume.add_argument("name")
-    resume.add_argument("--storage", default="runs")
+    resume.add_argument("--storage", default=DEFAULT_STORAGE)
     resume.add_argument(
         "--address", help="Ray cluster to finish it on (default: RAY_ADDRESS, else the sweep's own)"
     )
     listing = commands.add_parser("ls", help="sweeps with their status and best result")
-    listing.add_argument("--storage", default="runs")
+    listing.add_argument("--storage", default=DEFAULT_STORAGE)
     listing.add_argument(
         "--repair",
         action="store_true",
@@ -217,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="parquet",
         help="read trials from (default: parquet)",
     )
-    report.add_argument("--storage", default="runs")
+    report.add_argument("--storage", default=DEFAULT_STORAGE)
     report.add_argument(
         "--no-log",
         action="store_true",
@@ -227,10 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
         "sync", help="replay the tracking writes a sweep kept while MLflow did not answer"
     )
     sync.add_argument("name")
-    sync.add_argument("--storage", default="runs")
+    sync.add_argument("--storage", default=DEFAULT_STORAGE)
     export = commands.add_parser("export", help="rewrite a sweep's Parquet tables")
     export.add_argument("name")
-    export.add_argument("--storage", default="runs")
+    export.add_argument("--storage", default=DEFAULT_STORAGE)
     ui = commands.add_parser(
         "ui", help="browse sweeps in the MLflow UI (mlflow server on 127.0.0.1)"
     )

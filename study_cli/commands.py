@@ -13,8 +13,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from study.interrupt import SweepInterrupted
 from study_cli.arguments import build_parser, load_config, parse_overrides, study_config
-from study_cli.output import print_listing, print_report, print_result, run_training
+from study_cli.missing import OWN_PACKAGES, install_hint
+from study_cli.output import (
+    print_interrupted,
+    print_listing,
+    print_report,
+    print_result,
+    run_training,
+)
 from trainables.validation import ConfigError
 
 EXIT_BAD_INPUT = 2
@@ -115,7 +123,13 @@ def demo_command(args: argparse.Namespace) -> int:
 
     name = default_name("demo-overlap", DEMO["dataset"])
     return sweep(
-        StudyConfig(**DEMO, name=name, storage=args.storage, tracking_uri=args.tracking_uri),
+        StudyConfig(
+            **DEMO,
+            name=name,
+            storage=args.storage,
+            tracking_uri=args.tracking_uri,
+            verbose=args.verbose,
+        ),
         then_report=True,
     )
 
@@ -143,6 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except ConfigError as error:
         print(f"study: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except SweepInterrupted as interrupted:
+        print_interrupted(interrupted)
+        return interrupted.exit_code
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] in OWN_PACKAGES:
+            raise
+        print(f"study: error: {install_hint(error.name)}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

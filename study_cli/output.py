@@ -85,7 +85,22 @@ def print_result(result) -> None:
         best_seed = result.best_config["seed"] if result.best_config is not None else None
         print(f"baselines: {describe(result.baselines, result.best_knn_top1, best_seed)}")
     print(f"results: {result.trials_path} and {result.epochs_path}")
-    print(f"browse:  {result.ui_command()}")
+    print(f"browse:  {result.ui_command()}, then {result.ui_page()}")
+
+
+def print_interrupted(interrupted) -> None:
+    """The closing lines of a sweep a signal stopped: how far it got and how to finish it."""
+    how = f" by {interrupted.signal}" if interrupted.signal else ""
+    ended = (
+        f"{interrupted.ended} of {interrupted.planned} trials had ended"
+        if interrupted.ended is not None
+        else f"MLflow did not say how many of the {interrupted.planned} trials had ended"
+    )
+    print(
+        f"\nsweep {interrupted.name} interrupted{how}: {ended}; "
+        "what was written is kept (trials cut short are KILLED, study.stopped_by=interrupt)"
+    )
+    print(f"resume with: {interrupted.resume_command()}", flush=True)
 
 
 def print_report(report) -> None:
@@ -93,8 +108,9 @@ def print_report(report) -> None:
     print(f"figures: {', '.join(entry.name for entry in report.drawn)} (PNG in {report.directory})")
     if report.missing:
         print(
-            "not drawn, no data in this sweep: "
-            f"{', '.join(entry.name for entry in report.missing)} (reasons in the report)"
+            "not drawn: "
+            + ", ".join(f"{entry.name} ({entry.why or 'no data'})" for entry in report.missing)
+            + " (the reasons in full in the report)"
         )
 
 

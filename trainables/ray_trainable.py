@@ -20,11 +20,19 @@ from typing import TYPE_CHECKING, Any
 
 import ray.train
 import torch
-from ray.train import Checkpoint, CheckpointConfig, FailureConfig, Result, RunConfig, ScalingConfig
+from ray.train import (
+    Checkpoint,
+    CheckpointConfig,
+    FailureConfig,
+    LoggingConfig,
+    Result,
+    RunConfig,
+    ScalingConfig,
+)
 from ray.train.torch import TorchTrainer
 
 from trainables.timeline import mark
-from trainables.validation import check_range
+from trainables.validation import check_choice, check_range
 
 if TYPE_CHECKING:
     from trainables.config import TrainConfig
@@ -66,6 +74,14 @@ class ScalingSpec:
         )
 
 
+def report_log_level(level: str) -> None:
+    """Train V2 logs each report ("Reporting training result ...") under its module's file path
+    rather than ``ray.train.*``, which ``LoggingConfig``'s level does not reach: set it here."""
+    from ray.train.v2._internal.execution import context
+
+    logging.getLogger(context.__file__).setLevel(level)
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Runs on every Train worker: SimSiam from the config, reporting each epoch to Ray Train."""
     mark("worker.enter")
@@ -74,6 +90,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from trainables.train import train
 
     config = TrainConfig.from_dict(loop_config["config"])
+    report_log_level(loop_config.get("log_level", "INFO"))
     share = loop_config.get("datasets")
     load_dataset = shared_loader(share) if share is not None else get_dataset
     if torch.cuda.is_available() and config.device != "cpu":
@@ -236,6 +253,9 @@ def readable_checkpoint(candidates: list[Path]) -> Path:
     raise CheckpointError("no readable checkpoint to resume from: " + "; ".join(problems))
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 @dataclass(frozen=True)
 class TrainerSpec:
     """Everything that turns a TrainConfig into a TorchTrainer run."""
@@ -249,9 +269,12 @@ class TrainerSpec:
     2 s: each start-up step and each report waits up to that long)."""
     datasets: Any = None
     """A :class:`DatasetShare` handle: the sweep's trials load each dataset once per node."""
+    log_level: str = "INFO"
+    """Ray Train's console level (its log files in the Ray session keep every level)."""
 
     def __post_init__(self) -> None:
         check_range("poll_interval_s", self.poll_interval_s, 0.01, 60)
+        check_choice("log_level", self.log_level, LOG_LEVELS)
 
 
 class PolledTorchTrainer(TorchTrainer):
@@ -277,7 +300,11 @@ def build_trainer(
     return PolledTorchTrainer(
         train_loop_per_worker,
         poll_interval_s=spec.poll_interval_s,
-        train_loop_config={"config": config.to_dict(), "datasets": spec.datasets},
+        train_loop_config={
+            "config": config.to_dict(),
+            "datasets": spec.datasets,
+            "log_level": spec.log_level,
+        },
         scaling_config=spec.scaling.scaling_config(),
         run_config=RunConfig(
             name=name,
@@ -285,5 +312,6 @@ def build_trainer(
             checkpoint_config=CheckpointConfig(num_to_keep=spec.checkpoints_to_keep),
             failure_config=FailureConfig(max_failures=spec.max_failures),
             callbacks=list(callbacks),
+            logging_config=LoggingConfig(log_level=spec.log_level),
         ),
     )

@@ -293,12 +293,15 @@ def test_the_page_compares_each_point_with_the_best_pairing_seeds(report, figure
             "no point&#x27;s 95% interval of the paired difference to the best excludes 0 "
             "(1 of 2 cannot be tested: fewer than 2 matched seeds)."
         )
-    assert "Not compared, no trials in this sweep: Fig. 3, Fig. 4, Fig. 5." in page
+    assert (
+        "Not compared for this sweep: Fig. 3 (no exclusive trials), Fig. 4 (no cutout trials), "
+        "Fig. 5 (fewer than two margin modes)." in page
+    )
 
 
 def test_cutout_and_margin_arms_are_compared_seed_by_seed(figure_sweeps):
     from dashboards.comparisons import sweep_comparisons
-    from dashboards.series import cutout_arm
+    from dashboards.series import MissingData, cutout_arm
     from dashboards.sweeps import combine, load_sweep
 
     storage = figure_sweeps["cutout-digits"].directory.parent
@@ -344,7 +347,8 @@ def test_cutout_and_margin_arms_are_compared_seed_by_seed(figure_sweeps):
         [by_arm[b] - by_arm[a] for a, b in expected]
     )
     assert found["Fig. 5"].summary().startswith("No difference in Fig. 5 can be tested")
-    assert isinstance(found["Fig. 2a"], str) and "'overlap' view family" in found["Fig. 2a"]
+    assert isinstance(found["Fig. 2a"], MissingData)
+    assert "'overlap' view family" in str(found["Fig. 2a"])
 
 
 def grace_correlation(result, epoch):

@@ -49,10 +49,11 @@ def test_importances_cover_the_varied_params_and_sum_to_one():
 
 def test_importance_needs_scores_that_differ():
     study = optuna.create_study(direction="maximize")
-    for overlap in (0.2, 0.4, 0.6):
-        study.enqueue_trial({"overlap": overlap})
+    for overlap, crop in ((0.2, 0.3), (0.4, 0.1), (0.6, 0.5)):
+        study.enqueue_trial({"overlap": overlap, "crop": crop})
         trial = study.ask()
         trial.suggest_float("overlap", 0.1, 0.9)
+        trial.suggest_float("crop", 0.1, 0.9)
         study.tell(trial, 0.5)
     with pytest.raises(MissingData, match="score differently"):
         param_importances(study)

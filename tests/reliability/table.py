@@ -85,6 +85,20 @@ FAULTS = [
         "searcher (`tests/study/test_search.py`)",
     ),
     (
+        "Ctrl-C or SIGTERM mid-sweep, then resumed",
+        "`study run` (cutout, 2 trials x 6 epochs, 2 at a time) sent SIGINT (to its process "
+        "group, as a terminal's Ctrl-C) or SIGTERM (to the driver, as on pre-emption) once a trial "
+        "logged an epoch; then `study resume NAME`",
+        "tests/reliability/test_interrupted.py",
+        "exit 130 / 143; the last lines say how many of the 2 trials had ended and `resume with: "
+        "study resume NAME --storage ...`, and no `Tuner.restore` hint; `study ls` and "
+        "`study.json` say `interrupted`; the parent run KILLED with `study.state=interrupted`; "
+        "the cut trials KILLED with `study.stopped_by=interrupt`; after `study resume` the sweep "
+        "is finished, the same 2 runs FINISHED without the interrupt tag, `lr` and `knn_top1` "
+        "steps 1-6 once, Parquet epochs 1-6 once. A second signal stops at once "
+        "(`tests/study/test_interrupt.py`)",
+    ),
+    (
         "Tracking server dies mid-sweep",
         "`study ui`'s `mlflow server` process group SIGKILLed once a trial's first epoch "
         "is stored; kept down until the sweep ends; restarted; `study sync`",

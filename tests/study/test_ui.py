@@ -7,9 +7,11 @@ shutdown through the process table: every process of its group must be gone, the
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,13 +20,26 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from study.ui import Server, ServerError, group_alive, launch, stop_group, wait_until_ready
+from study.tracking import metrics_of, start_sweep
+from study.ui import (
+    MODEL_TRAINING,
+    Server,
+    ServerError,
+    experiment_url,
+    group_alive,
+    launch,
+    stop_group,
+    wait_until_ready,
+)
+from study.vocabulary import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 from study_cli.commands import main
 
 pytestmark = pytest.mark.skipif(
@@ -133,10 +148,10 @@ class Lines:
         return "\n".join(self.lines)
 
 
-@pytest.fixture
-def study_ui(mlflow_sweep, tmp_path):
+@contextmanager
+def running_study_ui(tracking_uri: str, cwd: Path) -> Iterator[tuple[subprocess.Popen, Lines, str]]:
     """``python -m study_cli ui`` in a session of its own, as a user runs it; yields (process,
-    output, URL). Whatever the test leaves running is killed afterwards."""
+    output, URL). Whatever is left running is killed afterwards."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -146,12 +161,12 @@ def study_ui(mlflow_sweep, tmp_path):
             "--port",
             str(free_port()),
             "--tracking-uri",
-            mlflow_sweep["tracking_uri"],
+            tracking_uri,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        cwd=tmp_path,
+        cwd=cwd,
         start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -166,6 +181,13 @@ def study_ui(mlflow_sweep, tmp_path):
             kill_group(pgid)
         kill_group(process.pid)
         process.wait(EXIT_TIMEOUT_S)
+
+
+@pytest.fixture
+def study_ui(mlflow_sweep, tmp_path):
+    """``study ui`` on the real search sweep's store: (process, output, URL)."""
+    with running_study_ui(mlflow_sweep["tracking_uri"], tmp_path) as running:
+        yield running
 
 
 def get_json(url: str, endpoint: str, **query) -> dict:
@@ -334,3 +356,141 @@ def test_stop_group_kills_a_group_that_ignores_sigterm():
     stop_group(process, timeout=1)
     assert time.monotonic() - started < 15
     assert not group_alive(process.pid)
+
+
+# The UI in a browser: Debian's headless chromium renders the React app and dumps its DOM.
+needs_chromium = pytest.mark.skipif(
+    shutil.which("chromium") is None and not os.environ.get("CI"),
+    reason="needs Debian's chromium (make test installs it; required under CI)",
+)
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking")
+# Virtual time runs the app's timers at once, but its calls to the server take real time: a page
+# that has not settled yet is loaded again with a longer budget.
+VIRTUAL_TIME_BUDGETS_MS = (30_000, 120_000)
+CHROMIUM_TIMEOUT_S = 240
+GENAI_OVERVIEW = ("Token Usage", "Tokens per Trace", "Latency")
+"""Charts of the GenAI overview page, none of them on the runs table."""
+
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory):
+    """A sweep's MLflow record made by the study's own tracking functions, without Ray: the
+    parent run and three trial runs nested under it, each with its knn_top1 of epoch 1."""
+    tracking_uri = f"sqlite:///{tmp_path_factory.mktemp('small-sweep') / 'mlflow.db'}"
+    # a sweep names its experiment and parent run alike: apart here, so that the page's header,
+    # which names the experiment, does not show the parent run's name too
+    tracking = start_sweep(tracking_uri, "small-sweep", "overlap-small", {"epochs": 1})
+    client = tracking.client()
+    trials, now = {}, int(time.time() * 1000)
+    for index in range(3):
+        name = f"trainable_small_{index:05d}"
+        run_id = tracking.trial_run(f"small_{index:05d}", name)
+        client.log_batch(run_id, metrics=metrics_of({"knn_top1": 0.5 + index / 10}, 1, now))
+        client.set_terminated(run_id, "FINISHED")
+        trials[run_id] = name
+    client.set_terminated(tracking.parent_run_id, "FINISHED")
+    assert set(tracking.trial_run_ids().values()) == set(trials)
+    return {
+        "tracking_uri": tracking_uri,
+        "experiment_id": tracking.experiment_id,
+        "parent_run_id": tracking.parent_run_id,
+        "parent_name": tracking.study_name,
+        "trial_names": sorted(trials.values()),
+    }
+
+
+@pytest.fixture(scope="module")
+def small_sweep_ui(small_sweep, tmp_path_factory):
+    """``study ui`` on the small sweep's store, shared by the module's browser tests."""
+    with running_study_ui(small_sweep["tracking_uri"], tmp_path_factory.mktemp("ui")) as running:
+        yield running
+
+
+def page_text(dom: str) -> str:
+    """The words of a dumped DOM: its title and visible text, without scripts and styles."""
+    dom = re.sub(r"(?s)<(script|style)\b[^>]*>.*?</\1>", " ", dom)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", dom))).strip()
+
+
+def rendered(url: str, profile: Path, settled) -> str:
+    """The text of ``url`` as a fresh headless chromium (a new, empty profile) renders it, once
+    ``settled(text)`` holds or the longest budget has run out."""
+    for budget in VIRTUAL_TIME_BUDGETS_MS:
+        shutil.rmtree(profile, ignore_errors=True)
+        dump = subprocess.run(
+            [
+                "chromium",
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                f"--virtual-time-budget={budget}",
+                "--dump-dom",
+                url,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=CHROMIUM_TIMEOUT_S,
+        )
+        text = page_text(dump.stdout)
+        if settled(text):
+            break
+    return text
+
+
+def test_study_ui_prints_each_sweeps_runs_page(small_sweep, small_sweep_ui):
+    process, output, url = small_sweep_ui
+    page = experiment_url(url, small_sweep["experiment_id"])
+    output.wait_for(re.compile(re.escape(page)), process, EXIT_TIMEOUT_S)
+    assert f"  small-sweep: {page}" in output.lines, "the experiment's name, then its runs page"
+    assert page.endswith(f"?{MODEL_TRAINING}")
+
+
+@needs_chromium
+def test_the_sweeps_experiment_opens_on_its_runs_table_in_chromium(
+    small_sweep, small_sweep_ui, tmp_path
+):
+    """The experiment's page, in model-training mode, lands on the runs table: the sweep's
+    parent run with its trials nested under it (collapsed: the table counts them), and every
+    trial's name once the table is sorted by the score, which lists runs flat."""
+    url, experiment_id = small_sweep_ui[2], small_sweep["experiment_id"]
+    parent, trials = small_sweep["parent_name"], small_sweep["trial_names"]
+    runs = len(trials) + 1
+    landing = rendered(
+        experiment_url(url, experiment_id),
+        tmp_path / "profile",
+        lambda text: f"{runs} matching runs" in text,
+    )
+    assert landing.startswith(f"Runs - Experiment {experiment_id} - MLflow"), landing[:2000]
+    assert parent in landing and f"{runs} matching runs" in landing, landing[:2000]
+    assert not [chart for chart in GENAI_OVERVIEW if chart in landing], landing[:2000]
+
+    by_score = rendered(
+        f"{url}/#/experiments/{experiment_id}/runs?{MODEL_TRAINING}"
+        f"&orderByKey={urllib.parse.quote('metrics.`knn_top1`')}&orderByAsc=false",
+        tmp_path / "profile",
+        lambda text: all(name in text for name in trials),
+    )
+    assert all(name in by_score for name in [parent, *trials]), by_score[:2000]
+    assert by_score.index(trials[-1]) < by_score.index(trials[0]), "best knn_top1 first"
+
+
+@needs_chromium
+def test_mlflow_3_17_lands_on_genai_without_the_switch_whatever_the_experiments_kind(
+    small_sweep, small_sweep_ui, tmp_path
+):
+    """Why the runs table needs ``workflowType`` in the URL: MLflow 3.17's UI takes an
+    experiment's kind from its GenAI / Model training switch (GenAI in a fresh browser), not from
+    the ``mlflow.experimentKind`` tag the sweep's experiment carries. A newer MLflow that honours
+    the tag fails this test: the switch in the URL may then be dropped."""
+    url, experiment_id = small_sweep_ui[2], small_sweep["experiment_id"]
+    experiment = get_json(url, "/api/2.0/mlflow/experiments/get", experiment_id=experiment_id)
+    tags = {tag["key"]: tag["value"] for tag in experiment["experiment"].get("tags", [])}
+    assert tags.get(EXPERIMENT_KIND_TAG) == EXPERIMENT_KIND
+    landing = rendered(
+        f"{url}/#/experiments/{experiment_id}",
+        tmp_path / "profile",
+        lambda text: text.startswith(("Overview", "Runs")) and "Latency" in text,
+    )
+    assert landing.startswith(f"Overview - Experiment {experiment_id} - MLflow"), landing[:2000]
+    assert all(chart in landing for chart in GENAI_OVERVIEW), landing[:2000]
+    assert small_sweep["parent_name"] not in landing
