@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install browser clean
+.PHONY: demo test test-fast lint install browser clean
 
 install: $(STAMP)
 
@@ -18,7 +18,11 @@ demo: $(STAMP)
 	$(BIN)/study demo
 
 test: lint browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=30
+
+# The everyday tier: no Ray cluster and nothing marked slow (a test that starts Ray unmarked fails).
+test-fast: lint
+	STUDY_TESTS_WITHOUT_RAY=1 $(BIN)/python -m pytest -m "not ray and not slow"
 
 # ruff with the rules and line length of pyproject.toml; part of `make test`, so of CI.
 lint: $(STAMP)

@@ -1,14 +1,13 @@
 """Small real sweeps shared by the tests of the study, the dashboards and the UI.
 
-Each runs on a real local Ray cluster with real Ray Train trials, Optuna, ASHA and a real sqlite
-MLflow store; they are cut to a few seconds of training per trial.
+Each runs on the session's real local Ray cluster (see tests/conftest.py) with real Ray Train
+trials, Optuna, ASHA and a real sqlite MLflow store; they are cut to a few seconds of training per
+trial.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import ray
 
 from dashboards.gallery import draw_view_pairs
 from study import StudyConfig, run_study
@@ -69,23 +68,18 @@ FIGURE_SWEEPS = {
 
 
 def figure_sweeps(root: Path) -> dict:
-    """One small grid per paper figure, run one after another on one local Ray cluster."""
-    assert not ray.is_initialized()
-    ray.init(include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False)
-    try:
-        return {
-            name: run_study(
-                StudyConfig(
-                    **fields,
-                    name=name,
-                    epochs=FIGURE_EPOCHS,
-                    overrides=dict(QUICK),
-                    max_concurrent_trials=2,
-                    storage=str(root / "runs"),
-                    tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-                )
+    """One small grid per paper figure, run one after another on the local Ray cluster."""
+    return {
+        name: run_study(
+            StudyConfig(
+                **fields,
+                name=name,
+                epochs=FIGURE_EPOCHS,
+                overrides=dict(QUICK),
+                max_concurrent_trials=2,
+                storage=str(root / "runs"),
+                tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
             )
-            for name, fields in FIGURE_SWEEPS.items()
-        }
-    finally:
-        ray.shutdown()
+        )
+        for name, fields in FIGURE_SWEEPS.items()
+    }

@@ -64,6 +64,7 @@ class ViewConfig:
 
     def __post_init__(self) -> None:
         check_choice("views.family", self.family, VIEW_FAMILIES)
+        check_range("views.size", self.size, 1, integer=True)
         self.build()
 
     def build(self) -> ViewSampler:

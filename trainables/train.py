@@ -2,12 +2,13 @@
 
 ``train(config, report)`` calls ``report(metrics, checkpoint_dir)`` after every epoch, where
 ``checkpoint_dir`` holds ``checkpoint.pt`` for that epoch. ``train(config, report,
-resume_from=checkpoint_dir)`` continues after the epoch saved there. Data order and in-memory
-views are drawn from a generator seeded by ``(seed, epoch, rank)``, and each folder image's views
-from one seeded by ``(seed, epoch, index)``, so a resumed run sees exactly the batches the
-uninterrupted run would have seen, with any number of loader workers. Under ``torch.distributed``
-the model is wrapped in DDP (with SyncBatchNorm on GPUs) and each rank trains on its shard; rank 0
-evaluates and checkpoints.
+resume_from=checkpoint_dir)`` continues after the epoch saved there. Data order is drawn from a
+generator seeded by ``(seed, epoch)``, the same on every rank, in-memory views from one seeded by
+``(seed, epoch, rank)``, and each folder image's views from one seeded by ``(seed, epoch, index)``,
+so a resumed run sees exactly the batches the uninterrupted run would have seen, with any number
+of loader workers. Under ``torch.distributed`` the model is wrapped in DDP (with SyncBatchNorm on
+GPUs) and each rank trains on its shard of the epoch's one permutation (the shards are disjoint);
+rank 0 evaluates and checkpoints.
 """
 
 from __future__ import annotations
@@ -344,6 +345,7 @@ def train(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         first_epoch = state["epoch"]
+        mark("checkpoint.restored", epoch=first_epoch, checkpoint=str(resume_from))
     net: nn.Module = model
     if runtime.world_size > 1:
         if runtime.cuda:  # SyncBatchNorm runs on GPUs only; CPU workers keep per-worker statistics
@@ -383,7 +385,10 @@ def train(
         mark("epoch.start", epoch=epoch + 1)
         lr = set_learning_rate(optimizer, config, epoch)
         generator = epoch_generator(config.seed, epoch, runtime.rank)
-        order = _shard(torch.randperm(count, generator=generator), runtime)
+        # Every rank shards rank 0's permutation, so that the shards are disjoint and cover the
+        # epoch; each rank's views come from its own generator.
+        permutation = generator if runtime.is_chief else epoch_generator(config.seed, epoch, 0)
+        order = _shard(torch.randperm(count, generator=permutation), runtime)
         batches = view_batches(
             dataset,
             order,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from typing import Any
 
@@ -42,7 +43,7 @@ def check_range(
         ok_type = isinstance(value, int) and not isinstance(value, bool)
     else:
         ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok_type or value != value:  # rejects NaN as well as non-numbers
+    if not ok_type or value != value or value in (math.inf, -math.inf):  # NaN, ±inf, non-numbers
         raise ConfigError(field, value, valid)
     if low is not None and (value < low or (low_open and value == low)):
         raise ConfigError(field, value, valid)

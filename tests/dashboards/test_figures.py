@@ -5,6 +5,7 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgb
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
@@ -326,6 +327,31 @@ def test_learning_curves_cut_stopped_trials_short(search_sweep, source):
         assert (drawn.get_linestyle() == "--") == stopped
         assert (len(run["history"]) < sweep.max_epochs) == stopped
     assert_baselines(axes, search_sweep)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_asha_stopped_trials_are_grey_crosses_at_their_last_score(search_sweep, source):
+    """The search sweep's ASHA stops trials (the figure sweeps run every point to the end): on
+    Fig. 2a each stopped run is a grey cross at its overlap and its last logged knn_top1, out of
+    the mean, which the finished runs alone make."""
+    sweep = load_sweep(search_sweep.name, search_sweep.directory.parent, source)
+    (axes,) = axes_of(overlap_figure(sweep))
+    runs = runs_of(search_sweep)
+    stopped = sorted(
+        (float(run["params"]["views.params.overlap"]), run["history"][-1][1])
+        for run in runs
+        if run["status"] == "KILLED"
+    )
+    assert stopped, "the search sweep has ASHA-stopped trials"
+    crosses = line(axes, "stopped:digits")
+    drawn = sorted(zip(crosses.get_xdata(), crosses.get_ydata()))
+    assert [x for x, _ in drawn] == pytest.approx([x for x, _ in stopped])
+    assert [y for _, y in drawn] == pytest.approx([y for _, y in stopped])
+    assert crosses.get_marker() == "x" and crosses.get_linestyle() == "None"
+    red, green, blue = to_rgb(crosses.get_color())
+    assert red == green == blue, "grey"
+    assert crosses.get_label() == f"stopped early by ASHA ({len(stopped)})"
+    assert_series(axes, "digits", expected_points(search_sweep, "views.params.overlap"))
 
 
 def test_importance_and_parallel_coordinates_come_from_the_optuna_study(figure_sweeps):

@@ -15,6 +15,8 @@ from mlflow.tracking import MlflowClient
 from dashboards.figures import COLOURS
 from study_cli.commands import main
 
+pytestmark = pytest.mark.ray
+
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking")
 WIDTH, HEIGHT = 1200, 9000
 

@@ -67,9 +67,11 @@ FAULTS = [
         "a watcher thread SIGKILLs every `RayTrainWorker` process 0.5 s after epoch 2 "
         "reaches MLflow (sweep with `max_failures=2`)",
         "tests/reliability/test_worker_killed.py",
-        "the worker died; the trial ends FINISHED with 4 epochs; MLflow `lr`, `knn_top1`, `loss` "
-        "have steps 1-4 exactly once; `backbone.pt` logged; the Parquet epochs table has epochs "
-        "1-4 once",
+        "the worker died; the trial ends FINISHED with 4 epochs; the replacement worker's own "
+        "timeline (`STUDY_TIMELINE`) shows it loaded the checkpoint Train had registered last "
+        "(epoch >= 2, one the killed worker wrote) and trained that epoch + 1 first, and epoch 1 "
+        "was trained once, by the killed worker; MLflow `lr`, `knn_top1`, `loss` have steps 1-4 "
+        "exactly once; `backbone.pt` logged; the Parquet epochs table has epochs 1-4 once",
     ),
     (
         "Sweep driver SIGKILLed, then resumed",
@@ -80,7 +82,10 @@ FAULTS = [
         "the kill left the sweep `running` with a dead driver; after the resume every trial is "
         "FINISHED with 3 epochs and the 3 grid points each ran once; MLflow has the same 3 runs "
         "(none duplicated), each epoch once; finished runs were not touched (same end time); "
-        "unfinished trials have epochs 1-3 once in Parquet; Optuna has 3 COMPLETE trials; parent "
+        "unfinished trials have epochs 1-3 once in Parquet, and in the workers' timeline each was "
+        "resumed by a worker that loaded its latest registered checkpoint and trained that epoch "
+        "+ 1 first (only trials without a checkpoint at the kill trained epoch 1 again); Optuna "
+        "has 3 COMPLETE trials; parent "
         "FINISHED; a grid point asked for after Tune's last saved state is adopted by the restored "
         "searcher (`tests/study/test_search.py`)",
     ),

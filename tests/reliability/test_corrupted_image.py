@@ -10,13 +10,15 @@ from PIL import Image
 
 from study import StudyConfig, run_study
 
+pytestmark = pytest.mark.ray
+
 EPOCHS = 2
 IMAGES = 48
 CORRUPTED = ("000000000007.jpg", "000000000031.jpg")
 
 
 @pytest.fixture(scope="module")
-def met(tmp_path_factory):
+def met(local_ray, tmp_path_factory):
     root = tmp_path_factory.mktemp("corrupted-image")
     folder = root / "data" / "coco" / "train2017"
     folder.mkdir(parents=True)

@@ -12,6 +12,8 @@ from study import StudyConfig, run_study
 from study.vocabulary import STOP_REASON_TAG, STOPPED_BY_TAG
 from tests.real_sweeps import QUICK
 
+pytestmark = pytest.mark.ray
+
 EPOCHS = 4
 
 
@@ -32,7 +34,7 @@ def one_trial_sweep(root, name: str, overrides: dict):
 
 
 @pytest.fixture(scope="module")
-def diverged(tmp_path_factory):
+def diverged(local_ray, tmp_path_factory):
     return one_trial_sweep(tmp_path_factory.mktemp("diverged"), "diverges", {"optim.base_lr": 1e8})
 
 
@@ -74,7 +76,7 @@ def test_optuna_is_told_the_trial_failed_and_why(diverged):
 
 
 @pytest.fixture(scope="module")
-def collapsed(tmp_path_factory):
+def collapsed(local_ray, tmp_path_factory):
     """``z_std * sqrt(d)`` is at most 1 for L2-normalised outputs, so a collapse ratio of 1 makes
     every epoch count as collapsed: the run must stop after ``collapse_epochs`` of them."""
     return one_trial_sweep(

@@ -3,7 +3,11 @@ real local Ray cluster, a real MLflow store. Finished trials are kept, unfinishe
 from their checkpoints, the searcher's state and the MLflow runs carry on, and a grid point the
 searcher asked for after Tune's last saved state still runs. The sweep is resumed the way
 ``study run ... --resume`` does it (``if_exists="resume"``), which calls ``study resume``'s
-``resume_study``."""
+``resume_study``.
+
+Parquet and MLflow keep each epoch once whatever trains it, so whether an unfinished trial
+continued or started over is read from its workers' timeline (``trainables.timeline``): both the
+killed driver's Ray and the resumed one inherit ``STUDY_TIMELINE``."""
 
 import os
 import signal
@@ -15,16 +19,22 @@ from pathlib import Path
 import optuna
 import pyarrow.parquet as pq
 import pytest
+import ray
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from study import StudyConfig, run_study
 from study.state import read_state
 from study.vocabulary import BASELINES_FILE, RESULTS_DIR, UNTRAINED_METRIC
+from tests.reliability.test_worker_killed import epochs_marked, latest_checkpoints, train_processes
+from trainables.timeline import TIMELINE_VARIABLE, read
+
+pytestmark = pytest.mark.ray
 
 EPOCHS = 3
 NAME = "killed-driver"
 OVERLAPS = "[0.3,0.5,0.7]"
+TRIALS = len(OVERLAPS.strip("[]").split(","))
 TIMEOUT_S = 300
 
 
@@ -65,8 +75,10 @@ def steps(client: MlflowClient, run_id: str, metric: str = "lr") -> list[int]:
 
 @pytest.fixture(scope="module")
 def resumed(tmp_path_factory):
+    assert not ray.is_initialized(), "the workers must inherit STUDY_TIMELINE from a fresh Ray"
     root = tmp_path_factory.mktemp("driver-killed")
     uri = f"sqlite:///{root / 'mlflow.db'}"
+    timeline = root / "timeline.jsonl"
     driver = subprocess.Popen(
         [
             sys.executable,
@@ -98,6 +110,7 @@ def resumed(tmp_path_factory):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        env={**os.environ, TIMELINE_VARIABLE: str(timeline)},
     )
     client = MlflowClient(uri)
 
@@ -128,23 +141,37 @@ def resumed(tmp_path_factory):
     wait_for(lambda: not ray_processes(), "the killed driver's Ray to go", timeout=60)
     state_after_kill = read_state(root / "runs" / NAME)
     baselines_written = (root / "runs" / NAME / RESULTS_DIR / BASELINES_FILE).stat().st_mtime_ns
-    result = run_study(
-        StudyConfig(  # what `study run ... --resume` does: the same sweep, resumed
-            space="overlap",
-            grid=True,
-            grid_only={"views.params.overlap": [0.3, 0.5, 0.7]},
-            epochs=EPOCHS,
-            name=NAME,
-            storage=str(root / "runs"),
-            tracking_uri=uri,
-            if_exists="resume",
+    checkpointed = latest_checkpoints(root / "runs" / NAME / "train")  # Ray is gone: final
+    resume_began = time.time()
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv(TIMELINE_VARIABLE, str(timeline))
+        result = run_study(
+            StudyConfig(  # what `study run ... --resume` does: the same sweep, resumed
+                space="overlap",
+                grid=True,
+                grid_only={"views.params.overlap": [0.3, 0.5, 0.7]},
+                epochs=EPOCHS,
+                name=NAME,
+                storage=str(root / "runs"),
+                tracking_uri=uri,
+                if_exists="resume",
+            )
         )
-    )
     finished_ids, started_ids = (
         [run.info.run_id for run in finished],
         [run.info.run_id for run in started],
     )
-    return result, client, before, finished_ids, started_ids, baselines_written, state_after_kill
+    after_resume = [entry for entry in read(timeline) if entry["time"] >= resume_began]
+    return (
+        result,
+        client,
+        before,
+        finished_ids,
+        started_ids,
+        (checkpointed, after_resume),
+        baselines_written,
+        state_after_kill,
+    )
 
 
 def _group_alive(pgid: int) -> bool:
@@ -185,9 +212,21 @@ def test_finished_trials_were_not_rerun(resumed):
         assert client.get_run(run_id).info.end_time == end_time, "nothing was logged to it again"
 
 
+@pytest.mark.resume
 def test_unfinished_trials_continued_from_their_checkpoints(resumed):
-    result, client, before, _, started, *_ = resumed
+    """Each trial cut by the kill is picked up by one resumed worker, which loads the latest
+    checkpoint Train had registered for that trial (its Train run directory, ``trial-<id>``, names
+    the trial) and trains the epoch after it first. Only trials without a checkpoint at the kill
+    train epoch 1 again."""
+    result, client, before, _, started, (checkpointed, after_resume), *_ = resumed
     epochs = pq.read_table(result.epochs_path).to_pylist()
+    workers = train_processes(after_resume)
+    restored = {
+        Path(entry["checkpoint"]).parent.name.removeprefix("trial-"): (pid, entry)
+        for pid, marks in workers.items()
+        for entry in marks
+        if entry["phase"] == "checkpoint.restored"
+    }
     for run_id in started:
         _, logged, _ = before[run_id]
         trial_id = client.get_run(run_id).data.tags["study.trial_id"]
@@ -196,6 +235,21 @@ def test_unfinished_trials_continued_from_their_checkpoints(resumed):
         assert logged and logged == list(range(1, len(logged) + 1)), (
             "epochs logged before the kill are kept"
         )
+        assert trial_id in checkpointed, f"trial {trial_id} had a checkpoint when the driver died"
+        checkpoint_dir, epoch = checkpointed[trial_id]
+        assert epoch >= len(logged), "every epoch MLflow saw had its checkpoint registered"
+        assert trial_id in restored, f"trial {trial_id} was resumed from a checkpoint"
+        pid, mark = restored[trial_id]
+        assert (mark["epoch"], Path(mark["checkpoint"]).name) == (epoch, checkpoint_dir), (
+            "the resumed worker loaded the trial's latest checkpoint"
+        )
+        assert epochs_marked(workers[pid], "epoch.start") == list(range(epoch + 1, EPOCHS + 1)), (
+            f"trial {trial_id} trained from epoch {epoch + 1}, not from 1"
+        )
+    fresh = [pid for pid, marks in workers.items() if 1 in epochs_marked(marks, "epoch.start")]
+    assert len(fresh) == TRIALS - len(checkpointed), (
+        "after the resume only trials without a checkpoint at the kill trained epoch 1"
+    )
 
 
 def test_the_searcher_and_the_parent_run_carry_on(resumed):

@@ -26,6 +26,8 @@ from study.vocabulary import (
 )
 from tests.reliability.test_driver_killed import ray_processes, steps, trial_runs, wait_for
 
+pytestmark = pytest.mark.ray
+
 EPOCHS = 6
 TRIALS = 2
 TIMEOUT_S = 300
@@ -108,12 +110,11 @@ def interrupted(request, tmp_path_factory):
         "parent": client.get_run(read_state(root / "runs" / name).parent_run_id),
         "trials": {run.info.run_id: run for run in trial_runs(client)},
     }
-    resumed = study("resume", name, "--storage", storage)
-    return signal_name, name, storage, root, client, after, resumed
+    return signal_name, name, storage, root, client, after
 
 
 def test_the_driver_exits_with_the_signals_status_and_says_how_to_resume(interrupted):
-    signal_name, name, storage, _, _, after, _ = interrupted
+    signal_name, name, storage, _, _, after = interrupted
     assert after["returncode"] == EXIT_CODES[signal_name], after["console"][-3000:]
     lines = after["console"].rstrip().splitlines()
     assert lines[-1] == f"resume with: study resume {name} --storage {storage}"
@@ -121,6 +122,8 @@ def test_the_driver_exits_with_the_signals_status_and_says_how_to_resume(interru
     ended = sum(run.info.status != "KILLED" for run in after["trials"].values())
     assert f": {ended} of {TRIALS} trials had ended; " in lines[-2], lines[-2]
     assert "Tuner.restore" not in after["console"], "Tune's hint is not this CLI's"
+    started = [line for line in lines if line.startswith("trial ") and " started: " in line]
+    assert started, "the concise console prints one line per trial event"
     for noise in (
         "Reporting training result",
         "Checkpoint successfully created",
@@ -130,7 +133,7 @@ def test_the_driver_exits_with_the_signals_status_and_says_how_to_resume(interru
 
 
 def test_the_sweep_is_recorded_as_interrupted(interrupted):
-    _, name, _, _, _, after, _ = interrupted
+    _, name, _, _, _, after = interrupted
     row = next(line for line in after["listing"].splitlines() if line.startswith(name))
     assert row.split()[1] == "interrupted"
     assert after["state"].lifecycle == "interrupted"
@@ -139,7 +142,7 @@ def test_the_sweep_is_recorded_as_interrupted(interrupted):
 
 
 def test_cut_trials_are_killed_and_say_why(interrupted):
-    *_, after, _ = interrupted
+    *_, after = interrupted
     runs = list(after["trials"].values())
     assert len(runs) == TRIALS
     cut = [run for run in runs if run.info.status != "FINISHED"]
@@ -149,8 +152,11 @@ def test_cut_trials_are_killed_and_say_why(interrupted):
         assert run.data.tags.get(STOPPED_BY_TAG) == INTERRUPT_STOPPER
 
 
+@pytest.mark.parametrize("interrupted", ["SIGINT"], indirect=True)  # one signal's is enough
 def test_resume_completes_the_sweep_with_each_epoch_once(interrupted):
-    _, name, _, root, client, after, resumed = interrupted
+    """``study resume`` after either signal runs the same code: it is tested after SIGINT."""
+    _, name, storage, root, client, after = interrupted
+    resumed = study("resume", name, "--storage", storage)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     state = read_state(root / "runs" / name)
     assert state.lifecycle == "finished" and state.trials == TRIALS

@@ -29,6 +29,8 @@ from study.ui import signal_group, start, wait_group
 from study.vocabulary import OUTBOX_FILE, STATE_TAG
 from tests.real_sweeps import QUICK
 
+pytestmark = pytest.mark.ray
+
 EPOCHS = 3
 OVERLAPS = [0.3, 0.5, 0.7]
 NAME = "tracking-dropped"

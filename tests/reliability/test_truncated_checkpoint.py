@@ -13,6 +13,8 @@ from study import StudyConfig, run_study
 from tests.reliability.test_worker_killed import KillWorkerAfterEpoch
 from trainables.train import CHECKPOINT_FILE, CheckpointError, load_checkpoint
 
+pytestmark = pytest.mark.ray
+
 EPOCHS = 4
 TRUNCATE_AFTER_EPOCH = 2
 
@@ -67,6 +69,7 @@ def test_the_newest_checkpoint_was_truncated_and_the_workers_killed(survived):
         load_checkpoint(truncated.parent)
 
 
+@pytest.mark.resume
 def test_the_trial_restarted_from_the_previous_checkpoint_and_finished(survived):
     result, fault, _ = survived
     (row,) = pq.read_table(result.trials_path).to_pylist()

@@ -25,13 +25,30 @@ CHOICES = {
     "views.params.fill": {"zero", "blur", "none"},
     "margin.mode": {"none", "fixed", "distance"},
 }
-EXPECTED_KEYS = {
+ALWAYS_SUGGESTED = {
     "overlap": {"views.params.overlap"},
     "patch": {"views.params.patch"},
     "exclusive": {"views.params.gap"},
-    "cutout": {"views.params.hole", "views.params.fill", "views.params.blur"},
-    "margin": {"margin.mode", "margin.m", "margin.k"},
+    "cutout": {"views.params.hole", "views.params.fill"},
+    "margin": {"margin.mode"},
 }
+SUGGESTED_ON_BRANCH = {
+    # (parameter, value drawn) -> the parameters suggested only on that branch
+    ("views.params.fill", "blur"): {"views.params.blur"},
+    ("margin.mode", "fixed"): {"margin.m"},
+    ("margin.mode", "distance"): {"margin.k"},
+}
+
+
+def expected_keys(name: str, params: dict) -> set[str]:
+    """Exactly the parameters ``name``'s define-by-run suggests on a trial that drew ``params``:
+    its unconditional ones and those of the branches taken."""
+    keys = set(ALWAYS_SUGGESTED[name])
+    for key in ALWAYS_SUGGESTED[name]:
+        keys |= SUGGESTED_ON_BRANCH.get((key, params.get(key)), set())
+    return keys
+
+
 EXPECTED_CONSTANTS = {
     "overlap": {"views.family": "overlap"},
     "patch": {"views.family": "patch"},
@@ -62,7 +79,7 @@ def test_define_suggests_in_range_and_builds_valid_configs(name: str, size: int)
     define = SEARCH_SPACES[name].define(size)
     for trial, constants in run_define(define, TRIALS):
         assert constants == EXPECTED_CONSTANTS[name]
-        assert set(trial.params) <= EXPECTED_KEYS[name]
+        assert set(trial.params) == expected_keys(name, trial.params)
         for key, value in trial.params.items():
             check_param(key, value, trial.params, size)
         overrides = {**trial.params, **constants}
@@ -70,12 +87,26 @@ def test_define_suggests_in_range_and_builds_valid_configs(name: str, size: int)
         assert_overrides_applied(config, overrides)
 
 
-def test_module_defines_match_registry() -> None:
-    for module in (overlap, patch, exclusive, margin):
-        [(trial, constants)] = run_define(module.define, 1)
-        assert set(trial.params) <= EXPECTED_KEYS[module.__name__.rsplit(".", 1)[-1]]
-    [(trial, constants)] = run_define(cutout.define, 1)
-    assert constants == {"views.family": "cutout"}
+REGISTRY_TRIALS = 12
+
+
+@pytest.mark.parametrize(
+    ("module", "size"),
+    [(overlap, 16), (patch, 16), (exclusive, 16), (margin, 16), (cutout, cutout.DEFAULT_SIZE)],
+    ids=lambda value: getattr(value, "__name__", str(value)).rsplit(".", 1)[-1],
+)
+def test_module_defines_match_registry(module, size) -> None:
+    """The registry's define-by-run is the module's: the same parameters and constants, trial by
+    trial, from the same seeded sampler."""
+    name = module.__name__.rsplit(".", 1)[-1]
+    from_module = run_define(module.define, REGISTRY_TRIALS)
+    from_registry = run_define(SEARCH_SPACES[name].define(size), REGISTRY_TRIALS)
+    assert [(trial.params, constants) for trial, constants in from_registry] == [
+        (trial.params, constants) for trial, constants in from_module
+    ]
+    for trial, constants in from_module:
+        assert set(trial.params) == expected_keys(name, trial.params)
+        assert constants == EXPECTED_CONSTANTS[name]
 
 
 def test_cutout_blur_only_with_blur_fill() -> None:

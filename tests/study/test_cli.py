@@ -1,11 +1,36 @@
+"""The ``study`` command's input: training and sweep flags, YAML files and overrides, and the
+tracking credentials a sweep takes from the environment (checked against a local HTTP server
+that asks for basic auth; no Ray is started)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import pickle
 import subprocess
 import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
+from mlflow.exceptions import MlflowException
 
+from study import lifecycle
 from study_cli.commands import load_config, main, parse_overrides
 from trainables.validation import ConfigError
+
+USERNAME = "sweep-bot"
+PASSWORD = "pa55-7f3e91c4"
+API_PREFIX = "/api/"
+HEALTH_PATH = "/health"
+EXPERIMENT_ID = "1"
+HTTP_OK, HTTP_UNAUTHORIZED, HTTP_NOT_FOUND = 200, 401, 404
 
 
 def run_cli(*args, cwd=None):
@@ -171,3 +196,182 @@ def test_grid_only_keeps_the_matching_grid_points():
     assert study_plan.num_samples == 2
     enqueued = {tuple(sorted(point.items())) for point in study_plan.points}
     assert len(enqueued) == 2, "each kept point runs once"
+
+
+def basic_auth(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    authorization: str | None
+    body: str
+
+
+@dataclass
+class AuthCheckingServer:
+    """What a tracking server behind basic auth sees: every request, with its Authorization
+    header. The MLflow REST calls a sweep's entry point makes are answered; any API request
+    without the expected credentials is refused with 401, as MLflow's basic-auth app does
+    (``/health`` is open, as there)."""
+
+    authorization: str
+    requests: list[Request] = field(default_factory=list)
+    uri: str = ""
+
+    def answer(self, method: str, path: str, body: dict) -> tuple[int, dict]:
+        endpoint = path.partition("?")[0].removeprefix("/api/2.0/mlflow/")
+        if endpoint == "experiments/get-by-name":
+            return HTTP_NOT_FOUND, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "none"}
+        if endpoint == "experiments/create":
+            return HTTP_OK, {"experiment_id": EXPERIMENT_ID}
+        if endpoint == "runs/create":
+            run_id = uuid.uuid4().hex
+            info = {
+                "run_id": run_id,
+                "run_uuid": run_id,
+                "experiment_id": EXPERIMENT_ID,
+                "run_name": body.get("run_name", ""),
+                "status": "RUNNING",
+                "start_time": body.get("start_time", 0),
+                "artifact_uri": f"mlflow-artifacts:/{EXPERIMENT_ID}/{run_id}/artifacts",
+                "lifecycle_stage": "active",
+            }
+            return HTTP_OK, {"run": {"info": info, "data": {"tags": body.get("tags", [])}}}
+        if endpoint == "runs/log-batch":
+            return HTTP_OK, {}
+        if endpoint == "runs/search":
+            return HTTP_OK, {"runs": []}
+        return HTTP_NOT_FOUND, {"error_code": "ENDPOINT_NOT_FOUND", "message": endpoint}
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[AuthCheckingServer]:
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def handle_one(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                text = self.rfile.read(length).decode() if length else ""
+                authorization = self.headers.get("Authorization")
+                recorder.requests.append(Request(self.command, self.path, authorization, text))
+                if self.path == HEALTH_PATH:
+                    status, payload = HTTP_OK, {"status": "OK"}
+                elif authorization != recorder.authorization:
+                    status, payload = HTTP_UNAUTHORIZED, {"error_code": "UNAUTHENTICATED"}
+                else:
+                    status, payload = recorder.answer(
+                        self.command, self.path, json.loads(text) if text else {}
+                    )
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = handle_one
+
+            def log_message(self, *args) -> None:  # the test reads self.requests instead
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.uri = f"http://127.0.0.1:{server.server_port}"
+        try:
+            yield self
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join()
+
+    @property
+    def api_requests(self) -> list[Request]:
+        return [request for request in self.requests if request.path.startswith(API_PREFIX)]
+
+
+class StoppedBeforeTune(Exception):
+    """Raised where the sweep would start Tune: the entry point's own tracking writes are done."""
+
+
+def run_until_tune(monkeypatch, args: list[str]) -> lifecycle.Sweep:
+    """``study run ARGS`` up to the Tuner, without Ray: the local Ray session is a no-op, and the
+    sweep is captured where it would be driven. Its tracking is pickled and unpickled, as Tune
+    ships it to every trial, and the trial's first MLflow call (finding or creating its run) is
+    made with it."""
+    captured = []
+
+    def capture(sweep, tuner_factory):
+        captured.append(sweep)
+        shipped = pickle.loads(pickle.dumps(sweep.tracking))
+        shipped.trial_run("trial-0", "trial-0")
+        raise StoppedBeforeTune
+
+    monkeypatch.setattr(lifecycle, "ray_session", lambda address: contextlib.nullcontext())
+    monkeypatch.setattr(lifecycle, "_run", capture)
+    with pytest.raises(StoppedBeforeTune):
+        main(["run", *args])
+    (sweep,) = captured
+    return sweep
+
+
+def test_username_and_password_reach_the_tracking_server_and_nothing_else(
+    monkeypatch, tmp_path, caplog, capsys
+):
+    """``MLFLOW_TRACKING_USERNAME`` and ``MLFLOW_TRACKING_PASSWORD`` from the environment go with
+    every REST call of the entry point and of a trial (basic auth); the server refuses the same
+    calls without them. Neither reaches a param, a tag, the sweep's files, its record, the
+    pickled tracking Tune ships to trials, a log line or the console."""
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", USERNAME)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+    expected = basic_auth(USERNAME, PASSWORD)
+    storage = tmp_path / "runs"
+    with AuthCheckingServer(expected).serving() as server:
+        args = ["--space", "overlap", "--storage", str(storage), "--tracking-uri", server.uri]
+        sweep = run_until_tune(monkeypatch, [*args, "--name", "with-credentials"])
+        calls = [
+            (request.method, request.path.partition("?")[0]) for request in server.api_requests
+        ]
+        assert calls == [
+            ("GET", "/api/2.0/mlflow/experiments/get-by-name"),
+            ("POST", "/api/2.0/mlflow/experiments/create"),
+            ("POST", "/api/2.0/mlflow/runs/create"),
+            ("POST", "/api/2.0/mlflow/runs/log-batch"),
+            ("POST", "/api/2.0/mlflow/runs/search"),
+            ("POST", "/api/2.0/mlflow/runs/create"),
+        ], "the experiment, the parent run and its params, then the trial's run"
+        assert {request.authorization for request in server.api_requests} == {expected}
+        assert any('"key": "space"' in request.body for request in server.api_requests), (
+            "the sweep's settings went to the server as params"
+        )
+
+        monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
+        refused_from = len(server.api_requests)
+        with pytest.raises(MlflowException, match="UNAUTHENTICATED"):
+            main(["run", *args, "--name", "without-credentials"])
+        assert server.api_requests[refused_from].authorization != expected, (
+            "the server checks the credentials: without the password it refuses"
+        )
+
+    encoded = expected.removeprefix("Basic ")
+    written = {path: path.read_bytes() for path in storage.rglob("*") if path.is_file()}
+    assert storage / "with-credentials" / "study.json" in written
+    printed = capsys.readouterr()
+    places = {
+        **{
+            f"request {index} ({request.method} {request.path})": request.path + request.body
+            for index, request in enumerate(server.requests)
+        },
+        **{str(path): content.decode(errors="replace") for path, content in written.items()},
+        "the pickled tracking": pickle.dumps(sweep.tracking).decode(errors="replace"),
+        "the sweep's record": json.dumps(sweep.state.to_dict()),
+        "the log": "\n".join(record.getMessage() for record in caplog.records),
+        "stdout": printed.out,
+        "stderr": printed.err,
+    }
+    leaked = [place for place, text in places.items() if PASSWORD in text or encoded in text]
+    assert not leaked, f"the password is in {leaked}"

@@ -30,6 +30,8 @@ from study.vocabulary import NODES_TAG, TRIAL_TAG
 from tests.reliability.test_tracking_dropped import free_port, steps, trial_runs
 from trainables.validation import ConfigError
 
+pytestmark = pytest.mark.ray
+
 EPOCHS = 5
 OVERLAPS = [0.3, 0.5, 0.7]
 REMOVE_AFTER_EPOCH = 2
@@ -191,6 +193,7 @@ def test_trials_ran_on_more_than_one_node(moved):
     assert len(nodes) >= 2, nodes
 
 
+@pytest.mark.resume
 def test_a_trial_resumed_on_another_node_after_its_node_was_removed(moved):
     assert moved["removed"] is not None, "a node was removed while a trial ran on it"
     trial_id, removed_node, checkpointed = moved["removed"]

@@ -23,6 +23,8 @@ from mlflow.tracking import MlflowClient
 from tests.s3 import free_port
 from tests.study.test_cluster import tracking_server
 
+pytestmark = pytest.mark.ray
+
 BIN = Path(sys.executable).parent
 TIMEOUT_S = 420
 SWEEP = [

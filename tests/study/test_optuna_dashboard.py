@@ -34,6 +34,8 @@ from study.vocabulary import EPOCH, OPTUNA_FILE
 from tests.s3 import free_port
 from trainables.health import STOP_REASON_KEY
 
+pytestmark = pytest.mark.ray
+
 DASHBOARD = Path(sys.executable).with_name("optuna-dashboard")
 STARTUP_TIMEOUT_S = 60.0
 NAME = "overlap-dashboard"

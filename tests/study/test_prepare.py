@@ -6,11 +6,10 @@ import pytest
 import ray
 
 from study import StudyConfig
-from study.config import default_gpus_per_trial, with_gpus
+from study.config import default_gpus_per_trial
 from study.layout import sweep_directory
 from study.prepare import prepare_study, set_aside
 from study.state import read_state, write_state
-from study.tuner import local_gpus
 from study.vocabulary import REPLACED_DIR
 from tests.sweep_states import Driver, Lifecycle, sweep_state
 from trainables.recipes import recipe
@@ -96,6 +95,7 @@ def test_bundled_data_needs_no_root(tmp_path):
     assert prepared.plan.base_config.data.root is None
 
 
+@pytest.mark.ray
 def test_local_ray_serves_its_dashboard_on_loopback_only():
     import psutil
 
@@ -135,26 +135,39 @@ def test_no_gpus_are_asked_for_on_a_cpu_cluster_or_for_cpu_trials():
     assert default_gpus_per_trial(recipe("cifar", device="cpu"), 1, cluster_gpus=8) == 0.0
 
 
-def test_the_packing_default_is_resolved_before_ray_and_an_explicit_share_is_kept(tmp_path):
-    config = StudyConfig(
-        space="overlap",
-        dataset="digits",
-        storage=str(tmp_path),
-        tracking_uri=f"sqlite:///{tmp_path}/m.db",
-    )
-    assert config.gpus_per_trial is None
-    prepared = prepare_study(config)
-    assert prepared.config.gpus_per_trial == default_gpus_per_trial(
-        prepared.plan.base_config, 1, local_gpus()
-    )
-    base = recipe("cifar")
-    assert (
-        with_gpus(
-            StudyConfig(space="overlap", gpus_per_trial=0.5), base, cluster_gpus=8
-        ).gpus_per_trial
-        == 0.5
-    )
-    assert with_gpus(StudyConfig(space="overlap"), base, cluster_gpus=8).gpus_per_trial == 0.25
+A_GPU_MACHINE = 8
+"""GPUs that ``prepare_study`` is told the local machine has (this one has none)."""
+SMALL_AT_16_PX = 0.125
+"""GPU_SHARES' share for the digits recipe: the ``small`` CNN at 16 px views (up to 64 px)."""
+
+
+def test_the_packing_default_is_resolved_before_ray_and_an_explicit_share_is_kept(
+    tmp_path, monkeypatch
+):
+    def prepared_share(gpus: int, **fields) -> float | None:
+        monkeypatch.setattr("study.prepare.local_gpus", lambda: gpus)
+        prepared = prepare_study(
+            StudyConfig(
+                space="overlap",
+                dataset="digits",
+                storage=str(tmp_path),
+                tracking_uri=f"sqlite:///{tmp_path}/m.db",
+                **fields,
+            )
+        )
+        assert (prepared.plan.base_config.model.backbone, prepared.plan.base_config.views.size) == (
+            "small",
+            16,
+        )
+        return prepared.config.gpus_per_trial
+
+    assert StudyConfig(space="overlap").gpus_per_trial is None, "unset until prepared"
+    assert prepared_share(A_GPU_MACHINE) == SMALL_AT_16_PX
+    assert prepared_share(A_GPU_MACHINE, workers_per_trial=2) == 2 * SMALL_AT_16_PX, "per worker"
+    assert prepared_share(0) == 0.0, "no GPUs asked for on a machine without them"
+    assert prepared_share(A_GPU_MACHINE, gpus_per_trial=0.5) == 0.5, "an explicit share is kept"
+    assert prepared_share(A_GPU_MACHINE, gpus_per_trial=0.0) == 0.0, "even an explicit zero"
+    assert not ray.is_initialized()
 
 
 @pytest.mark.parametrize(

@@ -92,22 +92,32 @@ def test_discrete_configurations_are_never_run_twice(tmp_path):
     assert len(real) == 3
 
 
-@pytest.mark.parametrize(
-    "points", [[], [{"views.family": "overlap", "views.params.overlap": 0.3, "seed": 0}]]
-)
+GRID_POINT = {"views.family": "overlap", "views.params.overlap": 0.3, "seed": 0}
+
+
+@pytest.mark.parametrize("points", [[], [GRID_POINT]], ids=["searched", "grid"])
 def test_searcher_state_survives_a_tune_checkpoint(tmp_path, points):
+    """The trial asked for before Tune saved the searcher is told to the same Optuna trial after
+    the restore, with the parameters it was suggested (a grid point's are the point)."""
     define = grid_define(points) if points else overlap_space
     search = searcher(tmp_path, define, points=points)
     config = search.suggest("a")
+    if points:
+        assert config == GRID_POINT
+        expected_params = GRID_POINT
+    else:
+        assert set(config) == {"views.family", "views.params.overlap"}
+        assert config["views.family"] == "overlap"
+        assert 0.1 <= config["views.params.overlap"] <= 0.9
+        expected_params = {"views.params.overlap": config["views.params.overlap"]}
     search.save(str(tmp_path / "searcher.pkl"))
     (tmp_path / "fresh").mkdir()
     restored = searcher(tmp_path / "fresh", define)
     restored.restore(str(tmp_path / "searcher.pkl"))
     restored.on_trial_complete("a", report(restored, "a", [0.4] * 4))
-    assert restored.study.trials[0].params == {
-        k: v for k, v in config.items() if k in restored.study.trials[0].params
-    }
-    assert restored.study.trials[0].state == TrialState.COMPLETE
+    trials = restored.study.trials
+    assert [trial.params for trial in trials] == [expected_params], "one trial, its parameters"
+    assert [(trial.state, trial.value) for trial in trials] == [(TrialState.COMPLETE, 0.4)]
 
 
 def test_a_grid_point_asked_for_after_the_last_saved_state_is_run_after_a_restore(tmp_path):

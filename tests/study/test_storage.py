@@ -94,15 +94,18 @@ def test_a_bucket_that_does_not_exist_is_reported_as_missing_not_crashing(s3):
     assert not storage.exists("sweep")
 
 
+@pytest.mark.ray
 def test_a_sweep_on_s3_is_read_back_on_another_machine(s3, monkeypatch, tmp_path):
     """A real sweep (local Ray, Train checkpoints and Tune's state written to the bucket); then,
-    from a second machine's empty mirror, ``study ls`` finds it and ``study export`` rebuilds its
-    tables from the Tune state in the bucket."""
+    from a second machine's empty mirror and with the tables deleted from the bucket, ``study
+    ls`` finds it and ``study export`` rebuilds its tables from the Tune state in the bucket,
+    with the values the MLflow runs hold, and pushes them back."""
     from mlflow.tracking import MlflowClient
 
     from study import StudyConfig, run_study
     from study.stored import export_study, list_studies
     from tests.real_sweeps import QUICK
+    from tests.study.test_sweep import assert_tables_match_mlflow, trials_from_mlflow
 
     monkeypatch.setenv(MIRROR_VARIABLE, str(tmp_path / "machine-a"))
     result = run_study(
@@ -142,16 +145,14 @@ def test_a_sweep_on_s3_is_read_back_on_another_machine(s3, monkeypatch, tmp_path
         )
 
     monkeypatch.setenv(MIRROR_VARIABLE, str(tmp_path / "machine-b"))
+    for table in ("trials.parquet", "epochs.parquet"):  # export must write them, not pull them
+        filesystem.delete_file(f"{remote}/results/{table}")
     assert [listing.state.name for listing in list_studies(s3)] == ["on-s3"]
     assert list_studies(s3)[0].state.lifecycle == "finished"
-    trials_path, _ = export_study("on-s3", s3)
+    trials_path, epochs_path = export_study("on-s3", s3)
     assert trials_path.is_relative_to(tmp_path / "machine-b")
-    import pyarrow.parquet as pq
-
-    exported = pq.read_table(trials_path)
-    columns = ["trial_id", "status", "epochs_run", "best_knn_top1"]
-    assert (
-        exported.select(columns)
-        .sort_by("trial_id")
-        .equals(result.trials.select(columns).sort_by("trial_id"))
-    )
+    expected = trials_from_mlflow(client, result.tracking.experiment_id)
+    assert sorted(expected) == sorted(result.trials["trial_id"].to_pylist())
+    assert_tables_match_mlflow(trials_path, epochs_path, expected)
+    with filesystem.open_input_file(f"{remote}/results/trials.parquet") as pushed:
+        assert pushed.read() == trials_path.read_bytes(), "the export is pushed to the bucket"

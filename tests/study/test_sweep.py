@@ -1,17 +1,39 @@
 """A real sweep: local Ray cluster, Ray Train trials, Optuna + ASHA, a real MLflow sqlite store."""
 
+import contextlib
 import json
 
 import optuna
 import pyarrow.parquet as pq
 import pytest
-import ray
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from study.vocabulary import ROLE_TAG, STOPPED_BY_TAG, TRIAL_TAG
 from tests.real_sweeps import SEARCH_EPOCHS as EPOCHS
 from tests.real_sweeps import SEARCH_TRIALS as TRIALS
+
+pytestmark = pytest.mark.ray
+
+# A child run's MLflow status and `study.stopped_by` tag -> the trial's status in the tables, as
+# the README states them (written out here, not read from study.vocabulary).
+STATUS_OF_RUN = {
+    ("FINISHED", None): "FINISHED",
+    ("KILLED", "asha"): "STOPPED",
+    ("FAILED", None): "FAILED",
+}
+SEARCH_TAG_PREFIX = "search."
+"""A child run's tags of the values the searcher chose (``search.views.params.overlap``)."""
+# What `study export` must rebuild, compared column by column with the MLflow runs.
+EXPORTED_COLUMNS = (
+    "trial_id",
+    "status",
+    "epochs_run",
+    "mlflow_run_id",
+    "final_knn_top1",
+    "best_knn_top1",
+    "param.views.params.overlap",
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +51,71 @@ def children(client, result):
         for run in client.search_runs([result.tracking.experiment_id])
         if run.data.tags.get(ROLE_TAG) == "trial"
     ]
+
+
+def trials_from_mlflow(client, experiment_id):
+    """The trials as the sweep's child runs in MLflow record them, built here without the
+    study's code: trial id -> the row ``trials.parquet`` must have (status, epochs run, run id,
+    final and best knn_top1, the searched overlap) and the (epoch, knn_top1) history."""
+    trials = {}
+    for run in client.search_runs([experiment_id]):
+        if run.data.tags.get(ROLE_TAG) != "trial":
+            continue
+        history = sorted(
+            (point.step, point.value)
+            for point in client.get_metric_history(run.info.run_id, "knn_top1")
+        )
+        scores = [value for _, value in history]
+        trials[run.data.tags[TRIAL_TAG]] = {
+            "row": {
+                "trial_id": run.data.tags[TRIAL_TAG],
+                "status": STATUS_OF_RUN[(run.info.status, run.data.tags.get(STOPPED_BY_TAG))],
+                "epochs_run": len(history),
+                "mlflow_run_id": run.info.run_id,
+                "final_knn_top1": pytest.approx(scores[-1]),
+                "best_knn_top1": pytest.approx(max(scores)),
+                "param.views.params.overlap": pytest.approx(
+                    float(run.data.params["views.params.overlap"])
+                ),
+            },
+            "history": [(step, pytest.approx(value)) for step, value in history],
+        }
+    return trials
+
+
+def assert_tables_match_mlflow(trials_path, epochs_path, expected):
+    """``trials.parquet`` has one row per child run with its values; ``epochs.parquet`` one row
+    per logged epoch, in the run's knn_top1 history."""
+    assert trials_path.is_file() and epochs_path.is_file(), "the export wrote both tables"
+    trials = pq.read_table(trials_path)
+    assert set(EXPORTED_COLUMNS) <= set(trials.column_names)
+    assert trials.num_rows == len(expected)
+    rows = {row["trial_id"]: row for row in trials.select(list(EXPORTED_COLUMNS)).to_pylist()}
+    assert rows == {trial_id: trial["row"] for trial_id, trial in expected.items()}
+    epochs = pq.read_table(epochs_path).to_pylist()
+    assert len(epochs) == sum(len(trial["history"]) for trial in expected.values())
+    for trial_id, trial in expected.items():
+        exported = sorted(
+            (row["epoch"], row["knn_top1"]) for row in epochs if row["trial_id"] == trial_id
+        )
+        assert exported == trial["history"], trial_id
+
+
+@contextlib.contextmanager
+def moved_aside(*paths):
+    """``paths`` renamed away while the block runs (so that what is read there was written
+    there); put back afterwards wherever the block did not write them again."""
+    aside = {path: path.with_name(path.name + ".aside") for path in paths}
+    for path, away in aside.items():
+        path.rename(away)
+    try:
+        yield
+    finally:
+        for path, away in aside.items():
+            if path.exists():
+                away.unlink()
+            else:
+                away.rename(path)
 
 
 def test_asha_stopped_at_least_one_trial_early(sweep):
@@ -176,34 +263,84 @@ def test_the_cli_the_tags_the_table_and_the_record_name_one_best_trial(sweep, ca
 
 
 def test_ls_and_export_from_the_cli(sweep, capsys):
+    """``study ls`` lists the sweep finished with the parent run's best score; ``study export``
+    rebuilds both tables from Tune's experiment state (the old ones are moved away first) with
+    the values the MLflow runs hold."""
     from study_cli.commands import main
 
-    result, _, _ = sweep
+    result, client, _ = sweep
     storage = str(result.directory.parent)
-    original = pq.read_table(result.trials_path)
+    parent = client.get_run(result.tracking.parent_run_id)
     assert main(["ls", "--storage", storage]) == 0
     line = next(
         line for line in capsys.readouterr().out.splitlines() if line.startswith(result.name)
     )
-    assert "finished" in line and f"{result.best_knn_top1:.4f}" in line
-    assert main(["export", result.name, "--storage", storage]) == 0
-    exported = pq.read_table(result.trials_path)
-    assert (
-        exported.select(["trial_id", "status", "epochs_run", "final_knn_top1"])
-        .sort_by("trial_id")
-        .equals(
-            original.select(["trial_id", "status", "epochs_run", "final_knn_top1"]).sort_by(
-                "trial_id"
-            )
-        )
-    )
+    assert "finished" in line and f"{parent.data.metrics['best_knn_top1']:.4f}" in line
+    expected = trials_from_mlflow(client, result.tracking.experiment_id)
+    assert len(expected) == TRIALS
+    with moved_aside(result.trials_path, result.epochs_path):
+        assert main(["export", result.name, "--storage", storage]) == 0
+        printed = capsys.readouterr().out.splitlines()
+        assert printed == [str(result.trials_path), str(result.epochs_path)]
+        assert_tables_match_mlflow(result.trials_path, result.epochs_path, expected)
 
 
-def test_a_used_name_is_refused_before_ray_starts(sweep, capsys):
+def test_the_parent_run_counts_the_outcomes_and_names_the_best_child(sweep):
+    """The parent run's ``trials_*`` metrics count the child runs by outcome, and its
+    ``study.best_*`` tags name the FINISHED child with the highest final knn_top1 in MLflow,
+    with that child's searched values."""
+    from study.best import FINISHED_RULE
+
+    result, client, _ = sweep
+    parent = client.get_run(result.tracking.parent_run_id)
+    kids = children(client, result)
+    outcomes = [STATUS_OF_RUN[(run.info.status, run.data.tags.get(STOPPED_BY_TAG))] for run in kids]
+    assert outcomes.count("STOPPED") >= 1 and outcomes.count("FINISHED") >= 1
+    metrics = parent.data.metrics
+    assert metrics["trials"] == len(kids)
+    for outcome in ("FINISHED", "STOPPED", "FAILED"):
+        assert metrics[f"trials_{outcome.lower()}"] == outcomes.count(outcome), outcome
+    assert metrics["trials_diverged"] == metrics["trials_collapsed"] == 0
+
+    def final_score(run):
+        history = client.get_metric_history(run.info.run_id, "knn_top1")
+        return max(history, key=lambda point: point.step).value
+
+    finished = [run for run, outcome in zip(kids, outcomes) if outcome == "FINISHED"]
+    best = max(finished, key=final_score)
+    tags = parent.data.tags
+    assert tags["study.best_trial"] == best.data.tags[TRIAL_TAG]
+    assert tags["study.best_rule"] == FINISHED_RULE
+    assert tags["study.state"] == "finished"
+    assert metrics["best_knn_top1"] == pytest.approx(final_score(best))
+    overrides = json.loads(tags["study.best_overrides"])
+    searched = {
+        key.removeprefix(SEARCH_TAG_PREFIX): value
+        for key, value in best.data.tags.items()
+        if key.startswith(SEARCH_TAG_PREFIX)
+    }
+    assert "views.params.overlap" in searched
+    assert overrides == {
+        key: pytest.approx(float(value)) if isinstance(overrides.get(key), float) else value
+        for key, value in searched.items()
+    }, "the values the searcher chose for the best child (its search.* tags)"
+
+
+def test_a_used_name_is_refused_before_ray_starts(sweep, capsys, monkeypatch):
+    """Refused by the checks made before Ray: the sweep is never started (the session's Ray is
+    up for the shared sweeps, so "not initialised" cannot show it), no run is created and the
+    sweep's folder is left as it was."""
+    from study import lifecycle
     from study_cli.commands import main
 
     result, client, _ = sweep
     runs_before = len(client.search_runs([result.tracking.experiment_id]))
+    files_before = sorted(result.directory.rglob("*"))
+
+    def start_study(*args, **kwargs):
+        raise AssertionError("the sweep was started: its name was not refused")
+
+    monkeypatch.setattr(lifecycle, "start_study", start_study)
     code = main(
         [
             "run",
@@ -219,8 +356,8 @@ def test_a_used_name_is_refused_before_ray_starts(sweep, capsys):
     )
     assert code == 2
     assert f"name='{result.name}'" in capsys.readouterr().err
-    assert not ray.is_initialized()
     assert len(client.search_runs([result.tracking.experiment_id])) == runs_before
+    assert sorted(result.directory.rglob("*")) == files_before
 
 
 def test_the_baselines_are_on_the_parent_run_in_parquet_and_in_the_state(sweep):

@@ -7,6 +7,7 @@ shutdown through the process table: every process of its group must be gone, the
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -225,6 +226,65 @@ def tags_of(run: dict) -> dict[str, str]:
     return {tag["key"]: tag["value"] for tag in run["data"].get("tags", [])}
 
 
+TCP_LISTEN = "0A"
+"""A socket's state in /proc/net/tcp while it listens."""
+LOOPBACK = "127.0.0.1"
+
+
+def proc_net_address(hex_address: str) -> str:
+    """An address as /proc/net/tcp{,6} writes it (32-bit words in host order, little-endian
+    here) in the usual notation."""
+    raw = bytes.fromhex(hex_address)
+    words = b"".join(raw[index : index + 4][::-1] for index in range(0, len(raw), 4))
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, words)
+
+
+def listening_on(port: int) -> dict[int, str]:
+    """socket inode -> local address of every TCP socket listening on ``port`` (IPv4 and IPv6)."""
+    found = {}
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        if not table.is_file():
+            continue
+        for row in table.read_text().splitlines()[1:]:
+            fields = row.split()
+            address, port_hex = fields[1].rsplit(":", 1)
+            if fields[3] == TCP_LISTEN and int(port_hex, 16) == port:
+                found[int(fields[9])] = proc_net_address(address)
+    return found
+
+
+def socket_inodes(pids) -> set[int]:
+    """The inodes of the sockets the processes ``pids`` hold open."""
+    inodes = set()
+    for pid in pids:
+        try:
+            descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:  # exited while we looked
+            continue
+        for descriptor in descriptors:
+            with contextlib.suppress(OSError):
+                target = os.readlink(descriptor)
+                if target.startswith("socket:["):
+                    inodes.add(int(target[len("socket:[") : -1]))
+    return inodes
+
+
+def assert_listens_on_loopback_only(url: str, pgid: int) -> None:
+    """What ``study ui`` printed is where its server listens, and only there: the URL's port is
+    held by the server's process group, every socket listening on it is bound to 127.0.0.1 (not
+    0.0.0.0 or ::, which other machines could reach), and a connection to it is accepted."""
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname == LOOPBACK, url
+    listening = listening_on(parts.port)
+    assert listening, f"nothing listens on port {parts.port}"
+    assert set(listening.values()) == {LOOPBACK}, f"bound to {sorted(set(listening.values()))}"
+    assert set(listening) <= socket_inodes(group_members(pgid)), (
+        "the listening socket is the server's"
+    )
+    with socket.create_connection((parts.hostname, parts.port), timeout=30):
+        pass
+
+
 def test_study_ui_serves_the_sweep_and_stops_its_whole_process_group(mlflow_sweep, study_ui):
     process, output, url = study_ui
     servers = children_of(process.pid)
@@ -234,6 +294,7 @@ def test_study_ui_serves_the_sweep_and_stops_its_whole_process_group(mlflow_swee
         "the server leads a process group of its own"
     )
 
+    assert_listens_on_loopback_only(url, pgid)
     with urllib.request.urlopen(url, timeout=30) as response:
         assert response.status == 200 and b"<html" in response.read().lower()
     runs = search_runs(url, mlflow_sweep["experiment_id"])

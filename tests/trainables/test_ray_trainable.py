@@ -10,8 +10,10 @@ from PIL import Image
 from ray.train.torch import TorchTrainer
 from ray.train.v2._internal.constants import get_env_vars_to_propagate
 
+import trainables.train as training
 from trainables.data import get_dataset
 from trainables.ray_trainable import (
+    NODES_KEY,
     POLL_INTERVAL_VARIABLE,
     DatasetShare,
     ScalingSpec,
@@ -22,29 +24,40 @@ from trainables.ray_trainable import (
 from trainables.recipes import recipe
 from trainables.train import CheckpointError, load_checkpoint
 from trainables.validation import ConfigError
+from trainables.view_stats import ViewHistograms
 
+# The tests asking for `local_ray` run on the session's shared local Ray (tests/conftest.py).
 
-@pytest.fixture(scope="module")
-def local_ray():
-    assert not ray.is_initialized()
-    ray.init(
-        num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", configure_logging=False
-    )
-    yield
-    ray.shutdown()
+IMAGES = 256
+"""Training images per epoch (``data.limit``), even so that two ranks split them exactly."""
+WORLD_SIZE = 2
 
 
 def quick(epochs):
     return recipe(
-        "digits", **{"epochs": epochs, "data.limit": 256, "data.eval_limit": 200, "batch_size": 32}
+        "digits",
+        **{"epochs": epochs, "data.limit": IMAGES, "data.eval_limit": 200, "batch_size": 32},
     )
 
 
+def pairs_trained_by_rank_0(checkpoint) -> tuple[int, int]:
+    """The pairs in the checkpoint's view histograms (rank 0's shard, every epoch so far), and
+    the epochs they count."""
+    with checkpoint.as_directory() as directory:
+        histograms = ViewHistograms.load(directory)
+    return int(histograms.counts["overlap"].sum()), histograms.epochs
+
+
 def test_ddp_over_two_workers_reports_and_resumes_from_its_checkpoint(local_ray, tmp_path):
-    spec = TrainerSpec(scaling=ScalingSpec(num_workers=2), storage_path=str(tmp_path))
+    spec = TrainerSpec(scaling=ScalingSpec(num_workers=WORLD_SIZE), storage_path=str(tmp_path))
     first = build_trainer(quick(1), spec, name="ddp").fit()
     assert first.error is None
     assert first.metrics["epoch"] == 1 and 0 <= first.metrics["knn_top1"] <= 1
+    nodes = first.metrics[NODES_KEY].split(",")
+    assert len(nodes) == WORLD_SIZE, "one node ID per rank, gathered from the workers"
+    assert pairs_trained_by_rank_0(first.checkpoint) == (IMAGES // WORLD_SIZE, 1), (
+        "rank 0 trained its half of the epoch"
+    )
     with first.checkpoint.as_directory() as directory:
         weights_after_one = load_checkpoint(directory)["model"]
 
@@ -55,12 +68,51 @@ def test_ddp_over_two_workers_reports_and_resumes_from_its_checkpoint(local_ray,
     history = second.metrics_dataframe.sort_values("epoch")
     assert history["epoch"].tolist() == [1, 2]
     assert history["loss"].iloc[0] == pytest.approx(first.metrics["loss"], rel=1e-9)
+    assert len(second.metrics[NODES_KEY].split(",")) == WORLD_SIZE
     with second.checkpoint.as_directory() as directory:
         state = load_checkpoint(directory)
     assert state["epoch"] == 2
+    assert pairs_trained_by_rank_0(second.checkpoint) == (2 * IMAGES // WORLD_SIZE, 2)
     assert any(
         not torch.equal(state["model"][key], weights_after_one[key]) for key in weights_after_one
     )
+
+
+class ShardSeen(Exception):
+    """Raised in place of an epoch's batches: the test has the images the rank was given."""
+
+
+def shard_of(rank: int, world_size: int, monkeypatch, workdir: Path) -> list[int]:
+    """The images ``train`` hands rank ``rank`` of ``world_size`` for its first epoch: the real
+    training function, told its rank as ``torch.distributed`` would tell it, stopped at the
+    batches (no process group, so DDP's wrapper is left out)."""
+    seen: list[int] = []
+
+    def record(dataset, order, *args, **kwargs):
+        seen.extend(order.tolist())
+        raise ShardSeen
+
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            training.Runtime,
+            "detect",
+            classmethod(lambda cls, device: cls(torch.device("cpu"), rank, world_size)),
+        )
+        patch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda model, **_: model)
+        patch.setattr(training, "view_batches", record)
+        with pytest.raises(ShardSeen):
+            training.train(quick(1), workdir=workdir)
+    return seen
+
+
+def test_the_ranks_of_a_ddp_run_train_on_disjoint_shards_that_cover_the_epoch(
+    monkeypatch, tmp_path
+):
+    shards = [shard_of(rank, WORLD_SIZE, monkeypatch, tmp_path) for rank in range(WORLD_SIZE)]
+    assert [len(shard) for shard in shards] == [IMAGES // WORLD_SIZE] * WORLD_SIZE
+    shared = set(shards[0]) & set(shards[1])
+    assert not shared, f"{len(shared)} images are in both ranks' shards"
+    assert sorted(shards[0] + shards[1]) == list(range(IMAGES)), "every image once an epoch"
 
 
 def test_scaling_spec_validates_and_packs_gpus():

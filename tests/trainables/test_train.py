@@ -5,9 +5,13 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
+import trainables.train
+from trainables.config import MarginConfig
+from trainables.loss import floored, negative_cosine, simsiam_loss_terms
 from trainables.recipes import recipe
 from trainables.train import load_checkpoint, scheduled_lr, train
 from trainables.view_stats import ViewHistograms, unit_histogram
@@ -182,19 +186,117 @@ def test_resume_continues_exactly_where_the_checkpoint_left_off(tmp_path):
         assert torch.allclose(final["model"][name].float(), tensor.float(), atol=1e-4), name
 
 
-def test_margin_modes_change_the_floor(tmp_path):
+DISTANCE_K = 20.0
+"""``margin.k`` of the distance-mode run: its floors ``-1 + 20 * phi`` fall on both sides of the
+first epoch's terms, so a batch has pairs held at the floor and pairs trained (checked below)."""
+
+
+class LossInputs:
+    """What the training loop handed the loss, step by step: each batch's phi (recorded from
+    the view batches it drew) and the outputs, margin and floor fraction of its loss call."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.phis: list[torch.Tensor] = []
+        self.calls: list[dict] = []
+        view_batches, loss_terms = (
+            trainables.train.view_batches,
+            trainables.train.simsiam_loss_terms,
+        )
+
+        def recorded_batches(*args, **kwargs):
+            for batch in view_batches(*args, **kwargs):
+                self.phis.append(batch.geometry.phi.clone())
+                yield batch
+
+        def recorded_loss(p1, p2, z1, z2, margin=None):
+            terms = loss_terms(p1, p2, z1, z2, margin)
+            outputs = {
+                name: t.detach().clone() for name, t in zip("p1 p2 z1 z2".split(), (p1, p2, z1, z2))
+            }
+            self.calls.append({**outputs, "margin": margin, "terms": terms})
+            return terms
+
+        monkeypatch.setattr(trainables.train, "view_batches", recorded_batches)
+        monkeypatch.setattr(trainables.train, "simsiam_loss_terms", recorded_loss)
+
+
+def test_margin_modes_change_the_floor(tmp_path, monkeypatch):
+    """The three modes in a real epoch; in distance mode every step's floor is ``-1 + k * phi``
+    of each pair, recomputed here from the outputs the loop handed the loss."""
     none = train(quick(epochs=1), workdir=tmp_path / "none")[0]
     fixed = train(
         quick(epochs=1, **{"margin.mode": "fixed", "margin.m": 1.5}), workdir=tmp_path / "fixed"
     )[0]
+    recorded = LossInputs(monkeypatch)
     distance = train(
-        quick(epochs=1, **{"margin.mode": "distance", "margin.k": 20.0}),
+        quick(epochs=1, **{"margin.mode": "distance", "margin.k": DISTANCE_K}),
         workdir=tmp_path / "distance",
     )[0]
     assert none["floor_active"] == 0.0
     assert fixed["floor_active"] > 0.5
     assert 0.0 < distance["floor_active"] < 1.0
     assert none["margin_mean"] == 0.0 and fixed["margin_mean"] == pytest.approx(1.5)
-    assert distance["margin_mean"] == pytest.approx(20.0 * distance["phi_mean"], rel=1e-4), (
+    assert distance["margin_mean"] == pytest.approx(DISTANCE_K * distance["phi_mean"], rel=1e-4), (
         "the mean of k * phi"
     )
+    assert len(recorded.calls) == len(recorded.phis) > 0
+    held_and_free = 0
+    for phi, call in zip(recorded.phis, recorded.calls, strict=True):
+        assert phi.std() > 0, "the pairs of a batch lie at different distances"
+        assert torch.allclose(call["margin"], DISTANCE_K * phi.float()), "m = k * phi, pair by pair"
+        floor = -1 + DISTANCE_K * phi.double()
+        term_12 = -F.cosine_similarity(call["p1"].double(), call["z2"].double(), dim=1)
+        term_21 = -F.cosine_similarity(call["p2"].double(), call["z1"].double(), dim=1)
+        held = torch.cat((term_12 <= floor, term_21 <= floor))
+        assert float(call["terms"].floor_active) == pytest.approx(held.double().mean().item())
+        expected = 0.5 * (
+            torch.maximum(term_12, floor).mean() + torch.maximum(term_21, floor).mean()
+        )
+        assert float(call["terms"].loss.detach()) == pytest.approx(expected.item(), abs=1e-5)
+        held_and_free += bool(held.any() and not held.all())
+    assert held_and_free > 0, "some step holds some of its pairs at the floor and not others"
+
+
+FLOOR_K = 2.0
+"""With k = 2 the four pairs below get floors -0.9, -0.8, -0.4 and -0.2 (mean -0.575)."""
+FLOOR_CASES = {
+    # phi: raw term -cos(p, z), and whether the pair's own floor -1 + k * phi holds it
+    0.05: (-0.95, True),  # below its floor -0.9 (and below the mean floor)
+    0.10: (-0.70, False),  # above its floor -0.8, below the mean floor: a mean floor would hold it
+    0.30: (-0.50, True),  # below its floor -0.4, above the mean floor: only its own floor holds it
+    0.40: (-0.10, False),  # above its floor -0.2
+}
+
+
+def pairs_with_terms(terms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit predictions ``p`` and targets ``z`` with ``-cos(p_i, z_i) = terms[i]``."""
+    cosines = -terms
+    p = torch.stack((torch.ones_like(terms), torch.zeros_like(terms)), dim=1)
+    z = torch.stack((cosines, (1 - cosines**2).sqrt()), dim=1)
+    return p, z
+
+
+def test_the_distance_floor_holds_each_pair_at_minus_one_plus_k_times_its_phi():
+    """Pair by pair, the floored term is ``max(-cos, -1 + k * phi_i)`` and gets no gradient where
+    the floor holds: the cases put a pair between its own floor and the batch's mean floor on
+    each side, so a floor shared by the batch (a mean phi, a fixed m) would misjudge them."""
+    phi = torch.tensor(list(FLOOR_CASES), dtype=torch.float64)
+    raw = torch.tensor([term for term, _ in FLOOR_CASES.values()], dtype=torch.float64)
+    held = torch.tensor([is_held for _, is_held in FLOOR_CASES.values()])
+    floor = -1 + FLOOR_K * phi
+    margin = MarginConfig(mode="distance", k=FLOOR_K).margin(phi)
+    assert torch.allclose(margin, FLOOR_K * phi)
+
+    p, z = pairs_with_terms(raw)
+    term, active = floored(negative_cosine(p, z), margin)
+    assert torch.allclose(term, torch.maximum(raw, floor))
+    assert torch.equal(active, held)
+    assert torch.allclose(term[held], floor[held]) and torch.allclose(term[~held], raw[~held])
+
+    p1 = p.clone().requires_grad_(True)
+    terms = simsiam_loss_terms(p1, p.clone(), z.clone(), z.clone(), margin)
+    terms.loss.backward()
+    assert float(terms.loss.detach()) == pytest.approx(float(torch.maximum(raw, floor).mean()))
+    assert float(terms.floor_active) == pytest.approx(float(held.double().mean()))
+    gradient = p1.grad.abs().sum(dim=1)
+    assert torch.equal(gradient == 0, held), "no gradient exactly where the pair's floor holds"
