@@ -173,8 +173,9 @@ def test_overwrite_sets_the_old_sweep_aside_and_runs_the_new_one(overwritten):
         overwritten["client"],
     )
     replaced = overwritten["storage"] / REPLACED_DIR
-    assert replaced.is_dir(), f"the old sweep is kept under {replaced}"
-    (kept,) = list(replaced.iterdir())
+    kept_sweeps = list(replaced.iterdir()) if replaced.is_dir() else []
+    assert len(kept_sweeps) == 1, f"the old sweep is kept under {replaced}: {kept_sweeps}"
+    (kept,) = kept_sweeps
     assert SET_ASIDE.match(kept.name), kept.name
     assert digests(kept) == first["files"], "every file of the old sweep, unchanged"
     assert any(str(kept) in warning and SWEEP in warning for warning in overwritten["warnings"])
