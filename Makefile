@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint install browser clean
+.PHONY: demo test test-fast test-extended lint install browser clean
 
 install: $(STAMP)
 
@@ -17,12 +17,25 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/study demo
 
-test: lint browser
-	$(BIN)/python -m pytest --durations=30
+# The tests that start no Ray and are not slow, spread over every core (pytest-xdist, each file on
+# one worker); a test among them that starts Ray in its process without the `ray` mark fails.
+FAST_TIER := STUDY_TESTS_WITHOUT_RAY=1 $(BIN)/python -m pytest -m "not ray and not slow" \
+	-n auto --dist loadfile
 
-# The everyday tier: no Ray cluster and nothing marked slow (a test that starts Ray unmarked fails).
+# The fast tier, then the Ray and slow tests in one process, one Ray cluster at a time, less the
+# `extended` ones; both halves always run, and the target fails if either did. This is CI.
+test: lint browser
+	$(FAST_TIER) --durations=10; fast=$$?; \
+	$(BIN)/python -m pytest -m "(ray or slow) and not extended" --durations=30; rest=$$?; \
+	exit $$((fast || rest))
+
+# The everyday tier: the first half of `make test`.
 test-fast: lint
-	STUDY_TESTS_WITHOUT_RAY=1 $(BIN)/python -m pytest -m "not ray and not slow"
+	$(FAST_TIER)
+
+# What `make test` leaves out: minutes of training or of cluster start-up per test.
+test-extended: lint browser
+	$(BIN)/python -m pytest -m extended --durations=30
 
 # ruff with the rules and line length of pyproject.toml; part of `make test`, so of CI.
 lint: $(STAMP)

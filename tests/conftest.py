@@ -1,4 +1,5 @@
 import os
+import shutil
 import sys
 
 import pytest
@@ -13,7 +14,11 @@ settings.register_profile(
 )
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Under pytest-xdist (`make test-fast`, and the first half of `make test`) each worker gets one
+# thread, so that the workers share the cores instead of fighting for them.
+torch.set_num_threads(
+    1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1))
+)
 
 SHARED_RAY = "local_ray"
 """The fixture a test (or one of its fixtures) asks for to run its sweeps on the session's Ray."""
@@ -104,6 +109,25 @@ def figure_sweeps(local_ray, tmp_path_factory):
     from tests.real_sweeps import figure_sweeps as run
 
     return run(tmp_path_factory.mktemp("figure-sweeps"))
+
+
+@pytest.fixture(scope="session")
+def mlflow_schema(tmp_path_factory):
+    """An empty sqlite MLflow store with its schema built: MLflow's migrations take about 3 s, so
+    they run once per session and each :func:`fresh_tracking_uri` starts as a copy of it."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-schema") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def fresh_tracking_uri(mlflow_schema, tmp_path):
+    """The URI of a new, empty sqlite MLflow store of the test's own (under its ``tmp_path``)."""
+    path = tmp_path / "mlflow.db"
+    shutil.copyfile(mlflow_schema, path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture

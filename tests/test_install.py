@@ -26,7 +26,7 @@ PLATFORM = ("ray", "optuna", "optuna-dashboard", "mlflow", "pyarrow", "torch")
 # this environment's editable install of the project, which the installed wheel replaces
 EDITABLE_INSTALL = ("__editable__*", "spatial_study-*.dist-info")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 
 def source_copy(destination: Path) -> Path:

@@ -2,7 +2,8 @@
 run; the numbers come from full runs, recorded in bench/RESULTS.md). What a benchmark measures is
 checked against what does not come from its own arithmetic: a direct computation of the same
 result, the settings it was given, and bounds the design implies (a step that does more work is
-not faster; a trial that does what an empty one does, and more, takes at least as long)."""
+not faster; a trial that does what an empty one does, and more, takes at least as long). Each
+smoke run is a fresh Python process that imports torch, so they are marked ``slow``."""
 
 import copy
 import re
@@ -51,6 +52,7 @@ KNN_REPEATS = 9
 """Interleaved timings of the smoke problem for the median comparison (the smoke run times one)."""
 
 
+@pytest.mark.slow
 def test_knn_benchmark_times_the_right_knn_and_finds_it_slower_than_its_floor():
     from bench.common import interleaved_seconds
     from bench.knn import SMOKE, TARGET_MEMORY_GIB, problem, run_knn
@@ -79,6 +81,7 @@ def test_knn_benchmark_times_the_right_knn_and_finds_it_slower_than_its_floor():
     assert 0 <= float(memory) < TARGET_MEMORY_GIB
 
 
+@pytest.mark.slow
 def test_view_benchmark_covers_every_family_at_both_sizes():
     from bench.views import FAMILIES
 
@@ -91,6 +94,7 @@ def test_view_benchmark_covers_every_family_at_both_sizes():
     assert all(float(rate.replace(",", "")) > 0 for _, _, rate, _ in rows)
 
 
+@pytest.mark.slow
 def test_training_benchmark_compares_the_full_step_with_the_model_only_step():
     from bench.training import SMOKE_SETTINGS
 
@@ -159,6 +163,7 @@ def tables(output: str) -> list[list[list[str]]]:
 
 
 @pytest.mark.ray
+@pytest.mark.extended
 def test_trial_overhead_benchmark_breaks_down_each_trial_and_measures_rays_floor():
     from bench.trial_overhead import PHASES
 
@@ -218,6 +223,7 @@ PRINTED = 5e-5
 
 
 @pytest.mark.ray
+@pytest.mark.extended
 def test_search_efficiency_benchmark_compares_asha_tpe_with_the_grid():
     from study.config import StudyConfig, plan
     from trainables.baselines import pixel_knn, untrained_knn
@@ -248,6 +254,7 @@ def test_search_efficiency_benchmark_compares_asha_tpe_with_the_grid():
             assert reached == "not reached", f"{sweep} never reported the target"
 
 
+@pytest.mark.slow
 def test_learning_benchmark_tables_each_seed_against_both_baselines():
     from bench.learning import SMOKE
     from trainables.baselines import pixel_knn, untrained_knn
@@ -270,6 +277,7 @@ def test_learning_benchmark_tables_each_seed_against_both_baselines():
         assert float(minutes) >= 0 and curve == f"1:{float(trained):.3f}"
 
 
+@pytest.mark.slow
 def test_view_distribution_benchmark_tables_every_grid_point_on_both_image_shapes():
     output = run_benchmark("bench.view_distributions")
     assert "## 96x96 images" in output and "## 480x640 images" in output

@@ -31,6 +31,7 @@ from tests.reliability.test_tracking_dropped import free_port, steps, trial_runs
 from trainables.validation import ConfigError
 
 pytestmark = pytest.mark.ray
+ON_THE_CLUSTER = pytest.mark.extended  # the tests on the simulated multi-node cluster
 
 EPOCHS = 5
 OVERLAPS = [0.3, 0.5, 0.7]
@@ -186,6 +187,7 @@ def moved(cluster):
     }
 
 
+@ON_THE_CLUSTER
 def test_trials_ran_on_more_than_one_node(moved):
     trials = pq.read_table(moved["result"].trials_path).to_pylist()
     assert sorted(row["status"] for row in trials) == ["FINISHED"] * len(OVERLAPS)
@@ -194,6 +196,7 @@ def test_trials_ran_on_more_than_one_node(moved):
 
 
 @pytest.mark.resume
+@ON_THE_CLUSTER
 def test_a_trial_resumed_on_another_node_after_its_node_was_removed(moved):
     assert moved["removed"] is not None, "a node was removed while a trial ran on it"
     trial_id, removed_node, checkpointed = moved["removed"]
@@ -223,6 +226,7 @@ def test_a_trial_resumed_on_another_node_after_its_node_was_removed(moved):
     assert run.data.tags[NODES_TAG].split(",") == ran_on
 
 
+@ON_THE_CLUSTER
 def test_every_trials_metrics_and_artifacts_reached_the_server(moved):
     client = moved["client"]
     runs = trial_runs(client)
@@ -244,6 +248,7 @@ def test_every_trials_metrics_and_artifacts_reached_the_server(moved):
         assert "overlap" in downloaded.read_text()
 
 
+@ON_THE_CLUSTER
 def test_one_trials_ddp_workers_span_two_nodes(cluster, moved):
     result = run_study(
         sweep_config(
@@ -262,6 +267,7 @@ def test_one_trials_ddp_workers_span_two_nodes(cluster, moved):
     assert len(set(trial["nodes"].split(","))) == 2, trial["nodes"]
 
 
+@ON_THE_CLUSTER
 def test_a_store_on_the_drivers_disk_is_refused_on_a_cluster(cluster, moved, tmp_path):
     config = sweep_config(tmp_path, cluster["server"], cluster["cluster"], "refused")
     local_store = StudyConfig.from_dict(
@@ -275,6 +281,7 @@ def test_a_store_on_the_drivers_disk_is_refused_on_a_cluster(cluster, moved, tmp
     assert not ray.is_initialized()
 
 
+@ON_THE_CLUSTER
 def test_artifacts_kept_on_one_machines_disk_are_refused_on_a_cluster(cluster, moved, tmp_path):
     MlflowClient(cluster["server"].tracking_uri).create_experiment(
         "file-artifacts", artifact_location=(tmp_path / "a").as_uri()

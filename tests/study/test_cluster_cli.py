@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from tests.s3 import free_port
 from tests.study.test_cluster import tracking_server
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.extended]
 
 BIN = Path(sys.executable).parent
 TIMEOUT_S = 420

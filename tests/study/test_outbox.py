@@ -22,9 +22,9 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-def stores(tmp_path):
+def stores(fresh_tracking_uri):
     """The same sweep seen through a working store and through a server that is down."""
-    up = start_sweep(f"sqlite:///{tmp_path / 'mlflow.db'}", "outbox", "outbox", {"epochs": 3})
+    up = start_sweep(fresh_tracking_uri, "outbox", "outbox", {"epochs": 3})
     down = Tracking(
         f"http://127.0.0.1:{closed_port()}", up.experiment_id, up.parent_run_id, up.study_name
     )

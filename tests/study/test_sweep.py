@@ -7,11 +7,11 @@ import optuna
 import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
-from optuna.trial import TrialState
 
 from study.vocabulary import ROLE_TAG, STOPPED_BY_TAG, TRIAL_TAG
 from tests.real_sweeps import SEARCH_EPOCHS as EPOCHS
 from tests.real_sweeps import SEARCH_TRIALS as TRIALS
+from tests.sweep_checks import assert_optuna_mirrors_the_trials
 
 pytestmark = pytest.mark.ray
 
@@ -195,15 +195,7 @@ def test_stopped_trials_are_pruned_in_the_optuna_study(sweep):
     study = optuna.load_study(
         study_name=result.name, storage=f"sqlite:///{result.directory / 'optuna.db'}"
     )
-    states = {round(trial.params["views.params.overlap"], 10): trial for trial in study.trials}
-    for row in result.trials.to_pylist():
-        trial = states[round(row["param.views.params.overlap"], 10)]
-        if row["status"] == "STOPPED":
-            assert trial.state == TrialState.PRUNED
-            assert max(trial.intermediate_values) == row["epochs_run"]
-        else:
-            assert trial.state == TrialState.COMPLETE
-            assert trial.value == pytest.approx(row["final_knn_top1"])
+    assert_optuna_mirrors_the_trials(study, result.trials.to_pylist())
 
 
 def test_parquet_reads_back_and_matches_the_runs(sweep):

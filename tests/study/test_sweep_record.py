@@ -15,13 +15,13 @@ from study.tracking import start_sweep
 
 
 @pytest.fixture
-def created(tmp_path):
+def created(tmp_path, fresh_tracking_uri):
     config = StudyConfig(
         space="overlap",
         dataset="digits",
         name="record",
         storage=str(tmp_path / "runs"),
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        tracking_uri=fresh_tracking_uri,
         epochs=2,
     )
     prepared = prepare_study(config)

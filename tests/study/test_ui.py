@@ -462,7 +462,8 @@ def small_sweep(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def small_sweep_ui(small_sweep, tmp_path_factory):
-    """``study ui`` on the small sweep's store, shared by the module's browser tests."""
+    """``study ui`` on the small sweep's store, shared by the module's browser tests (``slow``:
+    the server takes about half a minute to start on 2 cores, and each page as long)."""
     with running_study_ui(small_sweep["tracking_uri"], tmp_path_factory.mktemp("ui")) as running:
         yield running
 
@@ -498,6 +499,7 @@ def rendered(url: str, profile: Path, settled) -> str:
     return text
 
 
+@pytest.mark.slow
 def test_study_ui_prints_each_sweeps_runs_page(small_sweep, small_sweep_ui):
     process, output, url = small_sweep_ui
     page = experiment_url(url, small_sweep["experiment_id"])
@@ -506,6 +508,7 @@ def test_study_ui_prints_each_sweeps_runs_page(small_sweep, small_sweep_ui):
     assert page.endswith(f"?{MODEL_TRAINING}")
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_the_sweeps_experiment_opens_on_its_runs_table_in_chromium(
     small_sweep, small_sweep_ui, tmp_path
@@ -535,6 +538,7 @@ def test_the_sweeps_experiment_opens_on_its_runs_table_in_chromium(
     assert by_score.index(trials[-1]) < by_score.index(trials[0]), "best knn_top1 first"
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_mlflow_3_17_lands_on_genai_without_the_switch_whatever_the_experiments_kind(
     small_sweep, small_sweep_ui, tmp_path

@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 from mlflow.tracking import MlflowClient
-from optuna.trial import TrialState
 
 from study.vocabulary import (
     BEST_TRIAL_TAG,
@@ -27,8 +26,9 @@ from study.vocabulary import (
     TRIALS_FILE,
 )
 from study_cli.commands import DEMO, main
+from tests.sweep_checks import assert_optuna_mirrors_the_trials
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.extended]
 
 ANNOUNCED = re.compile(r"^sweep (?P<name>\S+): search over overlap, (?P<trials>\d+) trials x ")
 BEST = re.compile(r"^best knn_top1=(?P<score>[0-9.]+): trial (?P<trial>\S+) \(")
@@ -135,12 +135,4 @@ def test_the_optuna_study_prunes_what_asha_stopped_and_completes_the_rest(demo):
         study_name=directory.name, storage=f"sqlite:///{directory / OPTUNA_FILE}"
     )
     assert len(study.trials) == len(trials)
-    by_overlap = {round(trial.params["views.params.overlap"], 10): trial for trial in study.trials}
-    for row in trials:
-        trial = by_overlap[round(row["param.views.params.overlap"], 10)]
-        if row["status"] == "STOPPED":
-            assert trial.state == TrialState.PRUNED
-            assert max(trial.intermediate_values) == row["epochs_run"]
-        else:
-            assert trial.state == TrialState.COMPLETE
-            assert trial.value == pytest.approx(row["final_knn_top1"])
+    assert_optuna_mirrors_the_trials(study, trials)

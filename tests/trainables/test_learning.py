@@ -19,7 +19,7 @@ from trainables.health import STOP_REASON_KEY
 from trainables.recipes import recipe
 from trainables.train import KnnEvaluator, Metrics, Runtime, train
 
-pytestmark = [pytest.mark.learning, pytest.mark.slow]
+pytestmark = [pytest.mark.learning, pytest.mark.slow, pytest.mark.extended]
 
 RUN = {"knn.every": 100}
 """The `patterns-quick` recipe, the trial of a bundled sweep, evaluated at its end only. Half
