@@ -106,14 +106,19 @@ def with_seeds(points: Sequence[Point], seeds: Sequence[int]) -> list[Point]:
 
 
 def select_points(
-    points: Sequence[Point], grid_only: Mapping[str, Sequence[Any]], field: str = "grid_only"
+    points: Sequence[Point], grid_only: Mapping[str, Any], field: str = "grid_only"
 ) -> list[Point]:
-    """The grid points whose value at every key of ``grid_only`` is one of the values listed;
-    errors name ``field`` (the study's ``grid_only``, a preset's ``preset.grid_only``)."""
+    """The grid points whose value at every key of ``grid_only`` is one of the values listed (a
+    single value is a list of one); errors name ``field`` (the study's ``grid_only``, a preset's
+    ``preset.grid_only``) and repeat the value as given."""
     if not grid_only:
         return list(points)
     if not points:
-        raise ConfigError(field, grid_only, "only with a grid (--grid, or a grid preset)")
+        raise ConfigError(field, dict(grid_only), "only with a grid (--grid, or a grid preset)")
+    given, grid_only = grid_only, {
+        key: list(values) if isinstance(values, (list, tuple)) else [values]
+        for key, values in grid_only.items()
+    }
     for key, wanted in grid_only.items():
         offered = [value for value in dict.fromkeys(point[key] for point in points if key in point)]
         if not offered:
@@ -128,5 +133,7 @@ def select_points(
         if all(point.get(key) in wanted for key, wanted in grid_only.items())
     ]
     if not selected:
-        raise ConfigError(field, grid_only, "values that together match at least one grid point")
+        raise ConfigError(
+            field, dict(given), "values that together match at least one grid point"
+        )
     return selected

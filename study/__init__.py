@@ -7,6 +7,7 @@ __all__ = [
     "StudyConfig",
     "StudyResult",
     "export_study",
+    "finished_result",
     "list_studies",
     "resume_study",
     "run_study",
@@ -16,6 +17,7 @@ _HOMES = {
     "StudyResult": "study.lifecycle",
     "run_study": "study.lifecycle",
     "resume_study": "study.lifecycle",
+    "finished_result": "study.lifecycle",
     "export_study": "study.stored",
     "list_studies": "study.stored",
 }

@@ -57,7 +57,8 @@ class StudyConfig:
     space: str | None = None
     preset: str | None = None
     grid: bool = False
-    grid_only: dict[str, list[Any]] = field(default_factory=dict)
+    grid_only: dict[str, Any] = field(default_factory=dict)
+    """dotted key -> the grid values to keep (a list, or one value), as given"""
     dataset: str | None = None
     eval_dataset: str | None = None
     recipe: str | None = None
@@ -106,9 +107,7 @@ class StudyConfig:
             raise ConfigError(
                 "grid_only", self.grid_only, "a mapping of dotted keys to lists of grid values"
             )
-        object.__setattr__(
-            self, "grid_only", {key: _as_list(values) for key, values in self.grid_only.items()}
-        )
+        object.__setattr__(self, "grid_only", dict(self.grid_only))
         object.__setattr__(self, "seeds", tuple(self.seeds))
         if not self.seeds:
             raise ConfigError("seeds", self.seeds, "at least one seed")
@@ -219,10 +218,6 @@ def _data_overrides(config: StudyConfig) -> dict[str, Any]:
     if config.epochs is not None:
         overrides["epochs"] = config.epochs
     return {**overrides, **config.overrides}
-
-
-def _as_list(values: Any) -> list[Any]:
-    return list(values) if isinstance(values, (list, tuple)) else [values]
 
 
 def default_name(label: str, dataset: str) -> str:

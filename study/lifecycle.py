@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import ray
 from ray import tune
 
@@ -31,7 +32,7 @@ from study.outbox import Outbox, or_else
 from study.prepare import Prepared, prepare_study, set_aside
 from study.state import Driver, Lifecycle
 from study.stored import repair_study
-from study.summary import summarise
+from study.summary import Findings, summarise
 from study.sweep import Sweep
 from study.tracking import Tracking, check_tracking_store, start_sweep, tag_experiment_kind
 from study.trial import ViewGallery
@@ -68,6 +69,20 @@ class StudyResult:
     @property
     def best_knn_top1(self) -> float | None:
         return None if self.best is None else self.best.knn_top1
+
+    @classmethod
+    def of(cls, sweep: Sweep, findings: Findings, baselines: Baselines) -> StudyResult:
+        return cls(
+            sweep.name,
+            sweep.directory,
+            findings.trials_path,
+            findings.epochs_path,
+            findings.trials,
+            findings.best,
+            findings.best_config,
+            sweep.tracking,
+            baselines,
+        )
 
     def ui_command(self) -> str:
         return f"study ui --tracking-uri {self.tracking.tracking_uri} --port {DEFAULT_PORT}"
@@ -124,17 +139,7 @@ def _drive(
         findings = summarise(result_grid, sweep, outbox)
         lifecycle, status = Lifecycle.FINISHED, RUN_FINISHED
         sweep.save(trials=findings.trials.num_rows, best=findings.best)
-        return StudyResult(
-            sweep.name,
-            sweep.directory,
-            findings.trials_path,
-            findings.epochs_path,
-            findings.trials,
-            findings.best,
-            findings.best_config,
-            sweep.tracking,
-            baselines,
-        )
+        return StudyResult.of(sweep, findings, baselines)
     except KeyboardInterrupt as interrupt:
         lifecycle, status = Lifecycle.INTERRUPTED, RUN_KILLED
         config = sweep.state.config
@@ -167,6 +172,19 @@ def _drive(
                 outbox.path,
                 sweep.name,
             )
+
+
+def finished_result(name: str, storage: str | Path = DEFAULT_STORAGE) -> StudyResult:
+    """What :func:`run_study` returned for the finished sweep ``name``, read back from its
+    storage (for a sweep run from the command line, e.g. ``study demo``)."""
+    sweep = Sweep.open(name, storage)
+    state = sweep.state
+    if state.lifecycle is not Lifecycle.FINISHED:
+        raise ConfigError("name", name, f"a finished sweep (it is {state.lifecycle.value})")
+    findings = Findings(
+        sweep.trials_path, sweep.epochs_path, pq.read_table(sweep.trials_path), state.best
+    )
+    return StudyResult.of(sweep, findings, Baselines.from_rows(state.baselines))
 
 
 def run_study(config: StudyConfig, view_gallery: ViewGallery | None = None) -> StudyResult:

@@ -50,6 +50,14 @@ RUN_OPTIONS = {
     "--seed": ("seed", int, "searcher seed"),
 }
 
+DEMO_BUDGET = ("--num-samples", "--epochs", "--grace-period", "--reduction-factor")
+"""The `study run` flags `study demo` takes too, to make the demo smaller or longer."""
+
+
+def demo_budget_fields() -> tuple[str, ...]:
+    """The StudyConfig fields of :data:`DEMO_BUDGET`."""
+    return tuple(RUN_OPTIONS[flag][0] for flag in DEMO_BUDGET)
+
 
 def parse_overrides(pairs: list[str], flag: str = "--set") -> dict[str, Any]:
     """``KEY=VALUE`` pairs, each VALUE read as YAML (so ``0.3``, ``blur``, ``[0.2, 0.6]``)."""
@@ -146,6 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--storage", default=DEFAULT_STORAGE)
     demo.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
     demo.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    for flag in DEMO_BUDGET:
+        field, kind, text = RUN_OPTIONS[flag]
+        demo.add_argument(flag, dest=field, type=kind, help=f"{text} (default: the demo's)")
+    demo.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted TrainConfig override of the demo's trials, repeatable, e.g. data.limit=512",
+    )
 
     run = commands.add_parser("run", help="start a sweep")
     for flag, (field, kind, text) in RUN_OPTIONS.items():

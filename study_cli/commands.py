@@ -14,7 +14,13 @@ import argparse
 import sys
 
 from study.interrupt import SweepInterrupted
-from study_cli.arguments import build_parser, load_config, parse_overrides, study_config
+from study_cli.arguments import (
+    build_parser,
+    demo_budget_fields,
+    load_config,
+    parse_overrides,
+    study_config,
+)
 from study_cli.missing import OWN_PACKAGES, install_hint
 from study_cli.output import (
     print_interrupted,
@@ -118,20 +124,28 @@ def sweep(config, then_report: bool = False) -> int:
     return 0
 
 
-def demo_command(args: argparse.Namespace) -> int:
+def demo_config(args: argparse.Namespace):
+    """The embedded demo sweep (:data:`DEMO` on the bundled patterns), with the budget flags and
+    ``--set`` overrides given."""
     from study.config import StudyConfig, default_name
 
-    name = default_name("demo-overlap", DEMO["dataset"])
-    return sweep(
-        StudyConfig(
-            **DEMO,
-            name=name,
-            storage=args.storage,
-            tracking_uri=args.tracking_uri,
-            verbose=args.verbose,
-        ),
-        then_report=True,
+    budget = {
+        field: value
+        for field in demo_budget_fields()
+        if (value := getattr(args, field)) is not None
+    }
+    return StudyConfig(
+        **{**DEMO, **budget},
+        name=default_name("demo-overlap", DEMO["dataset"]),
+        storage=args.storage,
+        tracking_uri=args.tracking_uri,
+        verbose=args.verbose,
+        overrides=parse_overrides(args.set),
     )
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    return sweep(demo_config(args), then_report=True)
 
 
 def run_command(args: argparse.Namespace) -> int:

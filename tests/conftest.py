@@ -92,15 +92,22 @@ def local_ray():
 
 
 @pytest.fixture(scope="session")
-def search_sweep(local_ray, tmp_path_factory):
-    """A real TPE + ASHA sweep over the overlap space (see tests/real_sweeps.py)."""
+def demo_run(local_ray, tmp_path_factory):
+    """``study demo`` with a test's budget: a real TPE + ASHA sweep over the overlap space, its
+    printed summary and its report (see tests/real_sweeps.py)."""
     import ray
 
     from tests.real_sweeps import search_sweep as run
 
-    result = run(tmp_path_factory.mktemp("search-sweep"))
+    demo = run(tmp_path_factory.mktemp("search-sweep"))
     assert ray.is_initialized(), "run_study leaves a Ray it did not start running"
-    return result
+    return demo
+
+
+@pytest.fixture(scope="session")
+def search_sweep(demo_run):
+    """The demo's sweep, as :func:`study.run_study` returns it."""
+    return demo_run.result
 
 
 @pytest.fixture(scope="session")

@@ -7,33 +7,53 @@ trial.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
-from dashboards.gallery import draw_view_pairs
-from study import StudyConfig, run_study
+from study import StudyConfig, StudyResult, finished_result, run_study
+from study_cli.commands import DEMO, main
 
 QUICK = {"data.limit": 192, "data.eval_limit": 200}
 SEARCH_EPOCHS = 3
 SEARCH_TRIALS = 4
+SEARCH_DATASET = DEMO["dataset"]
 FIGURE_EPOCHS = 2
+# `study demo` cut to the search sweep the tests share: 4 of its TPE trials for 3 epochs on 512 of
+# its images (300 for kNN), with ASHA's grace period 1 and reduction factor 4, so that ASHA stops
+# some trials within those 3 epochs.
+DEMO_BUDGET = {
+    "--num-samples": SEARCH_TRIALS,
+    "--epochs": SEARCH_EPOCHS,
+    "--grace-period": 1,
+    "--reduction-factor": 4,
+}
+DEMO_SET = {"data.limit": 512, "data.eval_limit": 300}
 
 
-def search_sweep(root: Path):
-    """TPE over the overlap space on digits; ASHA with reduction factor 4 stops some trials."""
-    config = StudyConfig(
-        space="overlap",
-        dataset="digits",
-        num_samples=SEARCH_TRIALS,
-        epochs=SEARCH_EPOCHS,
-        name="overlap-it",
-        storage=str(root / "runs"),
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        grace_period=1,
-        reduction_factor=4,
-        max_concurrent_trials=2,
-        overrides={"data.limit": 512, "data.eval_limit": 300},
-    )
-    return run_study(config, view_gallery=draw_view_pairs)  # as the CLI runs it
+@dataclass(frozen=True)
+class DemoRun:
+    printed: str
+    """What ``study demo`` printed."""
+    result: StudyResult
+    """Its sweep, read back from the storage the demo wrote."""
+
+
+def search_sweep(root: Path) -> DemoRun:
+    """``study demo`` as the README runs it, with the budget above: TPE over the overlap space on
+    the bundled patterns, ASHA, a real sqlite MLflow store, the report after the sweep."""
+    storage = root / "runs"
+    argv = ["demo", "--storage", str(storage), "--tracking-uri", f"sqlite:///{root / 'mlflow.db'}"]
+    argv += [str(each) for flag, value in DEMO_BUDGET.items() for each in (flag, value)]
+    argv += [each for key, value in DEMO_SET.items() for each in ("--set", f"{key}={value}")]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(argv)
+    assert code == 0, printed.getvalue()
+    name = re.search(r"^sweep (\S+): ", printed.getvalue(), re.MULTILINE)[1]
+    return DemoRun(printed.getvalue(), finished_result(name, storage))
 
 
 FIGURE_SWEEPS = {

@@ -31,6 +31,7 @@ from dashboards.sweeps import combine, load_sweep, view_stats
 from search_spaces import get_preset
 from search_spaces import margin as margin_space
 from study.vocabulary import PIXELS_METRIC, TRIAL_TAG, UNTRAINED_METRIC
+from tests.real_sweeps import SEARCH_DATASET
 
 SOURCES = ("parquet", "mlflow")
 
@@ -343,7 +344,7 @@ def test_asha_stopped_trials_are_grey_crosses_at_their_last_score(search_sweep, 
         if run["status"] == "KILLED"
     )
     assert stopped, "the search sweep has ASHA-stopped trials"
-    crosses = line(axes, "stopped:digits")
+    crosses = line(axes, f"stopped:{SEARCH_DATASET}")
     drawn = sorted(zip(crosses.get_xdata(), crosses.get_ydata()))
     assert [x for x, _ in drawn] == pytest.approx([x for x, _ in stopped])
     assert [y for _, y in drawn] == pytest.approx([y for _, y in stopped])
@@ -351,7 +352,7 @@ def test_asha_stopped_trials_are_grey_crosses_at_their_last_score(search_sweep, 
     red, green, blue = to_rgb(crosses.get_color())
     assert red == green == blue, "grey"
     assert crosses.get_label() == f"stopped early by ASHA ({len(stopped)})"
-    assert_series(axes, "digits", expected_points(search_sweep, "views.params.overlap"))
+    assert_series(axes, SEARCH_DATASET, expected_points(search_sweep, "views.params.overlap"))
 
 
 def test_importance_and_parallel_coordinates_come_from_the_optuna_study(figure_sweeps):

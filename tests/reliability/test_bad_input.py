@@ -428,6 +428,7 @@ def assert_names_a_given_field(
     overrides={"optim.base_lr": 0.1, "views.size": 24, "knn.k": None},
 )  # accepted: the seeds as given, knn.k the dataset's default
 @example(fields={}, overrides={"optim.weight_decay": math.inf})
+@example(fields={"grid_only": {"": None}}, overrides={})  # refused, repeating it as given
 def test_a_study_yaml_is_valid_or_refused_with_a_config_error(fields, overrides):
     """Any YAML mapping of study fields (and overrides) plans to configs that hold what it says
     and satisfy every invariant, or is refused naming a field it set."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import ray
 from mlflow.tracking import MlflowClient
 
 from study import StudyConfig, run_study
@@ -52,12 +53,14 @@ def survived(tmp_path_factory):
         tracking_uri=uri,
     )
     fault = TruncateThenKill(uri, TRUNCATE_AFTER_EPOCH, root / "runs" / "truncated" / "train")
+    assert not ray.is_initialized(), "the sweep starts its own local Ray, as on a laptop"
     fault.start()
     try:
         result = run_study(config)
     finally:
         fault.done.set()
         fault.join()
+    assert not ray.is_initialized(), "run_study shuts down the Ray it started"
     return result, fault, MlflowClient(uri)
 
 

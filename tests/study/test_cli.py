@@ -155,6 +155,53 @@ def test_bad_sweep_input_exits_2_before_any_cluster_work(args, message, capsys, 
     assert not (tmp_path / "runs").exists() and not (tmp_path / "m.db").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", "0"], "epochs=0"),
+        (["--num-samples", "0"], "num_samples=0"),
+        (["--reduction-factor", "1"], "reduction_factor=1"),
+        (["--set", "data.limit=-3"], "data.limit=-3"),
+        (["--set", "optim.base_lr=-1"], "optim.base_lr=-1"),
+    ],
+)
+def test_bad_demo_budget_exits_2_before_any_cluster_work(args, message, capsys, tmp_path):
+    import ray
+
+    storage, database = tmp_path / "runs", tmp_path / "m.db"
+    argv = ["demo", *args, "--storage", str(storage), "--tracking-uri", f"sqlite:///{database}"]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not ray.is_initialized()
+    assert not storage.exists() and not database.exists()
+
+
+def test_the_demos_budget_flags_change_only_the_budget(tmp_path):
+    from study.prepare import prepare_study
+    from study_cli.commands import DEMO, build_parser, demo_config
+
+    def plan(*flags):
+        args = build_parser().parse_args(["demo", "--storage", str(tmp_path), *flags])
+        return demo_config(args), prepare_study(demo_config(args)).plan
+
+    config, default = plan()
+    assert {field: getattr(config, field) for field in DEMO} == DEMO
+    assert default.epochs == 8, "the patterns-quick recipe's"
+    smaller, cut = plan(
+        *("--num-samples", "3", "--epochs", "2", "--grace-period", "1", "--reduction-factor", "3"),
+        *("--set", "data.limit=64", "--set", "data.eval_limit=50"),
+    )
+    assert (smaller.num_samples, smaller.grace_period, smaller.reduction_factor) == (3, 1, 3)
+    assert (cut.num_samples, cut.epochs) == (3, 2)
+    assert (cut.base_config.data.limit, cut.base_config.data.eval_limit) == (64, 50)
+    assert (smaller.space, smaller.dataset, smaller.max_concurrent_trials) == (
+        DEMO["space"],
+        DEMO["dataset"],
+        DEMO["max_concurrent_trials"],
+    )
+    assert default.base_config.data.limit is None
+
+
 def test_study_yaml_and_flags_combine(tmp_path):
     from study_cli.commands import build_parser, study_config
 

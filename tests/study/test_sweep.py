@@ -9,6 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from study.vocabulary import ROLE_TAG, STOPPED_BY_TAG, TRIAL_TAG
+from tests.real_sweeps import SEARCH_DATASET
 from tests.real_sweeps import SEARCH_EPOCHS as EPOCHS
 from tests.real_sweeps import SEARCH_TRIALS as TRIALS
 from tests.sweep_checks import assert_optuna_mirrors_the_trials
@@ -373,7 +374,7 @@ def test_the_baselines_are_on_the_parent_run_in_parquet_and_in_the_state(sweep):
         "one seed (the search's), pixels once"
     )
     assert {(row["eval_dataset"], row["k"], row["size"], row["eval_limit"]) for row in rows} == {
-        ("digits", 131, 16, 300)
+        (SEARCH_DATASET, 200, 16, 300)  # k: SimSiam's 200, below patterns' 600 a class
     }
     assert Baselines.from_rows(rows) == result.baselines
     assert list(read_state(result.directory).baselines) == rows

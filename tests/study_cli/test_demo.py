@@ -1,16 +1,14 @@
-"""``study demo`` end to end, as the README's first command runs it: the embedded sweep on bundled
-data on a local Ray cluster, its printed summary, its MLflow record, its report and its Optuna
-study, each checked against the sweep's Parquet tables read independently here."""
+"""``study demo`` end to end, as the README's first command runs it (with a test's budget, see
+tests/real_sweeps.py): the embedded sweep on bundled data on the session's local Ray, its printed
+summary, its MLflow record, its report and its Optuna study, each checked against the sweep's
+Parquet tables read independently here."""
 
-import contextlib
-import io
 import re
 from pathlib import Path
 
 import optuna
 import pyarrow.parquet as pq
 import pytest
-import ray
 from mlflow.tracking import MlflowClient
 
 from study.vocabulary import (
@@ -25,10 +23,8 @@ from study.vocabulary import (
     TRIAL_TAG,
     TRIALS_FILE,
 )
-from study_cli.commands import DEMO, main
+from tests.real_sweeps import SEARCH_TRIALS
 from tests.sweep_checks import assert_optuna_mirrors_the_trials
-
-pytestmark = [pytest.mark.ray, pytest.mark.extended]
 
 ANNOUNCED = re.compile(r"^sweep (?P<name>\S+): search over overlap, (?P<trials>\d+) trials x ")
 BEST = re.compile(r"^best knn_top1=(?P<score>[0-9.]+): trial (?P<trial>\S+) \(")
@@ -45,19 +41,12 @@ def line(pattern: re.Pattern, printed: str) -> re.Match:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    storage, tracking_uri = root / "runs", f"sqlite:///{root / 'mlflow.db'}"
-    printed = io.StringIO()
-    assert not ray.is_initialized(), "the demo starts its own local Ray, as on a laptop"
-    with contextlib.redirect_stdout(printed):
-        code = main(["demo", "--storage", str(storage), "--tracking-uri", tracking_uri])
-    assert code == 0, printed.getvalue()
-    assert not ray.is_initialized(), "run_study shuts down the Ray it started"
-    name = line(ANNOUNCED, printed.getvalue())["name"]
-    directory = storage / name
-    trials = pq.read_table(directory / RESULTS_DIR / TRIALS_FILE).to_pylist()
-    return printed.getvalue(), directory, trials, MlflowClient(tracking_uri)
+def demo(demo_run):
+    result = demo_run.result
+    name = line(ANNOUNCED, demo_run.printed)["name"]
+    assert name == result.name
+    trials = pq.read_table(result.directory / RESULTS_DIR / TRIALS_FILE).to_pylist()
+    return demo_run.printed, result.directory, trials, MlflowClient(result.tracking.tracking_uri)
 
 
 def independent_best(trials: list[dict]) -> dict:
@@ -69,7 +58,7 @@ def independent_best(trials: list[dict]) -> dict:
 
 def test_the_demo_ran_its_planned_trials_and_asha_stopped_some(demo):
     printed, _, trials, _ = demo
-    assert int(line(ANNOUNCED, printed)["trials"]) == DEMO["num_samples"] == len(trials)
+    assert int(line(ANNOUNCED, printed)["trials"]) == SEARCH_TRIALS == len(trials)
     statuses = [row["status"] for row in trials]
     assert set(statuses) <= set(MLFLOW_STATUS), statuses
     assert "STOPPED" in statuses and "FINISHED" in statuses, statuses
