@@ -22,7 +22,7 @@ from trainables.ray_trainable import (
     shared_loader,
 )
 from trainables.recipes import recipe
-from trainables.train import CheckpointError, load_checkpoint
+from trainables.train import load_checkpoint
 from trainables.validation import ConfigError
 from trainables.view_stats import ViewHistograms
 
@@ -181,25 +181,3 @@ def test_trials_share_one_stored_copy_of_each_in_memory_dataset(local_ray, tmp_p
     assert kind == "UnlabelledImageFolder" and ray.get(share.stats.remote())["datasets"] == 2, (
         "files stay on disk"
     )
-
-
-def test_a_truncated_latest_checkpoint_resumes_from_the_previous_one(local_ray, tmp_path):
-    spec = TrainerSpec(storage_path=str(tmp_path), checkpoints_to_keep=2)
-    first = build_trainer(quick(2), spec, name="truncated").fit()
-    assert first.error is None
-    latest = Path(first.checkpoint.path)
-    kept = sorted(path for path in latest.parent.glob("checkpoint_*") if path.is_dir())
-    assert len(kept) == 2 and kept[-1] == latest
-    saved = latest / "checkpoint.pt"
-    saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 3])
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
-        load_checkpoint(latest)
-
-    second = build_trainer(quick(3), spec, name="truncated").fit()
-    assert second.error is None
-    epochs = second.metrics_dataframe["epoch"].tolist()
-    assert epochs[-2:] == [2, 3], (
-        "epoch 2 is trained again from the epoch-1 checkpoint, then epoch 3"
-    )
-    with second.checkpoint.as_directory() as directory:
-        assert load_checkpoint(directory)["epoch"] == 3
