@@ -36,13 +36,6 @@ FAULTS = [
         "stops only after N consecutive low epochs, names the epochs and the threshold; off at N=0",
     ),
     (
-        "Truncated latest checkpoint",
-        "a finished Train run's newest `checkpoint.pt` cut to a third, then the run continued",
-        "tests/trainables/test_ray_trainable.py::test_a_truncated_latest_checkpoint_resumes_from_the_previous_one",
-        "`load_checkpoint` raises CheckpointError naming the file; the run resumes from the "
-        "previous checkpoint (epoch 2 re-trained, then 3) and ends at epoch 3",
-    ),
-    (
         "Corrupted image in an image folder",
         "COCO / ImageNet-100 files truncated to 20 bytes",
         "tests/trainables/test_data.py",
