@@ -147,6 +147,11 @@ def study_config(args: argparse.Namespace):
     return StudyConfig.from_dict(data)
 
 
+def add_set_flag(parser: argparse.ArgumentParser, text: str) -> None:
+    """The repeatable ``--set KEY=VALUE`` overrides (read by :func:`parse_overrides`)."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="study", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -157,12 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in DEMO_BUDGET:
         field, kind, text = RUN_OPTIONS[flag]
         demo.add_argument(flag, dest=field, type=kind, help=f"{text} (default: the demo's)")
-    demo.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dotted TrainConfig override of the demo's trials, repeatable, e.g. data.limit=512",
+    add_set_flag(
+        demo, "dotted TrainConfig override of the demo's trials, repeatable, e.g. data.limit=512"
     )
 
     run = commands.add_parser("run", help="start a sweep")
@@ -206,13 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="if a sweep of this --name exists, replace it (its directory is kept under "
         "<storage>/.replaced/)",
     )
-    run.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dotted TrainConfig override, repeatable",
-    )
+    add_set_flag(run, "dotted TrainConfig override, repeatable")
 
     resume = commands.add_parser("resume", help="finish an interrupted sweep")
     resume.add_argument("name")
@@ -275,12 +270,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--recipe", default="digits", help=f"one of {', '.join(RECIPES)} (default: digits)"
     )
     train.add_argument("--config", type=Path, help="YAML file of config sections")
-    train.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dotted override, repeatable",
-    )
+    add_set_flag(train, "dotted override, repeatable")
     train.add_argument("--out", type=Path, help="directory for checkpoints")
     return parser
